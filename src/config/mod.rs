@@ -1,0 +1,259 @@
+//! Typed configuration: one TOML file plus a few environment variables.
+//!
+//! This module is a leaf: every other layer reads its section from here, nothing here knows
+//! about them. Loading, validation, secrets from files and hot reload live in submodules.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole configuration as written in the TOML file (after defaults).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub forwarding: ForwardingConfig,
+    pub access: AccessConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+    pub scim: ScimConfig,
+}
+
+/// The public listener. `listen` and the TLS on/off choice cannot change at run time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls: None,
+            header_read_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// PEM certificate chain and private key; both files are watched and reloaded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The Chamilo site that non-SCIM requests are passed to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL, e.g. `http://127.0.0.1:80`.
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive (504 after it).
+    #[serde(with = "humantime_serde")]
+    pub response_header_timeout: Duration,
+    /// Longest pause between two body frames in either direction.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Must stay below the upstream's keep-alive (Apache: 5 s).
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:80".to_owned(),
+            connect_timeout: Duration::from_secs(3),
+            response_header_timeout: Duration::from_secs(120),
+            body_idle_timeout: Duration::from_secs(60),
+            pool_idle_timeout: Duration::from_secs(4),
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+/// Which peers may supply `X-Forwarded-*` / `Forwarded` headers that are kept.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardingConfig {
+    pub trusted_networks: Vec<IpNet>,
+}
+
+/// Allow/deny rules for passed-through requests, by path prefix and client network.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    pub rules: Vec<AccessRule>,
+}
+
+/// One rule: requests whose normalised path starts with `path_prefix` are allowed only from
+/// `allow` networks (when non-empty) and never from `deny` networks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    pub path_prefix: String,
+    #[serde(default)]
+    pub allow: Vec<IpNet>,
+    #[serde(default)]
+    pub deny: Vec<IpNet>,
+}
+
+/// The admin listener (`/livez`, `/readyz`, `/metrics`); loopback by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive such as `info` or `info,chamilo_scim_proxy::scim=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Time spent not-ready but still serving, so load balancers stop sending traffic.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Hard deadline for in-flight requests and tunnels after accepting stops.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::from_secs(5),
+            grace_period: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The SCIM service provider at `/scim/v2`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScimConfig {
+    pub enabled: bool,
+    /// Bearer tokens accepted at once (rotation). Prefer `token_files` or `SCIM_TOKEN`.
+    pub tokens: Vec<Secret>,
+    /// Files each holding one token (Kubernetes Secret volumes); re-read on reload.
+    pub token_files: Vec<PathBuf>,
+    /// Whether `/ServiceProviderConfig`, `/Schemas`, `/ResourceTypes` need the token.
+    pub discovery_requires_auth: bool,
+    pub max_body_bytes: usize,
+    pub max_filter_length: usize,
+    /// Largest `count` honoured on list requests (`filter.maxResults`).
+    pub max_results: usize,
+    /// `count` used when a list request gives none.
+    pub default_count: usize,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tokens: Vec::new(),
+            token_files: Vec::new(),
+            discovery_requires_auth: true,
+            max_body_bytes: 1024 * 1024,
+            max_filter_length: 4096,
+            max_results: 1000,
+            default_count: 100,
+        }
+    }
+}
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_never_printed() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.admin.listen.ip().to_string(), "127.0.0.1");
+        assert!(c.scim.enabled);
+    }
+}

@@ -1,0 +1,7 @@
+//! chamilo-scim-proxy: a SCIM 2.0 provisioning sidecar for Chamilo LMS.
+//!
+//! Layers, top to bottom (dependencies point downwards only):
+//! `server` → (`scim` | `proxy` | `admin`); `scim` → `directory`; `chamilo` → `directory`;
+//! everything → `config`. See `../shared/docs/design.md`.
+
+pub mod config;
