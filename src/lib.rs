@@ -5,3 +5,5 @@
 //! everything → `config`. See `../shared/docs/design.md`.
 
 pub mod config;
+pub mod body;
+pub mod scim;
