@@ -11,10 +11,14 @@ pub type BoxBody = HttpBoxBody<Bytes, BoxError>;
 
 /// A body holding `bytes` in one frame.
 pub fn full(bytes: impl Into<Bytes>) -> BoxBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A body with no content.
 pub fn empty() -> BoxBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }

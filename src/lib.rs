@@ -4,6 +4,8 @@
 //! `server` → (`scim` | `proxy` | `admin`); `scim` → `directory`; `chamilo` → `directory`;
 //! everything → `config`. See `../shared/docs/design.md`.
 
-pub mod config;
 pub mod body;
+pub mod config;
+pub mod proxy;
 pub mod scim;
+pub mod server;

@@ -56,7 +56,10 @@ pub enum Filter {
     /// `attr` satisfies `filter`, whose paths are relative to the element. Entra's non-RFC
     /// `emails[type eq "work"].value eq "x"` parses to this with `value eq "x"` and-ed into
     /// `filter`.
-    ValuePath { attr: AttrPath, filter: Box<Filter> },
+    ValuePath {
+        attr: AttrPath,
+        filter: Box<Filter>,
+    },
 }
 
 /// A PATCH `path`: `attrPath`, or `valuePath` optionally followed by `.subAttr`

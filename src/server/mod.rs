@@ -1,0 +1,3 @@
+//! Listeners, connections, routing to `scim` / `proxy`, graceful drain.
+
+pub mod route;
