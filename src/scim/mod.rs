@@ -1,6 +1,9 @@
 //! The SCIM 2.0 protocol layer (RFC 7643/7644), written against the `directory` trait.
 
 pub mod filter;
+mod filter_shim;
+pub mod list;
+pub mod schema;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
