@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 
 use super::filter::{AttrKind, AttrPath, AttrTypes};
-use super::filter_shim::matches;
+use super::filter_impl::matches;
 use super::schema::{ResourceSchema, Returned, Section};
 use crate::directory::{Capabilities, ListQuery, Page, User, ENTERPRISE_SCHEMA};
 
