@@ -160,7 +160,8 @@ impl ScimService {
                 }
                 _ => Err(method_not_allowed()),
             },
-            (Some("users"), [".search"]) => {
+            // Root-level search (RFC 7644 §3.4.3): Users are the only resource type.
+            (Some(".search"), []) | (Some("users"), [".search"]) => {
                 outcome.op = "search";
                 if method != Method::POST {
                     return Err(method_not_allowed());
@@ -555,8 +556,15 @@ fn render_json(
     projection.apply(schema, &ordered)
 }
 
+/// RFC 3986 unreserved characters stay as they are in a path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode_id(id: &str) -> String {
-    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(id, PATH_SEGMENT).to_string()
 }
 
 fn weak_etag(version: &str) -> String {

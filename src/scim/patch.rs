@@ -174,6 +174,40 @@ fn apply_op(
             }
             Ok(())
         }
+        Some(pp) if names_extension(pp) => {
+            // The whole extension: `path` is its URN, `value` an object of its attributes.
+            match op.op {
+                OpKind::Remove => {
+                    r.remove(ENTERPRISE_SCHEMA);
+                    Ok(())
+                }
+                _ => {
+                    let obj = op
+                        .value
+                        .as_ref()
+                        .and_then(Value::as_object)
+                        .ok_or_else(|| {
+                            ScimError::invalid_value("The extension's value must be an object")
+                        })?;
+                    for (path, v) in flatten_keys(obj, Some(ENTERPRISE_SCHEMA)) {
+                        let Some((section, def, sub)) = schema.resolve(&path) else {
+                            continue;
+                        };
+                        if is_read_only(def, sub) {
+                            continue;
+                        }
+                        let t = Target {
+                            section,
+                            def,
+                            sub,
+                            filter: None,
+                        };
+                        apply_target(schema, r, op.op, &t, Some(v))?;
+                    }
+                    Ok(())
+                }
+            }
+        }
         Some(pp) => {
             let (section, def, sub) = resolve_patch_path(schema, pp)?;
             if is_read_only(def, sub) {
@@ -191,6 +225,18 @@ fn apply_op(
             apply_target(schema, r, op.op, &t, op.value.as_ref())
         }
     }
+}
+
+/// Whether a path is the enterprise extension's URN itself.
+fn names_extension(pp: &PatchPath) -> bool {
+    if pp.value_filter.is_some() || pp.attr.sub_attr.is_some() {
+        return false;
+    }
+    let full = match &pp.attr.urn {
+        Some(u) => format!("{u}:{}", pp.attr.name),
+        None => pp.attr.name.clone(),
+    };
+    full.eq_ignore_ascii_case(ENTERPRISE_SCHEMA)
 }
 
 fn is_read_only(def: &AttrDef, sub: Option<&AttrDef>) -> bool {
@@ -739,6 +785,21 @@ mod tests {
             "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
             "value": "m2"}]));
         assert_eq!(r[ENTERPRISE_SCHEMA]["manager"], json!({"value": "m2"}));
+    }
+
+    #[test]
+    fn extension_urn_as_path_targets_the_whole_extension() {
+        let r = ok(json!([{"op": "add", "path": ENTERPRISE_SCHEMA,
+            "value": {"department": "R&D", "employeeNumber": "9"}}]));
+        assert_eq!(
+            r[ENTERPRISE_SCHEMA],
+            json!({"department": "R&D", "employeeNumber": "9"})
+        );
+        let body = json!({"Operations": [{"op": "remove", "path": ENTERPRISE_SCHEMA}]});
+        let ops = parse_patch_request(&body).unwrap();
+        let r = apply_patch(&schema(), r.as_object().unwrap(), &ops).unwrap();
+        assert!(r.get(ENTERPRISE_SCHEMA).is_none());
+        assert_eq!(r["schemas"], json!([USER_SCHEMA]));
     }
 
     #[test]
