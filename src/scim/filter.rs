@@ -270,14 +270,9 @@ impl fmt::Display for Filter {
                 let prec = precedence(self);
                 let mut rights = Vec::new();
                 let mut node = self;
-                loop {
-                    match (node, prec) {
-                        (Filter::And(l, r), 2) | (Filter::Or(l, r), 1) => {
-                            rights.push(r.as_ref());
-                            node = l;
-                        }
-                        _ => break,
-                    }
+                while let (Filter::And(l, r), 2) | (Filter::Or(l, r), 1) = (node, prec) {
+                    rights.push(r.as_ref());
+                    node = l;
                 }
                 let keyword = if prec == 2 { " and " } else { " or " };
                 write_operand(f, node, prec)?;

@@ -346,6 +346,17 @@ impl Parser {
                     )),
                 }
             }
+            // `and`/`or` where an operand belongs (`a pr or or b pr`), unless it is an
+            // attribute of that name (`or eq "x"`).
+            TokenKind::Word(w)
+                if (is_keyword(w, "and") || is_keyword(w, "or"))
+                    && !matches!(&self.peek().kind, TokenKind::Word(op) if operator(op).is_some()) =>
+            {
+                Err(self.error_at(
+                    tok.pos,
+                    format!("expected an attribute name, '(' or 'not', found '{w}'"),
+                ))
+            }
             TokenKind::Word(_) => self.attr_expression(&tok),
             TokenKind::RBracket if self.in_value_filter => Err(self.error_at(
                 tok.pos,
