@@ -9,9 +9,10 @@ use serde_json::Number;
 use super::lexer::{tokenize, Token, TokenKind};
 use super::{AttrPath, CompValue, CompareOp, Filter, FilterError, FilterLimits, PatchPath};
 
-/// Nesting bound applied whatever the configuration says: beyond it the recursive parser,
-/// evaluator and `Drop` of the tree could exhaust a 2 MiB thread stack.
-pub const HARD_MAX_DEPTH: usize = 256;
+/// Nesting bound applied whatever the configuration says, so that the recursive parser,
+/// evaluator, `Display` and `Drop` stay far below a 2 MiB thread stack even in debug builds
+/// (about 2 KiB per level there; real filters nest two or three levels).
+pub const HARD_MAX_DEPTH: usize = 64;
 
 /// Most comparisons one filter may hold. `and`/`or` chains become left-deep trees, whose
 /// (compiler-generated, recursive) `Drop` must not exhaust the stack even when a very large
@@ -27,7 +28,7 @@ pub fn parse_filter(input: &str, limits: &FilterLimits) -> Result<Filter, Filter
     }
     let f = p.parse_or()?;
     p.expect_end("a complete filter")?;
-    Ok(f)
+    Ok(*f)
 }
 
 /// Parses a PATCH operation's `path`: `attrPath`, `attrPath[valFilter]` or
@@ -54,7 +55,7 @@ pub fn parse_patch_path(input: &str) -> Result<PatchPath, FilterError> {
     };
     if p.peek().kind == TokenKind::LBracket {
         let (filter, sub) = p.value_filter_and_sub_attr()?;
-        path.value_filter = Some(filter);
+        path.value_filter = Some(*filter);
         path.sub_attr = sub.map(|(name, _)| name);
     }
     p.expect_end("the path")?;
@@ -93,6 +94,16 @@ fn check_length(input: &str, max: usize, what: &str) -> Result<(), FilterError> 
 }
 
 const OPERATORS: &str = "eq, ne, co, sw, ew, gt, ge, lt, le, pr";
+
+/// What the token at the cursor starts, where an operand of `and`/`or` is expected.
+enum Operand {
+    /// `(` at this position.
+    Paren(usize),
+    /// `not (`, the `(` at this position.
+    Not(usize),
+    Attribute,
+    Invalid,
+}
 
 /// What follows an attribute path: a comparison operator or `pr`.
 enum Operator {
@@ -281,15 +292,21 @@ impl Parser {
     fn enter(&mut self, pos: usize) -> Result<(), FilterError> {
         self.depth += 1;
         if self.depth > self.max_depth {
-            return Err(self.error_at(
-                pos,
-                format!(
-                    "filter nests deeper than {} levels of parentheses, 'not' and value filters",
-                    self.max_depth
-                ),
-            ));
+            return Err(self.depth_error(pos));
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn depth_error(&self, pos: usize) -> FilterError {
+        self.error_at(
+            pos,
+            format!(
+                "filter nests deeper than {} levels of parentheses, 'not' and value filters",
+                self.max_depth
+            ),
+        )
     }
 
     fn leave(&mut self) {
@@ -305,94 +322,134 @@ impl Parser {
     }
 
     /// `or`-chain: lowest precedence.
-    fn parse_or(&mut self) -> Result<Filter, FilterError> {
+    fn parse_or(&mut self) -> Result<Box<Filter>, FilterError> {
         let mut left = self.parse_and()?;
         while self.peek_keyword("or") {
-            self.next();
+            self.idx += 1;
             let right = self.parse_and()?;
-            left = Filter::Or(Box::new(left), Box::new(right));
+            left = Box::new(Filter::Or(left, right));
         }
         Ok(left)
     }
 
-    fn parse_and(&mut self) -> Result<Filter, FilterError> {
+    fn parse_and(&mut self) -> Result<Box<Filter>, FilterError> {
         let mut left = self.parse_unary()?;
         while self.peek_keyword("and") {
-            self.next();
+            self.idx += 1;
             let right = self.parse_unary()?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            left = Box::new(Filter::And(left, right));
         }
         Ok(left)
     }
 
     /// `( filter )`, `not ( filter )` or an attribute expression.
-    fn parse_unary(&mut self) -> Result<Filter, FilterError> {
-        let tok = self.next();
-        match &tok.kind {
-            TokenKind::LParen => self.parenthesised(tok.pos),
-            TokenKind::Word(w) if is_keyword(w, "not") => {
-                let after = self.peek().clone();
-                match &after.kind {
-                    TokenKind::LParen => {
-                        self.next();
-                        let inner = self.parenthesised(after.pos)?;
-                        Ok(Filter::Not(Box::new(inner)))
-                    }
-                    // An attribute that happens to be called `not`.
-                    TokenKind::Word(op) if operator(op).is_some() => self.attr_expression(&tok),
-                    _ => Err(self.error_at(
-                        after.pos,
-                        format!("expected '(' after 'not', found {}", after.describe()),
-                    )),
-                }
+    ///
+    /// This and [`Self::parenthesised`] are on the recursive path (one frame each per nesting
+    /// level), so they allocate nothing and leave message building to cold functions: debug
+    /// builds give every temporary its own stack slot.
+    fn parse_unary(&mut self) -> Result<Box<Filter>, FilterError> {
+        match self.classify_operand() {
+            Operand::Paren(open) => {
+                self.idx += 1;
+                self.parenthesised(open)
             }
+            Operand::Not(open) => {
+                self.idx += 2;
+                let inner = self.parenthesised(open)?;
+                Ok(Box::new(Filter::Not(inner)))
+            }
+            Operand::Attribute => self.attr_operand(),
+            Operand::Invalid => Err(self.operand_error()),
+        }
+    }
+
+    /// What the token at the cursor starts, looking one token further for `not (`.
+    fn classify_operand(&self) -> Operand {
+        let tok = self.peek();
+        let after = &self.tokens[(self.idx + 1).min(self.tokens.len() - 1)];
+        let after_is_operator =
+            matches!(&after.kind, TokenKind::Word(op) if operator(op).is_some());
+        match &tok.kind {
+            TokenKind::LParen => Operand::Paren(tok.pos),
+            TokenKind::Word(w) if is_keyword(w, "not") => match after.kind {
+                TokenKind::LParen => Operand::Not(after.pos),
+                // An attribute that happens to be called `not`.
+                _ if after_is_operator => Operand::Attribute,
+                _ => Operand::Invalid,
+            },
             // `and`/`or` where an operand belongs (`a pr or or b pr`), unless it is an
             // attribute of that name (`or eq "x"`).
             TokenKind::Word(w)
-                if (is_keyword(w, "and") || is_keyword(w, "or"))
-                    && !matches!(&self.peek().kind, TokenKind::Word(op) if operator(op).is_some()) =>
+                if (is_keyword(w, "and") || is_keyword(w, "or")) && !after_is_operator =>
             {
-                Err(self.error_at(
-                    tok.pos,
-                    format!("expected an attribute name, '(' or 'not', found '{w}'"),
-                ))
+                Operand::Invalid
             }
-            TokenKind::Word(_) => self.attr_expression(&tok),
-            TokenKind::RBracket if self.in_value_filter => Err(self.error_at(
+            TokenKind::Word(_) => Operand::Attribute,
+            _ => Operand::Invalid,
+        }
+    }
+
+    /// An attribute expression starting at the cursor.
+    #[inline(never)]
+    fn attr_operand(&mut self) -> Result<Box<Filter>, FilterError> {
+        let tok = self.next();
+        self.attr_expression(&tok)
+    }
+
+    /// Why the token at the cursor cannot start an operand.
+    #[cold]
+    #[inline(never)]
+    fn operand_error(&self) -> FilterError {
+        let tok = self.peek();
+        let after = &self.tokens[(self.idx + 1).min(self.tokens.len() - 1)];
+        let (position, message) = match &tok.kind {
+            TokenKind::Word(w) if is_keyword(w, "not") => (
+                after.pos,
+                format!("expected '(' after 'not', found {}", after.describe()),
+            ),
+            TokenKind::RBracket if self.in_value_filter => (
                 tok.pos,
                 "expected an attribute name, found ']' (empty value filter?)".to_owned(),
-            )),
-            _ => Err(self.error_at(
+            ),
+            _ => (
                 tok.pos,
                 format!(
                     "expected an attribute name, '(' or 'not', found {}",
                     tok.describe()
                 ),
-            )),
-        }
+            ),
+        };
+        FilterError { position, message }
     }
 
     /// After `(` at `open`: a filter and its `)`.
-    fn parenthesised(&mut self, open: usize) -> Result<Filter, FilterError> {
+    fn parenthesised(&mut self, open: usize) -> Result<Box<Filter>, FilterError> {
         self.enter(open)?;
         let inner = self.parse_or()?;
-        let close = self.next();
-        if close.kind != TokenKind::RParen {
-            return Err(self.error_at(
-                close.pos,
-                format!(
-                    "expected ')' to close the '(' at position {open}, found {}",
-                    close.describe()
-                ),
-            ));
+        if self.peek().kind != TokenKind::RParen {
+            return Err(self.unclosed_error("')'", "'('", open));
         }
+        self.idx += 1;
         self.leave();
         Ok(inner)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn unclosed_error(&self, close: &str, open: &str, open_pos: usize) -> FilterError {
+        let tok = self.peek();
+        FilterError {
+            position: tok.pos,
+            message: format!(
+                "expected {close} to close the {open} at position {open_pos}, found {}",
+                tok.describe()
+            ),
+        }
+    }
+
     /// `attrPath op value`, `attrPath pr`, `attrPath[valFilter]`, or Entra's
     /// `attrPath[valFilter].subAttr op value`. `word` is the path token, already consumed.
-    fn attr_expression(&mut self, word: &Token) -> Result<Filter, FilterError> {
+    fn attr_expression(&mut self, word: &Token) -> Result<Box<Filter>, FilterError> {
         let TokenKind::Word(text) = &word.kind else {
             return Err(self.error_at(word.pos, "expected an attribute name".to_owned()));
         };
@@ -415,14 +472,11 @@ impl Parser {
                         sub_attr: None,
                     };
                     let cmp = self.comparison(sub_path, &sub_text)?;
-                    Filter::And(Box::new(inner), Box::new(cmp))
+                    Box::new(Filter::And(inner, cmp))
                 }
                 None => inner,
             };
-            return Ok(Filter::ValuePath {
-                attr: path,
-                filter: Box::new(filter),
-            });
+            return Ok(Box::new(Filter::ValuePath { attr: path, filter }));
         }
         self.comparison(path, text)
     }
@@ -431,7 +485,7 @@ impl Parser {
     /// text used for messages).
     fn value_filter_and_sub_attr(
         &mut self,
-    ) -> Result<(Filter, Option<(String, String)>), FilterError> {
+    ) -> Result<(Box<Filter>, Option<(String, String)>), FilterError> {
         let open = self.next();
         if self.in_value_filter {
             return Err(self.error_at(
@@ -478,7 +532,7 @@ impl Parser {
     }
 
     /// After an attribute path (`path_text` as written): `pr`, or an operator and a value.
-    fn comparison(&mut self, path: AttrPath, path_text: &str) -> Result<Filter, FilterError> {
+    fn comparison(&mut self, path: AttrPath, path_text: &str) -> Result<Box<Filter>, FilterError> {
         let op_tok = self.next();
         let op = match &op_tok.kind {
             TokenKind::Word(w) => operator(w),
@@ -497,7 +551,7 @@ impl Parser {
         };
         self.count_term(op_tok.pos)?;
         let op = match op {
-            Operator::Present => return Ok(Filter::Present(path)),
+            Operator::Present => return Ok(Box::new(Filter::Present(path))),
             Operator::Compare(op) => op,
         };
         let value_tok = self.next();
@@ -517,7 +571,7 @@ impl Parser {
                 ),
             ));
         }
-        Ok(Filter::Compare { path, op, value })
+        Ok(Box::new(Filter::Compare { path, op, value }))
     }
 
     fn value(&self, tok: &Token, op: CompareOp) -> Result<CompValue, FilterError> {

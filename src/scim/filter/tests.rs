@@ -1049,3 +1049,32 @@ fn odd_json_never_matches_by_accident() {
         &NoTypes
     ));
 }
+
+#[test]
+fn worst_case_trees_fit_a_small_stack() {
+    // Deepest nesting and longest chain the hard bounds admit, whatever the configuration:
+    // parse, print, evaluate and drop on a thread with 3/8 of tokio's 2 MiB stack (debug
+    // build: measured need about 150 KiB for the nesting, 500 KiB to drop the chain).
+    let limits = FilterLimits {
+        max_length: usize::MAX,
+        max_depth: usize::MAX,
+    };
+    let d = HARD_MAX_DEPTH - 1;
+    let nested = format!("{}e[a pr]{}", "not (".repeat(d), ")".repeat(d));
+    let chain = format!("{}b pr", "a pr and ".repeat(MAX_TERMS - 1));
+    let handle = std::thread::Builder::new()
+        .stack_size(768 * 1024)
+        .spawn(move || {
+            let resource = json!({"a": 1, "b": 2, "e": [{"a": 1}]});
+            let mut results = Vec::new();
+            for text in [nested, chain] {
+                let f = parse_filter(&text, &limits).unwrap();
+                assert_eq!(f.to_string(), text);
+                results.push(matches(&f, &resource, &NoTypes));
+            }
+            results
+        })
+        .unwrap();
+    // 63 `not`s: odd, so the nested filter is false.
+    assert_eq!(handle.join().unwrap(), vec![false, true]);
+}
