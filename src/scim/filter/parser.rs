@@ -54,9 +54,9 @@ pub fn parse_patch_path(input: &str) -> Result<PatchPath, FilterError> {
         sub_attr: None,
     };
     if p.peek().kind == TokenKind::LBracket {
-        let (filter, sub) = p.value_filter_and_sub_attr()?;
-        path.value_filter = Some(*filter);
-        path.sub_attr = sub.map(|(name, _)| name);
+        let bracketed = p.value_filter_and_sub_attr()?;
+        path.value_filter = Some(*bracketed.filter);
+        path.sub_attr = bracketed.sub_attr.map(|sub| sub.name);
     }
     p.expect_end("the path")?;
     Ok(path)
@@ -230,6 +230,18 @@ pub(super) fn attr_path(word: &str, pos: usize) -> Result<AttrPath, FilterError>
         name: name.iter().collect(),
         sub_attr,
     })
+}
+
+/// `[valFilter]` and the `.subAttr` that may follow it.
+struct Bracketed {
+    filter: Box<Filter>,
+    sub_attr: Option<SubAttr>,
+}
+
+struct SubAttr {
+    name: String,
+    /// As written (`.value`), for messages.
+    text: String,
 }
 
 struct Parser {
@@ -461,17 +473,20 @@ impl Parser {
         }
         let path = attr_path(text, word.pos)?;
         if self.peek().kind == TokenKind::LBracket {
-            let (inner, sub) = self.value_filter_and_sub_attr()?;
-            let filter = match sub {
+            let Bracketed {
+                filter: inner,
+                sub_attr,
+            } = self.value_filter_and_sub_attr()?;
+            let filter = match sub_attr {
                 // Entra: `emails[type eq "work"].value eq "x"` means
                 // `emails[type eq "work" and value eq "x"]`.
-                Some((name, sub_text)) => {
+                Some(SubAttr { name, text }) => {
                     let sub_path = AttrPath {
                         urn: None,
                         name,
                         sub_attr: None,
                     };
-                    let cmp = self.comparison(sub_path, &sub_text)?;
+                    let cmp = self.comparison(sub_path, &text)?;
                     Box::new(Filter::And(inner, cmp))
                 }
                 None => inner,
@@ -483,9 +498,7 @@ impl Parser {
 
     /// At `[`: the value filter up to `]`, then an optional `.subAttr` (returned with the
     /// text used for messages).
-    fn value_filter_and_sub_attr(
-        &mut self,
-    ) -> Result<(Box<Filter>, Option<(String, String)>), FilterError> {
+    fn value_filter_and_sub_attr(&mut self) -> Result<Bracketed, FilterError> {
         let open = self.next();
         if self.in_value_filter {
             return Err(self.error_at(
@@ -524,11 +537,17 @@ impl Parser {
                     ));
                 }
                 check_attr_name(&name, pos + 1, "sub-attribute name after ']'")?;
-                Some((name.into_iter().collect(), w))
+                Some(SubAttr {
+                    name: name.into_iter().collect(),
+                    text: w,
+                })
             }
             _ => None,
         };
-        Ok((inner, sub))
+        Ok(Bracketed {
+            filter: inner,
+            sub_attr: sub,
+        })
     }
 
     /// After an attribute path (`path_text` as written): `pr`, or an operator and a value.
