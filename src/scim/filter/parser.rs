@@ -93,6 +93,19 @@ fn check_length(input: &str, max: usize, what: &str) -> Result<(), FilterError> 
     Ok(())
 }
 
+/// A JSON number literal. Integers that fit stay exact; others are read with the standard
+/// library's correctly rounded parser (serde_json's default float parser may be off by one
+/// unit in the last place, which would break `parse(display(f)) == f`).
+fn json_number(text: &str) -> Option<Number> {
+    // serde_json checks the JSON syntax (no `01`, `1.`, `+1`, `.5`).
+    let checked = text.parse::<Number>().ok()?;
+    if checked.is_f64() {
+        Number::from_f64(text.parse::<f64>().ok()?)
+    } else {
+        Some(checked)
+    }
+}
+
 const OPERATORS: &str = "eq, ne, co, sw, ew, gt, ge, lt, le, pr";
 
 /// What the token at the cursor starts, where an operand of `and`/`or` is expected.
@@ -379,8 +392,12 @@ impl Parser {
     fn classify_operand(&self) -> Operand {
         let tok = self.peek();
         let after = &self.tokens[(self.idx + 1).min(self.tokens.len() - 1)];
-        let after_is_operator =
-            matches!(&after.kind, TokenKind::Word(op) if operator(op).is_some());
+        // After an attribute comes an operator or `[`: then `not`/`and`/`or` is a name.
+        let after_is_operator = match &after.kind {
+            TokenKind::Word(op) => operator(op).is_some(),
+            TokenKind::LBracket => true,
+            _ => false,
+        };
         match &tok.kind {
             TokenKind::LParen => Operand::Paren(tok.pos),
             TokenKind::Word(w) if is_keyword(w, "not") => match after.kind {
@@ -607,7 +624,7 @@ impl Parser {
             TokenKind::Word(w) if is_keyword(w, "false") => Ok(CompValue::Bool(false)),
             TokenKind::Word(w) if is_keyword(w, "null") => Ok(CompValue::Null),
             TokenKind::Word(w) if w.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
-                w.parse::<Number>().map(CompValue::Num).map_err(|_| {
+                json_number(w).map(CompValue::Num).ok_or_else(|| {
                     self.error_at(
                         tok.pos,
                         format!("invalid number '{w}' (JSON number syntax, finite)"),

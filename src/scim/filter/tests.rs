@@ -189,6 +189,7 @@ const VALID: &[(&str, &str)] = &[
     ("not pr", "not pr"),
     (r#"and eq "x""#, r#"and eq "x""#),
     ("pr pr", "pr pr"),
+    ("not[or pr] or and[not pr]", "not[or pr] or and[not pr]"),
     // Nested parentheses and not.
     ("((((a pr))))", "a pr"),
     ("not (not (a pr))", "not (not (a pr))"),
@@ -341,6 +342,14 @@ fn literal_values() {
     assert_eq!(lit("1.5").to_string(), "1.5");
     assert_eq!(lit("1.5e2").to_string(), "150.0");
     assert_eq!(lit("18446744073709551615"), CompValue::Num(u64::MAX.into()));
+    assert_eq!(
+        lit("1.2262057145312795e+286").to_string(),
+        "1.2262057145312795e+286"
+    );
+    assert_eq!(
+        lit("18446744073709551616").to_string(),
+        "1.8446744073709552e19"
+    );
     assert_eq!(lit("tRuE"), CompValue::Bool(true));
     assert_eq!(lit("False"), CompValue::Bool(false));
     assert_eq!(lit("null"), CompValue::Null);
