@@ -348,7 +348,7 @@ fn literal_values() {
     );
     assert_eq!(
         lit("18446744073709551616").to_string(),
-        "1.8446744073709552e19"
+        "1.8446744073709552e+19"
     );
     assert_eq!(lit("tRuE"), CompValue::Bool(true));
     assert_eq!(lit("False"), CompValue::Bool(false));
