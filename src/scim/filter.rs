@@ -183,17 +183,26 @@ impl AttrPath {
     /// URN they must be equal; if only this path does, it must be a core-schema URN (an
     /// unqualified `name` means a core attribute); if only `name` does, this unqualified path
     /// matches (SCIM lets clients omit the URN of an attribute whose name is unique).
-    /// A `name` that is not a valid attribute path never matches.
     pub fn is(&self, name: &str) -> bool {
-        let Ok(other) = parse_attr_path(name) else {
-            return false;
+        // Called for every attribute of every resource a filter is matched against: split
+        // `name` in place rather than parsing it.
+        let name = name.trim();
+        let (urn, rest) = match name.rfind(':') {
+            Some(colon) => (Some(&name[..colon]), &name[colon + 1..]),
+            None => (None, name),
         };
-        if !self.name.eq_ignore_ascii_case(&other.name)
-            || !eq_opt_ci(self.sub_attr.as_deref(), other.sub_attr.as_deref())
+        let (attr, sub) = match rest.split_once('.') {
+            Some((attr, sub)) => (attr, Some(sub)),
+            None => (rest, None),
+        };
+        if !self.name.eq_ignore_ascii_case(attr)
+            || !eq_opt_ci(self.sub_attr.as_deref(), sub)
+            || attr.is_empty()
+            || sub.is_some_and(|s| s.is_empty() || s.contains('.'))
         {
             return false;
         }
-        match (&self.urn, &other.urn) {
+        match (&self.urn, urn) {
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
             (Some(a), None) => is_core_urn(a),
             (None, _) => true,

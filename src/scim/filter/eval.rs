@@ -163,9 +163,9 @@ fn compare_path(
             _ => !present,
         };
     }
-    // The values compared, and the path whose type describes them.
-    let (values, typed_path) = match &path.sub_attr {
-        Some(sub) => (sub_values(root, sub), path.clone()),
+    // The values compared, and the type that describes them.
+    let (values, info): (Vec<&Value>, _) = match &path.sub_attr {
+        Some(sub) => (sub_values(root, sub), types.lookup(parent, path)),
         None => {
             let info = types.lookup(parent, path);
             let complex = match info {
@@ -175,9 +175,12 @@ fn compare_path(
             if complex {
                 // RFC 7644: a complex attribute compared without a sub-attribute is compared
                 // on its `value` sub-attribute (`emails co "example.com"`).
-                let mut value_path = path.clone();
-                value_path.sub_attr = Some("value".to_owned());
-                (sub_values(root, "value"), value_path)
+                let value_path = AttrPath {
+                    urn: path.urn.clone(),
+                    name: path.name.clone(),
+                    sub_attr: Some("value".to_owned()),
+                };
+                (sub_values(root, "value"), types.lookup(parent, &value_path))
             } else {
                 let values = root
                     .map(elements_of)
@@ -185,11 +188,10 @@ fn compare_path(
                     .into_iter()
                     .filter(|v| !v.is_null())
                     .collect();
-                (values, path.clone())
+                (values, info)
             }
         }
     };
-    let info = types.lookup(parent, &typed_path);
     let (eq_op, negate) = match op {
         CompareOp::Ne => (CompareOp::Eq, true),
         other => (other, false),
@@ -260,17 +262,29 @@ fn compare_strings(a: &str, op: CompareOp, b: &str, info: Option<AttrInfo>) -> b
             return ordering_satisfies(x.cmp(&y), op);
         }
     }
-    let case_exact = info.is_some_and(|i| i.case_exact);
-    let (a, b) = if case_exact {
-        (a.to_owned(), b.to_owned())
-    } else {
-        (a.to_lowercase(), b.to_lowercase())
-    };
+    if info.is_some_and(|i| i.case_exact) {
+        return match op {
+            CompareOp::Co => a.contains(b),
+            CompareOp::Sw => a.starts_with(b),
+            CompareOp::Ew => a.ends_with(b),
+            _ => ordering_satisfies(a.cmp(b), op),
+        };
+    }
+    // Case-insensitive: compare lower-cased character streams, allocating only for `co`/`ew`.
+    let lower = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<String>();
     match op {
-        CompareOp::Co => a.contains(&b),
-        CompareOp::Sw => a.starts_with(&b),
-        CompareOp::Ew => a.ends_with(&b),
-        _ => ordering_satisfies(a.cmp(&b), op),
+        CompareOp::Co => lower(a).contains(&lower(b)),
+        CompareOp::Ew => lower(a).ends_with(&lower(b)),
+        CompareOp::Sw => {
+            let mut a = a.chars().flat_map(char::to_lowercase);
+            b.chars()
+                .flat_map(char::to_lowercase)
+                .all(|c| a.next() == Some(c))
+        }
+        _ => {
+            let a = a.chars().flat_map(char::to_lowercase);
+            ordering_satisfies(a.cmp(b.chars().flat_map(char::to_lowercase)), op)
+        }
     }
 }
 
