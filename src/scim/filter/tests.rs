@@ -1087,3 +1087,116 @@ fn worst_case_trees_fit_a_small_stack() {
     // 63 `not`s: odd, so the nested filter is false.
     assert_eq!(handle.join().unwrap(), vec![false, true]);
 }
+
+/// Every filter form scim-interop.md lists for Entra ID and Okta, on the resources they
+/// provision, including what a backend would take from `equality_on`.
+#[test]
+fn entra_and_okta_forms() {
+    let entra_user = json!({
+        "schemas": [CORE_USER, ENTERPRISE],
+        "id": "5f3c4f1e-7d0e-4a53-9e62-2f3a3c5a8f10",
+        "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
+        "userName": "Ryan@Contoso.com",
+        "active": false,
+        "displayName": "Ryan Lopez",
+        "emails": [{"value": "ryan@contoso.com", "type": "work", "primary": true}],
+        ENTERPRISE: {"employeeNumber": "7", "department": "Sales"}
+    });
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "id": "40734ae655284ad3abcc",
+        "displayName": "Sales Team",
+        "members": [{"value": "5f3c4f1e-7d0e-4a53-9e62-2f3a3c5a8f10", "display": "Ryan"}]
+    });
+    let cases: &[(&Value, &str, bool, Option<(&str, &str)>)] = &[
+        // Entra: test connection with a random GUID — parses, matches nothing.
+        (
+            &entra_user,
+            r#"userName eq "b3b6ee8e-6b6f-4e0a-b34a-a10e2e0b8c8e""#,
+            false,
+            Some(("userName", "b3b6ee8e-6b6f-4e0a-b34a-a10e2e0b8c8e")),
+        ),
+        // Entra: userName matching is case-insensitive; disabled users still match.
+        (
+            &entra_user,
+            r#"userName eq "ryan@contoso.com""#,
+            true,
+            Some(("userName", "ryan@contoso.com")),
+        ),
+        (
+            &entra_user,
+            r#"externalId eq "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef""#,
+            true,
+            Some(("externalId", "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef")),
+        ),
+        (
+            &entra_user,
+            r#"displayName eq "Ryan Lopez""#,
+            true,
+            Some(("displayName", "Ryan Lopez")),
+        ),
+        (
+            &entra_user,
+            r#"emails[type eq "work"].value eq "ryan@contoso.com""#,
+            true,
+            None,
+        ),
+        (
+            &entra_user,
+            r#"emails[type eq "home"].value eq "ryan@contoso.com""#,
+            false,
+            None,
+        ),
+        (
+            &entra_user,
+            r#"userName eq "ryan@contoso.com" and active eq false"#,
+            true,
+            Some(("userName", "ryan@contoso.com")),
+        ),
+        (
+            &entra_user,
+            &format!(r#"{ENTERPRISE}:employeeNumber eq "7""#),
+            true,
+            Some((&format!("{ENTERPRISE}:employeeNumber"), "7")),
+        ),
+        (
+            &group,
+            r#"displayName eq "Sales Team""#,
+            true,
+            Some(("displayName", "Sales Team")),
+        ),
+        (
+            &group,
+            r#"id eq "40734ae655284ad3abcc" and members[value eq "5f3c4f1e-7d0e-4a53-9e62-2f3a3c5a8f10"]"#,
+            true,
+            Some(("id", "40734ae655284ad3abcc")),
+        ),
+        (
+            &group,
+            r#"members eq "5f3c4f1e-7d0e-4a53-9e62-2f3a3c5a8f10""#,
+            true,
+            None,
+        ),
+        (&group, r#"members[value eq "someone-else"]"#, false, None),
+        // Okta: existence check before create.
+        (
+            &entra_user,
+            r#"userName eq "RYAN@contoso.com""#,
+            true,
+            Some(("userName", "RYAN@contoso.com")),
+        ),
+        (
+            &entra_user,
+            r#"userName eq "nobody@contoso.com""#,
+            false,
+            Some(("userName", "nobody@contoso.com")),
+        ),
+    ];
+    for (resource, text, expected, equality) in cases {
+        let f = parse(text);
+        assert_eq!(matches(&f, resource, &UserTypes), *expected, "{text}");
+        if let Some((attr, value)) = equality {
+            assert_eq!(f.equality_on(attr), Some(&s(value)), "{text}");
+        }
+    }
+}
