@@ -1108,7 +1108,9 @@ fn entra_and_okta_forms() {
         "displayName": "Sales Team",
         "members": [{"value": "5f3c4f1e-7d0e-4a53-9e62-2f3a3c5a8f10", "display": "Ryan"}]
     });
-    let cases: &[(&Value, &str, bool, Option<(&str, &str)>)] = &[
+    // (resource, filter, matches, what `equality_on(attr)` gives)
+    type Case<'a> = (&'a Value, &'a str, bool, Option<(&'a str, &'a str)>);
+    let cases: &[Case] = &[
         // Entra: test connection with a random GUID — parses, matches nothing.
         (
             &entra_user,
