@@ -7,14 +7,13 @@ pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod filter;
-mod filter_shim;
 pub mod list;
 pub mod normalize;
 pub mod patch;
 pub mod schema;
 
-// The one place that names the filter implementation (the shim until `filter` is merged).
-use filter_shim as filter_impl;
+// The filter implementation, by one name (it was a stand-in before `filter` was merged).
+use filter as filter_impl;
 
 use std::sync::Arc;
 use std::time::Instant;
