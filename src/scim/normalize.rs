@@ -191,10 +191,7 @@ pub fn with_container<R>(
 }
 
 /// The JSON object holding `section`'s attributes, if any.
-pub fn container<'a>(
-    resource: &'a Map<String, Value>,
-    section: Section,
-) -> Option<&'a Map<String, Value>> {
+pub fn container(resource: &Map<String, Value>, section: Section) -> Option<&Map<String, Value>> {
     if section != Section::Enterprise {
         return Some(resource);
     }
