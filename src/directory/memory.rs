@@ -164,3 +164,79 @@ impl Directory for MemoryDirectory {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(name: &str) -> User {
+        User::from_json(
+            json!({"userName": name, "password": "pw"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+    }
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn create_assigns_id_meta_and_versions() {
+        let d = MemoryDirectory::new();
+        let a = block(d.create(user("a"))).unwrap();
+        let b = block(d.create(user("b"))).unwrap();
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.id().unwrap().len(), 36);
+        assert!(a.get("meta.created").is_some() && a.get("meta.lastModified").is_some());
+        assert_ne!(a.version(), b.version());
+        assert!(a.password().is_none(), "passwords are not returned");
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn user_names_are_unique_case_insensitively() {
+        let d = MemoryDirectory::new();
+        let a = block(d.create(user("Anna"))).unwrap();
+        assert!(matches!(
+            block(d.create(user("aNNA"))),
+            Err(DirectoryError::Conflict { .. })
+        ));
+        let b = block(d.create(user("b"))).unwrap();
+        let id = b.id().unwrap();
+        assert!(matches!(
+            block(d.replace(id, user("ANNA"), None)),
+            Err(DirectoryError::Conflict { .. })
+        ));
+        // Renaming a user to its own name in another case is fine.
+        let a_id = a.id().unwrap();
+        assert!(block(d.replace(a_id, user("ANNA"), None)).is_ok());
+    }
+
+    #[test]
+    fn replace_checks_the_expected_version_and_keeps_created() {
+        let d = MemoryDirectory::new();
+        let a = block(d.create(user("a"))).unwrap();
+        let id = a.id().unwrap();
+        let v1 = a.version().unwrap();
+        let a2 = block(d.replace(id, user("a2"), Some(v1))).unwrap();
+        assert_ne!(a2.version(), Some(v1));
+        assert_eq!(a2.get("meta.created"), a.get("meta.created"));
+        assert_eq!(
+            block(d.replace(id, user("a3"), Some(v1))),
+            Err(DirectoryError::PreconditionFailed)
+        );
+        assert_eq!(
+            block(d.replace("nope", user("x"), None)),
+            Err(DirectoryError::NotFound)
+        );
+        assert_eq!(block(d.delete(id)), Ok(()));
+        assert_eq!(block(d.delete(id)), Err(DirectoryError::NotFound));
+        assert_eq!(block(d.get(id)), Ok(None));
+    }
+}

@@ -264,3 +264,119 @@ fn keep_subs(value: &Value, keep: impl Fn(&str) -> bool) -> Option<Value> {
         other => Some(other.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::SortKey;
+    use crate::scim::filter::{parse_attr_path, parse_filter, FilterLimits};
+    use serde_json::json;
+
+    fn users() -> Vec<User> {
+        [
+            json!({"id": "3", "userName": "carol", "emails": [{"value": "z@x", "primary": true}, {"value": "a@x"}]}),
+            json!({"id": "1", "userName": "Alice", "title": "b", "emails": [{"value": "m@x"}]}),
+            json!({"id": "2", "userName": "bob", "title": "a"}),
+            json!({"id": "4", "userName": "dave", "title": "B"}),
+        ]
+        .into_iter()
+        .map(|v| User::from_json(v.as_object().cloned().unwrap()))
+        .collect()
+    }
+
+    fn ids(page: &Page) -> Vec<&str> {
+        page.resources.iter().filter_map(User::id).collect()
+    }
+
+    fn query(
+        filter: Option<&str>,
+        sort: Option<(&str, bool)>,
+        start: usize,
+        count: usize,
+    ) -> ListQuery {
+        ListQuery {
+            filter: filter.map(|f| parse_filter(f, &FilterLimits::default()).unwrap()),
+            sort: sort.map(|(p, descending)| SortKey {
+                path: parse_attr_path(p).unwrap(),
+                descending,
+            }),
+            start_index: start,
+            count,
+        }
+    }
+
+    #[test]
+    fn unsorted_lists_are_ordered_by_id_and_paged() {
+        let page = query(None, None, 2, 2).select(users());
+        assert_eq!(page.total, 4);
+        assert_eq!(ids(&page), ["2", "3"]);
+        let page = query(None, None, 4, 10).select(users());
+        assert_eq!(ids(&page), ["4"]);
+        let page = query(None, None, 9, 10).select(users());
+        assert!(page.resources.is_empty());
+        assert_eq!(page.total, 4);
+    }
+
+    #[test]
+    fn sorting_is_case_insensitive_with_missing_values_last() {
+        let page = query(None, Some(("userName", false)), 1, 10).select(users());
+        assert_eq!(ids(&page), ["1", "2", "3", "4"]);
+        let page = query(None, Some(("title", false)), 1, 10).select(users());
+        // "a" < "b" == "B" (tie broken by id), missing last.
+        assert_eq!(ids(&page), ["2", "1", "4", "3"]);
+        let page = query(None, Some(("title", true)), 1, 10).select(users());
+        assert_eq!(ids(&page), ["1", "4", "2", "3"]);
+        // Multi-valued: the primary value sorts.
+        let page = query(None, Some(("emails", false)), 1, 10).select(users());
+        assert_eq!(ids(&page), ["1", "3", "2", "4"]);
+    }
+
+    #[test]
+    fn filters_select_before_paging() {
+        let page = query(Some("title pr"), Some(("userName", false)), 1, 1).select(users());
+        assert_eq!(page.total, 3);
+        assert_eq!(ids(&page), ["1"]);
+    }
+
+    #[test]
+    fn projection_rules() {
+        let schema = ResourceSchema::new(&Capabilities::default());
+        let user = json!({
+            "schemas": ["s"], "id": "1", "userName": "u", "password": "secret",
+            "name": {"givenName": "g", "familyName": "f"},
+            "emails": [{"value": "a@x", "type": "work"}],
+            "meta": {"version": "1"},
+            ENTERPRISE_SCHEMA: {"department": "d", "costCenter": "c"}
+        });
+        let user = user.as_object().unwrap();
+        let p = |attrs: &[&str], excl: &[&str]| Projection {
+            attributes: attrs.iter().map(|a| parse_attr_path(a).unwrap()).collect(),
+            excluded: excl.iter().map(|a| parse_attr_path(a).unwrap()).collect(),
+        };
+        let all = Value::Object(p(&[], &[]).apply(&schema, user));
+        assert!(all.get("password").is_none(), "returned: never");
+        assert_eq!(all["meta"]["version"], "1");
+        let some = Value::Object(
+            p(
+                &[
+                    "emails.value",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+                ],
+                &[],
+            )
+            .apply(&schema, user),
+        );
+        assert_eq!(
+            some,
+            json!({"schemas": ["s"], "id": "1", "emails": [{"value": "a@x"}], ENTERPRISE_SCHEMA: {"department": "d"}})
+        );
+        let ext = Value::Object(p(&[ENTERPRISE_SCHEMA], &[]).apply(&schema, user));
+        assert_eq!(ext[ENTERPRISE_SCHEMA]["costCenter"], "c");
+        assert!(ext.get("userName").is_none());
+        let excl =
+            Value::Object(p(&[], &["name.givenName", "id", "department"]).apply(&schema, user));
+        assert_eq!(excl["name"], json!({"familyName": "f"}));
+        assert_eq!(excl["id"], "1", "returned: always cannot be excluded");
+        assert!(excl[ENTERPRISE_SCHEMA].get("department").is_none());
+    }
+}

@@ -14,7 +14,7 @@ use super::normalize::{
     coerce, display_path, finish, flatten_keys, keep_one_primary, with_container,
 };
 use super::schema::{AttrDef, Mutability, ResourceSchema, Section};
-use crate::directory::ENTERPRISE_SCHEMA;
+use crate::directory::{Capabilities, ENTERPRISE_SCHEMA};
 
 /// The URN a PATCH request body declares.
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -209,7 +209,18 @@ fn apply_op(
             }
         }
         Some(pp) => {
-            let (section, def, sub) = resolve_patch_path(schema, pp)?;
+            let (section, def, sub) = match resolve_patch_path(schema, pp) {
+                Ok(target) => target,
+                // A User attribute this backend does not store: nothing to do. IdPs send every
+                // attribute they map, and a 400 would fail (and quarantine) the whole sync.
+                Err(_)
+                    if resolve_patch_path(&ResourceSchema::new(&Capabilities::default()), pp)
+                        .is_ok() =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            };
             if is_read_only(def, sub) {
                 return Err(ScimError::bad_request(
                     ScimType::Mutability,
@@ -611,7 +622,7 @@ fn apply_filtered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::{Capabilities, USER_SCHEMA};
+    use crate::directory::USER_SCHEMA;
     use serde_json::json;
 
     fn schema() -> ResourceSchema {
@@ -800,6 +811,30 @@ mod tests {
         let r = apply_patch(&schema(), r.as_object().unwrap(), &ops).unwrap();
         assert!(r.get(ENTERPRISE_SCHEMA).is_none());
         assert_eq!(r["schemas"], json!([USER_SCHEMA]));
+    }
+
+    #[test]
+    fn attributes_the_backend_does_not_store_are_ignored() {
+        let caps = Capabilities {
+            attributes: Some(vec!["name".into(), "emails".into(), "active".into()]),
+            ..Capabilities::default()
+        };
+        let narrow = ResourceSchema::new(&caps);
+        let body = json!({"Operations": [
+            {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "1"},
+            {"op": "replace", "path": "title", "value": "x"},
+            {"op": "replace", "value": {"nickName": "n", "active": false}}]});
+        let ops = parse_patch_request(&body).unwrap();
+        let r = apply_patch(&narrow, &base(), &ops).unwrap();
+        assert!(
+            r.get("phoneNumbers").is_none()
+                && r.get("title").is_none()
+                && r.get("nickName").is_none()
+        );
+        assert_eq!(r["active"], false);
+        let bad = json!({"Operations": [{"op": "replace", "path": "nonsense", "value": "x"}]});
+        let ops = parse_patch_request(&bad).unwrap();
+        assert!(apply_patch(&narrow, &base(), &ops).is_err());
     }
 
     #[test]
