@@ -156,3 +156,41 @@ async fn capabilities_prune_discovery_and_input() {
     assert_eq!(too_long.status, StatusCode::BAD_REQUEST);
     assert_eq!(too_long.body["scimType"], "invalidValue");
 }
+
+#[tokio::test]
+async fn a_service_without_backend_fails_closed() {
+    use chamilo_scim_proxy::scim::ScimService;
+    let svc = ScimService::default();
+    let req = http::Request::builder()
+        .uri("/scim/v2/Users")
+        .header("authorization", format!("Bearer {}", scim_support::TOKEN))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = svc.handle(req, "/Users", &config()).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn write_responses_honour_attributes() {
+    let s = scim_support::start(config()).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/Users?attributes=userName",
+            Some(json!({"userName": "p", "displayName": "P"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["userName"], "p");
+    assert!(r.body.get("displayName").is_none());
+    let id = r.body["id"].as_str().unwrap();
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}?excludedAttributes=displayName"),
+            Some(json!({"Operations": [{"op": "add", "path": "title", "value": "T"}]})),
+        )
+        .await;
+    assert_eq!(r.body["title"], "T");
+    assert!(r.body.get("displayName").is_none());
+}

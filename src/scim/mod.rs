@@ -60,6 +60,56 @@ struct Outcome {
     id: Option<String>,
 }
 
+/// A service with no backend wired: every user operation answers 503. It exists so that code
+/// written against the interface stub (`ScimService::default()`) keeps compiling; production
+/// code must use [`ScimService::new`].
+impl Default for ScimService {
+    fn default() -> Self {
+        Self::new(Arc::new(Unconfigured))
+    }
+}
+
+/// The directory of [`ScimService::default`]: fails closed.
+struct Unconfigured;
+
+impl Unconfigured {
+    fn fail<'a, T: Send + 'a>() -> crate::directory::DirFuture<'a, T> {
+        tracing::error!(
+            "SCIM request answered 503: no directory backend is wired into ScimService"
+        );
+        Box::pin(async { Err(crate::directory::DirectoryError::Unavailable { retry_after: None }) })
+    }
+}
+
+impl Directory for Unconfigured {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+    fn create(&self, _user: User) -> crate::directory::DirFuture<'_, User> {
+        Self::fail()
+    }
+    fn get<'a>(&'a self, _id: &'a str) -> crate::directory::DirFuture<'a, Option<User>> {
+        Self::fail()
+    }
+    fn find<'a>(
+        &'a self,
+        _query: &'a ListQuery,
+    ) -> crate::directory::DirFuture<'a, crate::directory::Page> {
+        Self::fail()
+    }
+    fn replace<'a>(
+        &'a self,
+        _id: &'a str,
+        _user: User,
+        _expected_version: Option<&'a str>,
+    ) -> crate::directory::DirFuture<'a, User> {
+        Self::fail()
+    }
+    fn delete<'a>(&'a self, _id: &'a str) -> crate::directory::DirFuture<'a, ()> {
+        Self::fail()
+    }
+}
+
 impl ScimService {
     /// A service backed by `directory`.
     pub fn new(directory: Arc<dyn Directory>) -> Self {
@@ -154,8 +204,11 @@ impl ScimService {
                 }
                 Method::POST => {
                     outcome.op = "create";
+                    let projection = QueryParams::parse(req.uri().query())
+                        .into_search()
+                        .projection()?;
                     let body = read_json(req, cfg).await?;
-                    self.create(body, &base, outcome).await
+                    self.create(body, &base, &projection, outcome).await
                 }
                 _ => Err(method_not_allowed()),
             },
@@ -183,15 +236,21 @@ impl ScimService {
                     }
                     Method::PUT => {
                         outcome.op = "replace";
+                        let projection = QueryParams::parse(req.uri().query())
+                            .into_search()
+                            .projection()?;
                         let headers = req.headers().clone();
                         let body = read_json(req, cfg).await?;
-                        self.put(&id, &headers, body, &base).await
+                        self.put(&id, &headers, body, &base, &projection).await
                     }
                     Method::PATCH => {
                         outcome.op = "patch";
+                        let projection = QueryParams::parse(req.uri().query())
+                            .into_search()
+                            .projection()?;
                         let headers = req.headers().clone();
                         let body = read_json(req, cfg).await?;
-                        self.patch(&id, &headers, body, &base).await
+                        self.patch(&id, &headers, body, &base, &projection).await
                     }
                     Method::DELETE => {
                         outcome.op = "delete";
@@ -273,6 +332,7 @@ impl ScimService {
         &self,
         body: Value,
         base: &str,
+        projection: &Projection,
         outcome: &mut Outcome,
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
@@ -288,13 +348,7 @@ impl ScimService {
         let location = created
             .id()
             .map(|id| format!("{base}/Users/{}", encode_id(id)));
-        let mut resp = self.render_user(
-            StatusCode::CREATED,
-            &created,
-            schema,
-            base,
-            &Projection::default(),
-        );
+        let mut resp = self.render_user(StatusCode::CREATED, &created, schema, base, projection);
         if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             resp.headers_mut().insert(http::header::LOCATION, loc);
         }
@@ -328,6 +382,7 @@ impl ScimService {
         headers: &HeaderMap,
         body: Value,
         base: &str,
+        projection: &Projection,
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
         let (caps, schema) = (&schema.0, &schema.1);
@@ -340,13 +395,7 @@ impl ScimService {
             .replace(id, User::from_json(new), current.version())
             .await
             .map_err(backend_error)?;
-        Ok(self.render_user(
-            StatusCode::OK,
-            &stored,
-            schema,
-            base,
-            &Projection::default(),
-        ))
+        Ok(self.render_user(StatusCode::OK, &stored, schema, base, projection))
     }
 
     async fn patch(
@@ -355,6 +404,7 @@ impl ScimService {
         headers: &HeaderMap,
         body: Value,
         base: &str,
+        projection: &Projection,
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
         let (caps, schema) = (&schema.0, &schema.1);
@@ -382,13 +432,7 @@ impl ScimService {
                 .await
             {
                 Ok(stored) => {
-                    return Ok(self.render_user(
-                        StatusCode::OK,
-                        &stored,
-                        schema,
-                        base,
-                        &Projection::default(),
-                    ))
+                    return Ok(self.render_user(StatusCode::OK, &stored, schema, base, projection))
                 }
                 Err(crate::directory::DirectoryError::PreconditionFailed) => {
                     last = crate::directory::DirectoryError::PreconditionFailed.into();
