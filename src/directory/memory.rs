@@ -1,7 +1,9 @@
 //! An in-memory [`Directory`]: the backend of the engine's tests and of `examples/scim_memory.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+
+use crate::scim::filter::CompValue;
 
 use super::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
 
@@ -15,6 +17,8 @@ pub struct MemoryDirectory {
 #[derive(Debug, Default)]
 struct State {
     users: BTreeMap<String, User>,
+    /// Lower-cased `userName` → id: uniqueness checks and lookups without a scan.
+    by_user_name: HashMap<String, String>,
     next_version: u64,
 }
 
@@ -67,11 +71,24 @@ fn new_id() -> String {
 impl State {
     fn user_name_taken(&self, user_name: Option<&str>, except: Option<&str>) -> bool {
         let Some(name) = user_name else { return false };
-        self.users.iter().any(|(id, u)| {
-            Some(id.as_str()) != except
-                && u.user_name()
-                    .is_some_and(|n| n.to_lowercase() == name.to_lowercase())
-        })
+        self.by_user_name
+            .get(&name.to_lowercase())
+            .is_some_and(|owner| Some(owner.as_str()) != except)
+    }
+
+    /// Stores `user` under `id`, keeping the userName index in step.
+    fn put(&mut self, id: &str, user: User) {
+        self.unindex(id);
+        if let Some(name) = user.user_name() {
+            self.by_user_name.insert(name.to_lowercase(), id.to_owned());
+        }
+        self.users.insert(id.to_owned(), user);
+    }
+
+    fn unindex(&mut self, id: &str) {
+        if let Some(name) = self.users.get(id).and_then(User::user_name) {
+            self.by_user_name.remove(&name.to_lowercase());
+        }
     }
 
     fn stamp(&mut self, user: &mut User, created: Option<chrono::DateTime<chrono::Utc>>) {
@@ -105,7 +122,7 @@ impl Directory for MemoryDirectory {
             let now = chrono::Utc::now();
             state.stamp(&mut user, Some(now));
             let user = stored(user);
-            state.users.insert(id, user.clone());
+            state.put(&id, user.clone());
             Ok(user)
         })
     }
@@ -116,8 +133,28 @@ impl Directory for MemoryDirectory {
 
     fn find<'a>(&'a self, query: &'a ListQuery) -> DirFuture<'a, Page> {
         Box::pin(async move {
-            let all: Vec<User> = self.lock().users.values().cloned().collect();
-            Ok(query.select(all))
+            let state = self.lock();
+            // The pattern a real backend follows: narrow by an equality on a key it indexes,
+            // then let `select` apply the whole filter, sort and page.
+            let equality = |attr: &str| match query.filter.as_ref()?.equality_on(attr)? {
+                CompValue::Str(s) => Some(s.clone()),
+                _ => None,
+            };
+            let candidates: Vec<User> = if let Some(id) = equality("id") {
+                state.users.get(&id).cloned().into_iter().collect()
+            } else if let Some(name) = equality("userName") {
+                state
+                    .by_user_name
+                    .get(&name.to_lowercase())
+                    .and_then(|id| state.users.get(id))
+                    .cloned()
+                    .into_iter()
+                    .collect()
+            } else {
+                state.users.values().cloned().collect()
+            };
+            drop(state);
+            Ok(query.select(candidates))
         })
     }
 
@@ -150,14 +187,16 @@ impl Directory for MemoryDirectory {
                 meta.insert("created".to_owned(), created);
             }
             let user = stored(user);
-            state.users.insert(id.to_owned(), user.clone());
+            state.put(id, user.clone());
             Ok(user)
         })
     }
 
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {
         Box::pin(async move {
-            match self.lock().users.remove(id) {
+            let mut state = self.lock();
+            state.unindex(id);
+            match state.users.remove(id) {
                 Some(_) => Ok(()),
                 None => Err(DirectoryError::NotFound),
             }

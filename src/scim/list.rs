@@ -9,17 +9,24 @@ use super::filter_impl::matches;
 use super::schema::{ResourceSchema, Returned, Section};
 use crate::directory::{Capabilities, ListQuery, Page, User, ENTERPRISE_SCHEMA};
 
+/// The full User schema, built once (filter comparison rules do not depend on capabilities).
+pub(crate) fn full_schema() -> &'static ResourceSchema {
+    static SCHEMA: std::sync::OnceLock<ResourceSchema> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| ResourceSchema::new(&Capabilities::default()))
+}
+
 /// Filters, sorts and pages `candidates` (see [`ListQuery::select`]).
 pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
-    let schema = ResourceSchema::new(&Capabilities::default());
-    let mut matching: Vec<(Value, User)> = candidates
+    let schema = full_schema();
+    // Users become JSON values by move, not by copy: the evaluator works on `Value`s.
+    let mut matching: Vec<Value> = candidates
         .into_iter()
-        .map(|u| (Value::Object(u.as_json().clone()), u))
-        .filter(|(json, _)| {
+        .map(|u| Value::Object(u.into_json()))
+        .filter(|json| {
             query
                 .filter
                 .as_ref()
-                .is_none_or(|f| matches(f, json, &schema as &dyn AttrTypes))
+                .is_none_or(|f| matches(f, json, schema as &dyn AttrTypes))
         })
         .collect();
     let by_id = |a: &Value, b: &Value| {
@@ -31,7 +38,7 @@ pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
         Some(key) => {
             let info = schema.lookup(None, &key.path);
             let case_exact = info.is_some_and(|i| i.case_exact);
-            matching.sort_by(|(a, _), (b, _)| {
+            matching.sort_by(|a, b| {
                 let (va, vb) = (sort_value(a, &key.path), sort_value(b, &key.path));
                 // Resources without a value sort last in either order (RFC 7644 §3.4.2.3).
                 let ord = match (va, vb) {
@@ -50,7 +57,7 @@ pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
                 ord.then_with(|| by_id(a, b))
             });
         }
-        None => matching.sort_by(|(a, _), (b, _)| by_id(a, b)),
+        None => matching.sort_by(by_id),
     }
     let total = matching.len();
     let skip = query.start_index.max(1) - 1;
@@ -58,7 +65,10 @@ pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
         .into_iter()
         .skip(skip)
         .take(query.count)
-        .map(|(_, u)| u)
+        .map(|v| match v {
+            Value::Object(m) => User::from_json(m),
+            _ => User::default(),
+        })
         .collect();
     Page { total, resources }
 }

@@ -14,7 +14,7 @@ use super::normalize::{
     coerce, display_path, finish, flatten_keys, keep_one_primary, with_container,
 };
 use super::schema::{AttrDef, Mutability, ResourceSchema, Section};
-use crate::directory::{Capabilities, ENTERPRISE_SCHEMA};
+use crate::directory::ENTERPRISE_SCHEMA;
 
 /// The URN a PATCH request body declares.
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -213,10 +213,7 @@ fn apply_op(
                 Ok(target) => target,
                 // A User attribute this backend does not store: nothing to do. IdPs send every
                 // attribute they map, and a 400 would fail (and quarantine) the whole sync.
-                Err(_)
-                    if resolve_patch_path(&ResourceSchema::new(&Capabilities::default()), pp)
-                        .is_ok() =>
-                {
+                Err(_) if resolve_patch_path(super::list::full_schema(), pp).is_ok() => {
                     return Ok(())
                 }
                 Err(e) => return Err(e),
@@ -622,7 +619,7 @@ fn apply_filtered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::USER_SCHEMA;
+    use crate::directory::{Capabilities, USER_SCHEMA};
     use serde_json::json;
 
     fn schema() -> ResourceSchema {

@@ -1,0 +1,118 @@
+//! Figures, not pass/fail: the engine's own cost per SCIM operation, in process (no sockets),
+//! against the in-memory directory. Run with
+//! `cargo test --release --test scim_bench -- --ignored --nocapture`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chamilo_scim_proxy::config::{ScimConfig, Secret};
+use chamilo_scim_proxy::directory::memory::MemoryDirectory;
+use chamilo_scim_proxy::scim::ScimService;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+fn request(method: Method, path: &str, body: Option<Value>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1/scim/v2{path}"))
+        .header("authorization", "Bearer bench")
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
+        .unwrap()
+}
+
+async fn call(
+    svc: &ScimService,
+    cfg: &ScimConfig,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let sub = path.split('?').next().unwrap_or(path).to_owned();
+    let resp = svc.handle(request(method, path, body), &sub, cfg).await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+#[ignore = "benchmark: prints figures"]
+async fn engine_cost_per_operation() {
+    let cfg = ScimConfig {
+        tokens: vec![Secret::new("bench")],
+        ..ScimConfig::default()
+    };
+    let svc = ScimService::new(Arc::new(MemoryDirectory::new()));
+    let n = 5000;
+    let t = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({"userName": format!("user{i}@example.org"), "name": {"givenName": "G", "familyName": format!("F{i}")},
+            "emails": [{"value": format!("user{i}@example.org"), "type": "work", "primary": true}], "active": true});
+        let created = call(&svc, &cfg, Method::POST, "/Users", Some(body)).await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let per = |t: Instant, k: usize| t.elapsed().as_secs_f64() * 1e6 / k as f64;
+    println!("create: {:.1} µs/op ({n} users)", per(t, n));
+
+    let k = 2000;
+    let t = Instant::now();
+    for i in 0..k {
+        call(
+            &svc,
+            &cfg,
+            Method::GET,
+            &format!("/Users/{}", ids[i % n]),
+            None,
+        )
+        .await;
+    }
+    println!("get by id: {:.1} µs/op", per(t, k));
+
+    let t = Instant::now();
+    for i in 0..k {
+        let f = format!("userName eq \"USER{}@example.org\"", i % n);
+        let q = percent_encoding::utf8_percent_encode(&f, percent_encoding::NON_ALPHANUMERIC);
+        let r = call(&svc, &cfg, Method::GET, &format!("/Users?filter={q}"), None).await;
+        assert_eq!(r["totalResults"], 1);
+    }
+    println!(
+        "filter userName eq (equality lookup): {:.1} µs/op",
+        per(t, k)
+    );
+
+    let t = Instant::now();
+    for i in 0..k {
+        let ops = json!({"Operations": [{"op": "Replace", "path": "active", "value": if i % 2 == 0 { "False" } else { "True" }},
+            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": format!("new{i}@example.org")}]});
+        call(
+            &svc,
+            &cfg,
+            Method::PATCH,
+            &format!("/Users/{}", ids[i % n]),
+            Some(ops),
+        )
+        .await;
+    }
+    println!("patch (2 ops): {:.1} µs/op", per(t, k));
+
+    let k = 20;
+    let t = Instant::now();
+    for i in 0..k {
+        call(
+            &svc,
+            &cfg,
+            Method::GET,
+            &format!("/Users?startIndex={}&count=100", 1 + 100 * i),
+            None,
+        )
+        .await;
+    }
+    println!(
+        "list page of 100 out of {n} (full scan + sort in memory): {:.1} µs/op",
+        per(t, k)
+    );
+}
