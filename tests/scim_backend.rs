@@ -59,6 +59,13 @@ async fn backend_errors_map_to_statuses_without_leaking_details() {
         ),
         (DirectoryError::Timeout, 504, None),
         (
+            DirectoryError::TooMany {
+                detail: "narrow the filter".into(),
+            },
+            400,
+            Some("tooMany"),
+        ),
+        (
             DirectoryError::Backend {
                 detail: "api_key=SECRET123".into(),
             },

@@ -250,6 +250,10 @@ pub enum DirectoryError {
     /// `attr` is the canonical SCIM path of the offending attribute.
     #[error("invalid value for {attr}: {detail}")]
     InvalidValue { attr: String, detail: String },
+    /// The filter would make the backend process more accounts than it is willing to (e.g.
+    /// a full scan where it has no index) → 400 `tooMany`.
+    #[error("too many results: {detail}")]
+    TooMany { detail: String },
     /// The stored version differs from the expected one → 412.
     #[error("precondition failed: the resource was modified")]
     PreconditionFailed,

@@ -117,6 +117,7 @@ impl From<DirectoryError> for ScimError {
             DirectoryError::InvalidValue { attr, detail } => {
                 Self::invalid_value(format!("{attr}: {detail}"))
             }
+            DirectoryError::TooMany { detail } => Self::bad_request(ScimType::TooMany, detail),
             DirectoryError::PreconditionFailed => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "The resource was modified; fetch it again",

@@ -151,16 +151,36 @@ impl ScimService {
             id: None,
         };
         let result = self.route(req, sub_path, cfg, &mut outcome).await;
+        let mut scim_type = None;
         let response = match result {
             Ok(resp) => resp,
-            Err(e) => error_response(&e),
+            Err(e) => {
+                scim_type = e.scim_type.map(ScimType::as_str);
+                error_response(&e)
+            }
         };
         let status = response.status().as_u16();
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         if response.status().is_server_error() {
-            tracing::warn!(op = outcome.op, method = %method, id = outcome.id.as_deref(), status, elapsed_ms, "scim operation failed");
+            tracing::warn!(
+                op = outcome.op,
+                method = %method,
+                id = outcome.id.as_deref(),
+                status,
+                scim_type,
+                elapsed_ms,
+                "scim operation failed"
+            );
         } else {
-            tracing::info!(op = outcome.op, method = %method, id = outcome.id.as_deref(), status, elapsed_ms, "scim operation");
+            tracing::info!(
+                op = outcome.op,
+                method = %method,
+                id = outcome.id.as_deref(),
+                status,
+                scim_type,
+                elapsed_ms,
+                "scim operation"
+            );
         }
         response
     }
