@@ -597,7 +597,7 @@ fn bad_patch_paths() {
         (
             r#"emails[type eq "work"].value eq "x""#,
             29,
-            "unexpected 'eq'",
+            "unexpected 'eq' after the path (expected the end)",
         ),
         (r#"emails[type eq "work""#, 21, "expected ']'"),
         (
