@@ -4,7 +4,7 @@
 //! (list handlers, the PATCH engine, directory backends that turn `userName eq "x"` into an
 //! indexed lookup). Backends inspect the AST directly; nothing here knows about HTTP.
 //!
-//! Entry points: [`parse_filter`], [`parse_patch_path`], [`parse_attr_path`], [`matches`].
+//! Entry points: [`parse_filter`], [`parse_patch_path`], [`parse_attr_path`], [`matches()`].
 //! `Display` prints the canonical text of a filter or path, which parses back to the same AST.
 //!
 //! Semantics chosen where RFC 7644 leaves room (the evaluator follows them consistently):
@@ -17,6 +17,22 @@
 //! - An unqualified attribute name is looked up at the top level of the resource, then in the
 //!   extension objects (`"urn:…": {…}`); a core-schema URN (`urn:ietf:params:scim:schemas:core:…`)
 //!   addresses the top level, any other URN the object under that key.
+//! - A multi-valued attribute matches when any of its values does; a complex attribute
+//!   compared without a sub-attribute is compared on its `value` sub-attribute
+//!   (`emails co "@example.org"`); `attr[filter]` needs one element satisfying all of `filter`.
+//! - Strings honour `caseExact` from [`AttrTypes`] (unknown attributes: case-insensitive);
+//!   `gt`/`ge`/`lt`/`le` order strings lexicographically, numbers numerically (`1` = `1.0`)
+//!   and `dateTime` values (or unknown ones where both sides parse as RFC 3339) as instants.
+//!   A value of another JSON type than the literal never matches, except that `eq` accepts
+//!   `"True"`/`"false"` strings for booleans either way round (Entra sends them).
+//! - `pr` is false for a missing attribute, `null`, `""`, `[]` and objects with nothing
+//!   present inside.
+//!
+//! Limits: [`FilterLimits::max_length`] counts characters; [`FilterLimits::max_depth`] counts
+//! nested `( … )`, `not ( … )` and `[ … ]`, and is capped at [`HARD_MAX_DEPTH`]; at most
+//! [`MAX_TERMS`] comparisons. `and`/`or` chains parse to left-deep trees as long as the chain
+//! (up to `MAX_TERMS`): code that walks a [`Filter`] recursively should loop along `And`/`Or`
+//! spines as [`matches()`] and `Display` do.
 
 mod eval;
 mod lexer;
@@ -316,7 +332,7 @@ impl Filter {
     /// For backends: if the filter is `attr eq value`, or a top-level `and` of terms one of
     /// which is, return that value — e.g. `filter.equality_on("userName")` on
     /// `userName eq "bjensen" and active eq true` gives `"bjensen"`. The backend may look
-    /// candidates up by it but must still run [`matches`] on them (the other terms, and
+    /// candidates up by it but must still run [`matches()`] on them (the other terms, and
     /// `caseExact` rules, still apply). `attr eq null` (meaning "absent") is not an equality.
     pub fn equality_on(&self, attr: &str) -> Option<&CompValue> {
         let mut stack = vec![self];

@@ -40,7 +40,7 @@ fn eval(
         Filter::ValuePath { attr, filter } => {
             let root = resolve(resource, attr);
             let elements = match &attr.sub_attr {
-                None => root.map(elements_of).unwrap_or_default(),
+                None => root.map(elements_of).unwrap_or_default().iter().collect(),
                 Some(sub) => sub_values(root, sub),
             };
             elements.into_iter().any(|el| match el {
@@ -113,11 +113,11 @@ fn resolve<'a>(resource: &'a Value, path: &AttrPath) -> Option<&'a Value> {
     found.filter(|v| !v.is_null())
 }
 
-/// The elements of a possibly multi-valued attribute.
-fn elements_of(v: &Value) -> Vec<&Value> {
+/// The elements of a possibly multi-valued attribute (a single value is one element).
+fn elements_of(v: &Value) -> &[Value] {
     match v {
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
+        Value::Array(items) => items,
+        other => std::slice::from_ref(other),
     }
 }
 
@@ -126,7 +126,7 @@ fn sub_values<'a>(root: Option<&'a Value>, sub: &str) -> Vec<&'a Value> {
     let mut out = Vec::new();
     for el in root.map(elements_of).unwrap_or_default() {
         if let Some(v) = el.as_object().and_then(|o| get_ci(o, sub)) {
-            out.extend(elements_of(v).into_iter().filter(|v| !v.is_null()));
+            out.extend(elements_of(v).iter().filter(|v| !v.is_null()));
         }
     }
     out
@@ -163,14 +163,22 @@ fn compare_path(
             _ => !present,
         };
     }
-    // The values compared, and the type that describes them.
-    let (values, info): (Vec<&Value>, _) = match &path.sub_attr {
-        Some(sub) => (sub_values(root, sub), types.lookup(parent, path)),
+    let (eq_op, negate) = match op {
+        CompareOp::Ne => (CompareOp::Eq, true),
+        other => (other, false),
+    };
+    let hit = |info: Option<AttrInfo>| move |v: &&Value| compare_value(v, eq_op, literal, info);
+    let any = match &path.sub_attr {
+        Some(sub) => {
+            let info = types.lookup(parent, path);
+            sub_values(root, sub).iter().any(hit(info))
+        }
         None => {
             let info = types.lookup(parent, path);
+            let elements = root.map(elements_of).unwrap_or_default();
             let complex = match info {
                 Some(i) => i.kind == AttrKind::Complex,
-                None => root.is_some_and(|r| elements_of(r).iter().any(|e| e.is_object())),
+                None => elements.iter().any(Value::is_object),
             };
             if complex {
                 // RFC 7644: a complex attribute compared without a sub-attribute is compared
@@ -180,25 +188,16 @@ fn compare_path(
                     name: path.name.clone(),
                     sub_attr: Some("value".to_owned()),
                 };
-                (sub_values(root, "value"), types.lookup(parent, &value_path))
+                let info = types.lookup(parent, &value_path);
+                sub_values(root, "value").iter().any(hit(info))
             } else {
-                let values = root
-                    .map(elements_of)
-                    .unwrap_or_default()
-                    .into_iter()
+                elements
+                    .iter()
                     .filter(|v| !v.is_null())
-                    .collect();
-                (values, info)
+                    .any(|v| hit(info)(&v))
             }
         }
     };
-    let (eq_op, negate) = match op {
-        CompareOp::Ne => (CompareOp::Eq, true),
-        other => (other, false),
-    };
-    let any = values
-        .into_iter()
-        .any(|v| compare_value(v, eq_op, literal, info));
     any != negate
 }
 

@@ -27,7 +27,7 @@ pub fn parse_filter(input: &str, limits: &FilterLimits) -> Result<Filter, Filter
         return Err(p.error_at(0, "empty filter".to_owned()));
     }
     let f = p.parse_or()?;
-    p.expect_end("a complete filter")?;
+    p.expect_end("a complete filter", "'and', 'or' or the end")?;
     Ok(*f)
 }
 
@@ -58,7 +58,7 @@ pub fn parse_patch_path(input: &str) -> Result<PatchPath, FilterError> {
         path.value_filter = Some(*bracketed.filter);
         path.sub_attr = bracketed.sub_attr.map(|sub| sub.name);
     }
-    p.expect_end("the path")?;
+    p.expect_end("the path", "the end")?;
     Ok(path)
 }
 
@@ -78,7 +78,7 @@ pub fn parse_attr_path(input: &str) -> Result<AttrPath, FilterError> {
             ))
         }
     };
-    p.expect_end("the attribute path")?;
+    p.expect_end("the attribute path", "the end")?;
     Ok(path)
 }
 
@@ -300,14 +300,15 @@ impl Parser {
         matches!(&self.peek().kind, TokenKind::Word(w) if is_keyword(w, keyword))
     }
 
-    fn expect_end(&mut self, after: &str) -> Result<(), FilterError> {
+    /// Nothing may follow `after`, except what `expected` says.
+    fn expect_end(&mut self, after: &str, expected: &str) -> Result<(), FilterError> {
         let tok = self.peek().clone();
         let message = match tok.kind {
             TokenKind::End => return Ok(()),
             TokenKind::RParen => "unbalanced ')': there is no matching '('".to_owned(),
             TokenKind::RBracket => "unbalanced ']': there is no matching '['".to_owned(),
             _ => format!(
-                "unexpected {} after {after} (expected 'and', 'or' or the end)",
+                "unexpected {} after {after} (expected {expected})",
                 tok.describe()
             ),
         };

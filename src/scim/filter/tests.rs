@@ -378,7 +378,11 @@ const INVALID: &[(&str, usize, &str)] = &[
     (r#"userName eq "abc"#, 12, "unterminated string"),
     (r#"userName eq "a\xb""#, 14, "invalid escape '\\x'"),
     (r#"userName eq "\u00""#, 13, "four hex digits"),
-    (r#"userName eq "a" extra"#, 16, "unexpected 'extra' after a complete filter"),
+    (
+        r#"userName eq "a" extra"#,
+        16,
+        "unexpected 'extra' after a complete filter (expected 'and', 'or' or the end)",
+    ),
     (r#"userName eq "a" "b""#, 16, "unexpected the string \"b\""),
     (r#"(userName eq "a""#, 16, "expected ')' to close the '(' at position 0"),
     (r#"userName eq "a")"#, 15, "unbalanced ')'"),
@@ -593,7 +597,7 @@ fn bad_patch_paths() {
         (
             r#"emails[type eq "work"].value eq "x""#,
             29,
-            "unexpected 'eq'",
+            "unexpected 'eq' after the path (expected the end)",
         ),
         (r#"emails[type eq "work""#, 21, "expected ']'"),
         (
