@@ -50,6 +50,8 @@ pub struct ScimError {
     pub detail: String,
     /// `Retry-After` for 503.
     pub retry_after: Option<Duration>,
+    /// `Allow` for 405: the methods the endpoint accepts.
+    pub allow: Option<&'static str>,
 }
 
 impl ScimError {
@@ -60,6 +62,7 @@ impl ScimError {
             scim_type: None,
             detail: detail.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -75,6 +78,7 @@ impl ScimError {
             scim_type: Some(scim_type),
             detail: detail.into(),
             retry_after: None,
+            allow: None,
         }
     }
 

@@ -230,13 +230,13 @@ impl ScimService {
                     let body = read_json(req, cfg).await?;
                     self.create(body, &base, &projection, outcome).await
                 }
-                _ => Err(method_not_allowed()),
+                _ => Err(method_not_allowed("GET, POST")),
             },
             // Root-level search (RFC 7644 §3.4.3): Users are the only resource type.
             (Some(".search"), []) | (Some("users"), [".search"]) => {
                 outcome.op = "search";
                 if method != Method::POST {
-                    return Err(method_not_allowed());
+                    return Err(method_not_allowed("POST"));
                 }
                 let body = read_json(req, cfg).await?;
                 let search = SearchParams::from_body(&body)?;
@@ -276,7 +276,7 @@ impl ScimService {
                         outcome.op = "delete";
                         self.delete(&id, req.headers()).await
                     }
-                    _ => Err(method_not_allowed()),
+                    _ => Err(method_not_allowed("GET, PUT, PATCH, DELETE")),
                 }
             }
             (Some("serviceproviderconfig"), []) => {
@@ -670,18 +670,21 @@ fn check_if_match(headers: &HeaderMap, current: &User) -> Result<(), ScimError> 
     }
 }
 
-fn method_not_allowed() -> ScimError {
-    ScimError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method not allowed on this endpoint",
-    )
+fn method_not_allowed(allow: &'static str) -> ScimError {
+    ScimError {
+        allow: Some(allow),
+        ..ScimError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed on this endpoint",
+        )
+    }
 }
 
 fn only_get(method: &Method) -> Result<(), ScimError> {
     if method == Method::GET || method == Method::HEAD {
         Ok(())
     } else {
-        Err(method_not_allowed())
+        Err(method_not_allowed("GET"))
     }
 }
 
@@ -771,17 +774,14 @@ fn json_response(status: StatusCode, body: &Value) -> Response<BoxBody> {
 fn error_response(e: &ScimError) -> Response<BoxBody> {
     let mut resp = json_response(e.status, &e.body());
     let headers = resp.headers_mut();
-    match e.status {
-        StatusCode::UNAUTHORIZED => {
-            headers.insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"SCIM\""),
-            );
-        }
-        StatusCode::METHOD_NOT_ALLOWED => {
-            headers.insert(http::header::ALLOW, HeaderValue::from_static("GET"));
-        }
-        _ => {}
+    if e.status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"SCIM\""),
+        );
+    }
+    if let Some(allow) = e.allow {
+        headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));
     }
     if let Some(after) = e.retry_after {
         if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
