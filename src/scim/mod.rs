@@ -2,6 +2,13 @@
 //!
 //! [`ScimService::handle`] authenticates, routes, reads and normalises the request, calls the
 //! [`Directory`], and renders the canonical result with projection, `ETag` and `Location`.
+//!
+//! Mounting: build one `ScimService::new(Arc<dyn Directory>)` at start-up and call `handle`
+//! with the path below [`MOUNT_PATH`] and the request's configuration snapshot. The public
+//! base URL used in `Location`/`meta.location` is taken from a [`ScimBaseUrl`] request
+//! extension when the server sets one, else from `X-Forwarded-Proto`/scheme and `Host`.
+//! Every operation logs one line (`op`, `id`, `status`, `scim_type`, `elapsed_ms`) at `info`
+//! (`warn` for 5xx); request bodies, passwords and tokens are never logged.
 
 pub mod auth;
 pub mod discovery;
