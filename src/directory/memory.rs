@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use serde_json::Value;
+
 use crate::scim::filter::CompValue;
 
 use super::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
@@ -16,7 +18,8 @@ pub struct MemoryDirectory {
 
 #[derive(Debug, Default)]
 struct State {
-    users: BTreeMap<String, User>,
+    /// Users as canonical JSON objects, so lists can match them by reference.
+    users: BTreeMap<String, Value>,
     /// Lower-cased `userName` → id: uniqueness checks and lookups without a scan.
     by_user_name: HashMap<String, String>,
     next_version: u64,
@@ -82,11 +85,17 @@ impl State {
         if let Some(name) = user.user_name() {
             self.by_user_name.insert(name.to_lowercase(), id.to_owned());
         }
-        self.users.insert(id.to_owned(), user);
+        self.users
+            .insert(id.to_owned(), Value::Object(user.into_json()));
     }
 
     fn unindex(&mut self, id: &str) {
-        if let Some(name) = self.users.get(id).and_then(User::user_name) {
+        if let Some(name) = self
+            .users
+            .get(id)
+            .and_then(|u| u.get("userName"))
+            .and_then(Value::as_str)
+        {
             self.by_user_name.remove(&name.to_lowercase());
         }
     }
@@ -95,6 +104,10 @@ impl State {
         self.next_version += 1;
         user.set_meta(created, chrono::Utc::now(), self.next_version.to_string());
     }
+}
+
+fn user_of(value: &Value) -> User {
+    User::from_json(value.as_object().cloned().unwrap_or_default())
 }
 
 fn stored(mut user: User) -> User {
@@ -128,7 +141,7 @@ impl Directory for MemoryDirectory {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<User>> {
-        Box::pin(async move { Ok(self.lock().users.get(id).cloned()) })
+        Box::pin(async move { Ok(self.lock().users.get(id).map(user_of)) })
     }
 
     fn find<'a>(&'a self, query: &'a ListQuery) -> DirFuture<'a, Page> {
@@ -140,21 +153,19 @@ impl Directory for MemoryDirectory {
                 CompValue::Str(s) => Some(s.clone()),
                 _ => None,
             };
-            let candidates: Vec<User> = if let Some(id) = equality("id") {
-                state.users.get(&id).cloned().into_iter().collect()
+            let candidates: Vec<&Value> = if let Some(id) = equality("id") {
+                state.users.get(&id).into_iter().collect()
             } else if let Some(name) = equality("userName") {
                 state
                     .by_user_name
                     .get(&name.to_lowercase())
                     .and_then(|id| state.users.get(id))
-                    .cloned()
                     .into_iter()
                     .collect()
             } else {
-                state.users.values().cloned().collect()
+                state.users.values().collect()
             };
-            drop(state);
-            Ok(query.select(candidates))
+            Ok(query.select_json(candidates))
         })
     }
 
@@ -166,7 +177,7 @@ impl Directory for MemoryDirectory {
     ) -> DirFuture<'a, User> {
         Box::pin(async move {
             let mut state = self.lock();
-            let Some(current) = state.users.get(id) else {
+            let Some(current) = state.users.get(id).map(user_of) else {
                 return Err(DirectoryError::NotFound);
             };
             if expected_version.is_some_and(|v| current.version() != Some(v)) {

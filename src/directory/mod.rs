@@ -235,6 +235,15 @@ impl ListQuery {
     pub fn select(&self, candidates: Vec<User>) -> Page {
         crate::scim::list::select(self, candidates)
     }
+
+    /// Like [`ListQuery::select`] for users kept as JSON objects (`Value::Object` in the
+    /// canonical form): matches by reference and copies only the returned page.
+    pub fn select_json<'a>(
+        &self,
+        candidates: impl IntoIterator<Item = &'a serde_json::Value>,
+    ) -> Page {
+        crate::scim::list::select_json(self, candidates)
+    }
 }
 
 /// Why a directory operation failed. The engine maps each to one HTTP status.

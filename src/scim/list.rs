@@ -17,11 +17,19 @@ pub(crate) fn full_schema() -> &'static ResourceSchema {
 
 /// Filters, sorts and pages `candidates` (see [`ListQuery::select`]).
 pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
-    let schema = full_schema();
-    // Users become JSON values by move, not by copy: the evaluator works on `Value`s.
-    let mut matching: Vec<Value> = candidates
+    let values: Vec<Value> = candidates
         .into_iter()
         .map(|u| Value::Object(u.into_json()))
+        .collect();
+    select_json(query, values.iter())
+}
+
+/// Filters, sorts and pages users held as JSON objects, copying only the returned page
+/// (see [`ListQuery::select_json`]).
+pub fn select_json<'a>(query: &ListQuery, candidates: impl IntoIterator<Item = &'a Value>) -> Page {
+    let schema = full_schema();
+    let mut matching: Vec<&Value> = candidates
+        .into_iter()
         .filter(|json| {
             query
                 .filter
@@ -29,7 +37,7 @@ pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
                 .is_none_or(|f| matches(f, json, schema as &dyn AttrTypes))
         })
         .collect();
-    let by_id = |a: &Value, b: &Value| {
+    let by_id = |a: &&Value, b: &&Value| {
         a.get("id")
             .and_then(Value::as_str)
             .cmp(&b.get("id").and_then(Value::as_str))
@@ -65,10 +73,7 @@ pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
         .into_iter()
         .skip(skip)
         .take(query.count)
-        .map(|v| match v {
-            Value::Object(m) => User::from_json(m),
-            _ => User::default(),
-        })
+        .map(|v| User::from_json(v.as_object().cloned().unwrap_or_default()))
         .collect();
     Page { total, resources }
 }
