@@ -36,7 +36,10 @@ async fn main() -> anyhow::Result<()> {
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let (service, cfg) = (service.clone(), cfg.clone());
                 async move {
-                    let path = req.uri().path().to_owned();
+                    // Like the real router: the sub-path is percent-decoded once.
+                    let path = percent_encoding::percent_decode_str(req.uri().path())
+                        .decode_utf8_lossy()
+                        .into_owned();
                     let resp = match path.strip_prefix(MOUNT_PATH) {
                         Some(sub) if sub.is_empty() || sub.starts_with('/') => {
                             service.handle(req, sub, &cfg).await

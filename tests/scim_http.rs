@@ -573,3 +573,28 @@ async fn limits_syntax_and_unsupported_endpoints() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn disabled_scim_answers_404() {
+    let s = start(chamilo_scim_proxy::config::ScimConfig {
+        enabled: false,
+        ..config()
+    })
+    .await;
+    assert_error(&s.call(Method::GET, "/Users", None).await, 404, None);
+}
+
+#[tokio::test]
+async fn schema_ids_and_user_ids_are_matched_after_one_decoding() {
+    let s = start(config()).await;
+    // `%3A` is `:`; the router decodes once, the engine does not decode again.
+    let r = s
+        .call(
+            Method::GET,
+            "/Schemas/urn%3Aietf%3Aparams%3Ascim%3Aschemas%3Acore%3A2.0%3AUser",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_error(&s.call(Method::GET, "/Users/%2541", None).await, 404, None);
+}

@@ -99,7 +99,7 @@ proptest! {
                 .header("authorization", "Bearer t")
                 .body(Full::new(Bytes::from(payload)))
                 .unwrap();
-            let sub = req.uri().path().trim_start_matches("/scim/v2").to_owned();
+            let sub = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().trim_start_matches("/scim/v2").to_owned();
             let resp = svc.handle(req, &sub, &cfg).await;
             prop_assert!(resp.status().as_u16() < 500, "{} for {path}", resp.status());
             Ok(())

@@ -139,8 +139,9 @@ impl ScimService {
         fresh
     }
 
-    /// Answers one SCIM request. `sub_path` is the normalised path below `/scim/v2`
-    /// (`""`, `/Users`, `/Users/42`); `cfg` is the configuration snapshot of this request.
+    /// Answers one SCIM request. `sub_path` is the normalised, percent-decoded path below
+    /// `/scim/v2` (`""`, `/Users`, `/Users/42`); `cfg` is the configuration snapshot of this
+    /// request. With `cfg.enabled == false` every request gets a 404.
     pub async fn handle<B>(
         &self,
         req: Request<B>,
@@ -203,6 +204,10 @@ impl ScimService {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
+        if !cfg.enabled {
+            outcome.op = "disabled";
+            return Err(ScimError::not_found("SCIM is disabled"));
+        }
         let segments: Vec<&str> = sub_path.split('/').filter(|s| !s.is_empty()).collect();
         let first = segments.first().map(|s| s.to_ascii_lowercase());
         let is_discovery = matches!(
@@ -250,9 +255,9 @@ impl ScimService {
                 self.list(&search, &base, cfg).await
             }
             (Some("users"), [id]) => {
-                let id = percent_encoding::percent_decode_str(id)
-                    .decode_utf8_lossy()
-                    .into_owned();
+                // `sub_path` arrives percent-decoded (the router decodes once); decoding
+                // again would turn an id holding `%41` into another id.
+                let id = (*id).to_owned();
                 outcome.id = Some(id.clone());
                 match method {
                     Method::GET => {
@@ -328,14 +333,9 @@ impl ScimService {
                 outcome.op = "discovery";
                 only_get(&method)?;
                 let schema = self.schema();
-                let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
                 discovery::schemas(&base, &schema.1)
                     .into_iter()
-                    .find(|s| {
-                        s["id"]
-                            .as_str()
-                            .is_some_and(|s| s.eq_ignore_ascii_case(&id))
-                    })
+                    .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(id)))
                     .map(|s| json_response(StatusCode::OK, &s))
                     .ok_or_else(|| ScimError::not_found(format!("No schema {id}")))
             }

@@ -62,7 +62,10 @@ pub async fn start_with(cfg: ScimConfig, directory: Arc<dyn Directory>) -> TestS
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let (service, cfg) = (service.clone(), cfg.clone());
                     async move {
-                        let path = req.uri().path().to_owned();
+                        // Like the real router: the sub-path is percent-decoded once.
+                        let path = percent_encoding::percent_decode_str(req.uri().path())
+                            .decode_utf8_lossy()
+                            .into_owned();
                         let sub = path.strip_prefix(MOUNT_PATH).unwrap_or(&path).to_owned();
                         Ok::<_, std::convert::Infallible>(service.handle(req, &sub, &cfg).await)
                     }
