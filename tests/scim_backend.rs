@@ -201,3 +201,92 @@ async fn write_responses_honour_attributes() {
     assert_eq!(r.body["title"], "T");
     assert!(r.body.get("displayName").is_none());
 }
+
+/// The in-memory directory, except that the first `n` replaces lose a race.
+struct Racy {
+    inner: MemoryDirectory,
+    races: std::sync::atomic::AtomicUsize,
+}
+
+impl Directory for Racy {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn create(&self, user: User) -> DirFuture<'_, User> {
+        self.inner.create(user)
+    }
+    fn get<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<User>> {
+        self.inner.get(id)
+    }
+    fn find<'a>(&'a self, query: &'a ListQuery) -> DirFuture<'a, Page> {
+        self.inner.find(query)
+    }
+    fn replace<'a>(&'a self, id: &'a str, user: User, v: Option<&'a str>) -> DirFuture<'a, User> {
+        use std::sync::atomic::Ordering;
+        let lost = self
+            .races
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lost {
+            return Box::pin(async { Err(DirectoryError::PreconditionFailed) });
+        }
+        self.inner.replace(id, user, v)
+    }
+    fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {
+        self.inner.delete(id)
+    }
+}
+
+#[tokio::test]
+async fn patch_retries_a_lost_race_unless_the_client_sent_if_match() {
+    let racy = Arc::new(Racy {
+        inner: MemoryDirectory::new(),
+        races: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let s = start_with(config(), racy.clone()).await;
+    let created = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "r"})))
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let etag = created.header("etag").unwrap().to_owned();
+    let ops = json!({"Operations": [{"op": "replace", "path": "title", "value": "T"}]});
+
+    racy.races.store(2, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .call(Method::PATCH, &format!("/Users/{id}"), Some(ops.clone()))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "two lost races, third attempt wins"
+    );
+
+    racy.races.store(3, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .call(Method::PATCH, &format!("/Users/{id}"), Some(ops.clone()))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::PRECONDITION_FAILED,
+        "gives up after three attempts"
+    );
+
+    racy.races.store(1, std::sync::atomic::Ordering::SeqCst);
+    let current = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+    let etag_now = current.header("etag").unwrap().to_owned();
+    assert_ne!(etag_now, etag);
+    let r = s
+        .send(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(scim_support::TOKEN),
+            Some(ops.to_string()),
+            &[("if-match", &etag_now)],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::PRECONDITION_FAILED,
+        "no retry under If-Match"
+    );
+}
