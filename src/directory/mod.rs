@@ -176,7 +176,8 @@ pub struct Capabilities {
     /// the attribute with all its sub-attributes; a dotted one (`name.givenName`) only that
     /// sub-attribute; extension attributes are URN-qualified
     /// (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`).
-    /// `id`, `meta`, `schemas`, `userName` are always implied. `None`: the whole schema.
+    /// `id`, `meta`, `schemas`, `userName` are always implied; `password` is governed by
+    /// `change_password` instead. `None`: the whole schema.
     pub attributes: Option<Vec<String>>,
     /// Longest `userName` accepted (characters); longer ones are rejected with 400 `invalidValue`.
     pub max_user_name_length: Option<usize>,

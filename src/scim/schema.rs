@@ -475,7 +475,8 @@ fn prune(attrs: Vec<AttrDef>, allowed: &[String], urn: Option<&str>) -> Vec<Attr
         .into_iter()
         .filter_map(|mut a| {
             let names = qualified(a.name);
-            if a.name == "userName" || names.iter().any(|n| has(n)) {
+            // `password` follows `Capabilities::change_password`, not the list.
+            if a.name == "userName" || a.name == "password" || names.iter().any(|n| has(n)) {
                 return Some(a);
             }
             let subs: Vec<AttrDef> = a
@@ -568,6 +569,11 @@ mod tests {
         assert_eq!(names, ["userName", "name", "active", "emails"]);
         assert_eq!(s.core[1].sub_attributes.len(), 1);
         assert_eq!(s.core[3].sub_attributes.len(), 4);
+        let with_password = ResourceSchema::new(&Capabilities {
+            change_password: true,
+            ..caps.clone()
+        });
+        assert!(with_password.attr(None, "password").is_some());
         assert_eq!(s.enterprise.len(), 1);
         let doc = s.user_schema_json("http://x/scim/v2");
         assert_eq!(doc["attributes"].as_array().unwrap().len(), 4);
