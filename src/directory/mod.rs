@@ -86,6 +86,75 @@ impl User {
         }
     }
 
+    /// Sets the value at a canonical path (as in [`User::get`]), creating the enclosing
+    /// objects; `Value::Null` removes it. Keeps `schemas` listing the extension when used.
+    /// Backends use it to build canonical users from their own records.
+    pub fn set(&mut self, path: &str, value: Value) {
+        let (container, rest) = match path.strip_prefix(ENTERPRISE_SCHEMA) {
+            Some(rest) => {
+                let ext = self
+                    .0
+                    .entry(ENTERPRISE_SCHEMA)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !ext.is_object() {
+                    *ext = Value::Object(Map::new());
+                }
+                match ext {
+                    Value::Object(m) => (m, rest.trim_start_matches(':')),
+                    _ => return,
+                }
+            }
+            None => (
+                &mut self.0,
+                path.strip_prefix(USER_SCHEMA)
+                    .map_or(path, |r| r.trim_start_matches(':')),
+            ),
+        };
+        match rest.split_once('.') {
+            Some((name, sub)) => {
+                let parent = container
+                    .entry(name)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !parent.is_object() {
+                    *parent = Value::Object(Map::new());
+                }
+                if let Value::Object(p) = parent {
+                    if value.is_null() {
+                        p.remove(sub);
+                    } else {
+                        p.insert(sub.to_owned(), value);
+                    }
+                    if p.is_empty() {
+                        container.remove(name);
+                    }
+                }
+            }
+            None if value.is_null() => {
+                container.remove(rest);
+            }
+            None => {
+                container.insert(rest.to_owned(), value);
+            }
+        }
+        self.refresh_schemas();
+    }
+
+    /// Rewrites `schemas` from the attributes present (and drops an empty extension).
+    pub fn refresh_schemas(&mut self) {
+        let ext_empty = self
+            .0
+            .get(ENTERPRISE_SCHEMA)
+            .is_some_and(|e| e.as_object().is_none_or(Map::is_empty));
+        if ext_empty {
+            self.0.remove(ENTERPRISE_SCHEMA);
+        }
+        let mut schemas = vec![Value::String(USER_SCHEMA.to_owned())];
+        if self.0.contains_key(ENTERPRISE_SCHEMA) {
+            schemas.push(Value::String(ENTERPRISE_SCHEMA.to_owned()));
+        }
+        self.0.insert("schemas".to_owned(), Value::Array(schemas));
+    }
+
     /// A string at a canonical path (see [`User::get`]).
     pub fn get_str(&self, path: &str) -> Option<&str> {
         self.get(path).and_then(Value::as_str)
@@ -315,4 +384,56 @@ pub trait Directory: Send + Sync {
 
     /// Deletes the user `id` (`NotFound` when there is none).
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_and_get_canonical_paths() {
+        let mut u = User::default();
+        u.set("userName", json!("bjensen"));
+        u.set("name.givenName", json!("Barbara"));
+        u.set(&format!("{ENTERPRISE_SCHEMA}:department"), json!("R&D"));
+        u.set(&format!("{ENTERPRISE_SCHEMA}:manager.value"), json!("42"));
+        assert_eq!(u.user_name(), Some("bjensen"));
+        assert_eq!(u.get_str("name.givenName"), Some("Barbara"));
+        assert_eq!(
+            u.get_str(&format!("{ENTERPRISE_SCHEMA}:manager.value")),
+            Some("42")
+        );
+        assert_eq!(
+            u.as_json()["schemas"],
+            json!([USER_SCHEMA, ENTERPRISE_SCHEMA])
+        );
+        u.set(&format!("{ENTERPRISE_SCHEMA}:department"), Value::Null);
+        u.set(&format!("{ENTERPRISE_SCHEMA}:manager.value"), Value::Null);
+        assert!(u.as_json().get(ENTERPRISE_SCHEMA).is_none());
+        assert_eq!(u.as_json()["schemas"], json!([USER_SCHEMA]));
+        u.set("name.givenName", Value::Null);
+        assert!(u.get("name").is_none());
+    }
+
+    #[test]
+    fn accessors_and_meta() {
+        let mut u = User::from_json(
+            json!({"id": "7", "externalId": "e", "active": false,
+                "emails": [{"value": "a@x"}, {"value": "b@x", "primary": true}]})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        );
+        assert_eq!(u.id(), Some("7"));
+        assert_eq!(u.external_id(), Some("e"));
+        assert_eq!(u.active(), Some(false));
+        assert_eq!(u.primary_email(), Some("b@x"));
+        let t = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        u.set_meta(Some(t), t, "v1");
+        assert_eq!(u.version(), Some("v1"));
+        assert_eq!(u.get_str("meta.created"), Some("2024-01-02T03:04:05.000Z"));
+    }
 }

@@ -13,7 +13,7 @@ use super::error::ScimError;
 use super::filter::{AttrKind, AttrPath};
 use super::filter_impl::parse_attr_path;
 use super::schema::{AttrDef, Mutability, ResourceSchema, Section};
-use crate::directory::{Capabilities, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use crate::directory::{Capabilities, User, ENTERPRISE_SCHEMA, USER_SCHEMA};
 
 /// Splits an object into `(path, value)` pairs: URN containers are opened, dotted and
 /// URN-qualified keys become paths. Keys that are not attribute paths are dropped.
@@ -200,17 +200,9 @@ pub fn container(resource: &Map<String, Value>, section: Section) -> Option<&Map
 
 /// Drops an empty extension object and rewrites `schemas`.
 pub fn finish(resource: &mut Map<String, Value>) {
-    let ext_empty = resource
-        .get(ENTERPRISE_SCHEMA)
-        .is_some_and(|e| e.as_object().is_none_or(Map::is_empty));
-    if ext_empty {
-        resource.remove(ENTERPRISE_SCHEMA);
-    }
-    let mut schemas = vec![Value::String(USER_SCHEMA.to_owned())];
-    if resource.contains_key(ENTERPRISE_SCHEMA) {
-        schemas.push(Value::String(ENTERPRISE_SCHEMA.to_owned()));
-    }
-    resource.insert("schemas".to_owned(), Value::Array(schemas));
+    let mut user = User::from_json(std::mem::take(resource));
+    user.refresh_schemas();
+    *resource = user.into_json();
 }
 
 /// Normalises a client's User (POST or PUT body) to canonical form. Read-only attributes
