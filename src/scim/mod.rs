@@ -670,6 +670,8 @@ fn check_if_match(headers: &HeaderMap, current: &User) -> Result<(), ScimError> 
     };
     match current.version() {
         Some(v) if etag_matches(h, v) => Ok(()),
+        // A backend without versions: only `*` ("it exists") can match.
+        None if h.to_str().is_ok_and(|h| h.trim() == "*") => Ok(()),
         _ => Err(ScimError::new(
             StatusCode::PRECONDITION_FAILED,
             "If-Match does not match the current version",
