@@ -9,3 +9,4 @@ pub mod config;
 pub mod proxy;
 pub mod scim;
 pub mod server;
+pub mod standin;
