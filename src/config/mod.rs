@@ -23,6 +23,8 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub scim: ScimConfig,
+    #[serde(default)]
+    pub chamilo: ChamiloConfig,
 }
 
 /// The public listener. `listen` and the TLS on/off choice cannot change at run time.
@@ -207,6 +209,68 @@ impl Default for ScimConfig {
             max_filter_length: 4096,
             max_results: 1000,
             default_count: 100,
+        }
+    }
+}
+
+/// How the proxy reaches Chamilo's web services (REST `v2.php` and SOAP), and as whom.
+///
+/// Secrets may be given inline or, preferably, as files (Kubernetes Secret volumes) that are
+/// re-read on reload. Either `api_key` or `password` authenticates the service account; with a
+/// password the proxy calls `authenticate` at start and again when Chamilo answers
+/// `Invalid API key`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChamiloConfig {
+    /// Base URL for web-service calls; empty means the upstream URL.
+    pub url: String,
+    /// The service account: a Chamilo platform administrator.
+    pub username: String,
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// Chamilo's `security_key` (`app/config/configuration.php`), for the SOAP calls.
+    pub security_key: Option<Secret>,
+    pub security_key_file: Option<PathBuf>,
+    /// The `ip` in the SOAP secret `sha1(ip . security_key)`. It is sent as the proxy's own
+    /// `X-Forwarded-For` (Chamilo trusts that header's first entry), so any fixed token works.
+    pub soap_ip: String,
+    /// Send `soap_ip` as `X-Forwarded-For`; when false, `soap_ip` must be the address Chamilo
+    /// sees the proxy connect from.
+    pub soap_send_forwarded_for: bool,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Deadline of one ordinary call.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deadline of a full `get_users` listing (minutes at 100k users with extra fields).
+    #[serde(with = "humantime_serde")]
+    pub listing_timeout: Duration,
+    /// Must stay below Chamilo's keep-alive (Apache: 5 s).
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ChamiloConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            username: "admin".to_owned(),
+            api_key: None,
+            api_key_file: None,
+            password: None,
+            password_file: None,
+            security_key: None,
+            security_key_file: None,
+            soap_ip: "scim-proxy".to_owned(),
+            soap_send_forwarded_for: true,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
+            listing_timeout: Duration::from_secs(600),
+            pool_idle_timeout: Duration::from_secs(4),
+            pool_max_idle_per_host: 32,
         }
     }
 }
