@@ -67,10 +67,8 @@ pub fn parse_answer(envelope: &str) -> Option<SoapAnswer> {
                 current = Some(e.local_name().as_ref().to_owned());
                 text.clear();
             }
-            Event::Empty(e) => {
-                if e.local_name().as_ref() == "return" {
-                    ret = Some(String::new());
-                }
+            Event::Empty(e) if e.local_name().as_ref() == "return" => {
+                ret = Some(String::new());
             }
             Event::Text(t) => text.push_str(&t.xml10_content()),
             Event::GeneralRef(r) => {

@@ -114,6 +114,8 @@ pub struct ChamiloState {
     next_group_id: u64,
     courses: BTreeMap<u64, Course>,
     next_course_id: u64,
+    /// Students created by [`ChamiloState::seed_users`] so far (numbering continues).
+    seeded: usize,
     /// Default language for users created without a valid one.
     pub platform_language: String,
 }
@@ -153,6 +155,7 @@ impl ChamiloState {
             next_group_id: 1,
             courses: BTreeMap::new(),
             next_course_id: 1,
+            seeded: 0,
             platform_language: "english".to_owned(),
         };
         let admin = state.insert_raw(NewUser {
@@ -235,7 +238,8 @@ impl ChamiloState {
     /// Seeds `n` students `user000001`… with external ids `EXT-000001`… in the `ext_id`
     /// extra field; first names are scrambled so that name order differs from id order.
     pub fn seed_users(&mut self, n: usize) -> Vec<u64> {
-        let start = self.users.len();
+        let start = self.seeded;
+        self.seeded += n;
         (0..n)
             .filter_map(|i| {
                 let k = start + i + 1;
