@@ -5,6 +5,7 @@
 //! everything → `config`. See `../shared/docs/design.md`.
 
 pub mod body;
+pub mod chamilo;
 pub mod config;
 pub mod proxy;
 pub mod scim;
