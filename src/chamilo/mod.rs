@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod error;
+pub mod index;
 pub mod soap;
 pub mod username;
 

@@ -1,0 +1,167 @@
+//! The user index against the stand-in: built from one listing, every lookup confirmed with
+//! one fresh call, and correct when accounts change behind the proxy's back.
+
+use std::sync::Arc;
+
+use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
+use chamilo_scim_proxy::chamilo::index::{AccountLookup, IndexFields, UserIndex};
+use chamilo_scim_proxy::chamilo::ChamiloClient;
+use chamilo_scim_proxy::config::Secret;
+use chamilo_scim_proxy::standin::{NewUser, Standin, StandinConfig, StandinHandle};
+
+const UN: &str = "scim_user_name";
+const EXT: &str = "scim_external_id";
+
+fn scim_user(chamilo: &StandinHandle, login: &str, user_name: &str, ext: &str) -> u64 {
+    chamilo
+        .state()
+        .insert_user(NewUser {
+            username: login.into(),
+            firstname: Some("First".into()),
+            lastname: "Last".into(),
+            email: format!("{login}@example.org"),
+            password: "x".into(),
+            status: 5,
+            extra: vec![
+                (UN.into(), Some(user_name.into())),
+                (EXT.into(), Some(ext.into())),
+            ],
+            ..NewUser::default()
+        })
+        .unwrap()
+}
+
+async fn setup(seed: usize) -> (StandinHandle, AccountLookup) {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: seed,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = ChamiloClient::new(ClientSettings::new(
+        chamilo.base_url.clone(),
+        Credentials {
+            username: "admin".into(),
+            api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+            password: None,
+            security_key: None,
+        },
+    ))
+    .unwrap();
+    let lookup = AccountLookup::new(
+        Arc::new(UserIndex::new()),
+        Arc::new(client),
+        IndexFields::default(),
+    );
+    (chamilo, lookup)
+}
+
+#[tokio::test]
+async fn lookups_cost_one_call_and_see_changes_behind_the_proxy() {
+    let (chamilo, lookup) = setup(500).await;
+    let ann = scim_user(&chamilo, "ann.lee", "Ann.Lee@Example.org", "ext-ann");
+    let bob = scim_user(&chamilo, "bob", "bob@example.org", "ext-bob");
+
+    assert_eq!(lookup.rebuild().await.unwrap(), 504);
+    assert_eq!(chamilo.calls("get_users"), 1);
+    assert!(lookup.index.is_ready());
+    chamilo.reset_calls();
+
+    // Hit by userName (case-insensitive), by externalId, by id: one call each.
+    let a = lookup
+        .by_user_name("ann.lee@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.id, a.active, a.login.as_str()), (ann, true, "ann.lee"));
+    assert_eq!(a.firstname.as_deref(), Some("First"));
+    assert_eq!(chamilo.total_calls(), 1);
+    let b = lookup.by_external_id("ext-bob").await.unwrap().unwrap();
+    assert_eq!(b.id, bob);
+    assert_eq!(chamilo.total_calls(), 2);
+    assert_eq!(lookup.by_id(ann).await.unwrap().map(|a| a.id), Some(ann));
+    assert_eq!(chamilo.total_calls(), 3);
+    // externalId is case-exact even though Chamilo matches case-insensitively.
+    assert!(lookup.by_external_id("EXT-BOB").await.unwrap().is_none());
+
+    // A miss is confirmed fresh: a user created behind the proxy's back is found.
+    chamilo.reset_calls();
+    let cy = scim_user(&chamilo, "cy", "cy@example.org", "ext-cy");
+    let c = lookup
+        .by_user_name("cy@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.id, c.login.as_str(), c.active), (cy, "cy", true));
+    assert!(c.partial, "names arrive with the next listing");
+    assert!(chamilo.total_calls() <= 2);
+    // A true miss: one call, and nothing invented.
+    chamilo.reset_calls();
+    assert!(lookup
+        .by_user_name("nobody@example.org")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(chamilo.total_calls(), 1);
+
+    // A deactivation behind the proxy's back is never hidden.
+    chamilo.state().set_active(ann, false);
+    let a = lookup
+        .by_user_name("ann.lee@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!a.active);
+    assert!(!lookup.index.by_id(ann).unwrap().active);
+
+    // A rename behind the proxy's back: the id lookup returns the new login.
+    chamilo.state().rename_user(bob, "robert");
+    let b = lookup.by_id(bob).await.unwrap().unwrap();
+    assert_eq!(b.login, "robert");
+
+    // A deletion behind the proxy's back: not returned, and dropped from the index.
+    chamilo.state().remove_user(bob);
+    assert!(lookup.by_id(bob).await.unwrap().is_none());
+    assert!(lookup.by_external_id("ext-bob").await.unwrap().is_none());
+    assert!(lookup.index.by_id(bob).is_none());
+
+    // An id newer than the index: a rebuild finds it.
+    let dan = scim_user(&chamilo, "dan", "dan@example.org", "ext-dan");
+    chamilo.reset_calls();
+    let d = lookup.by_id(dan).await.unwrap().unwrap();
+    assert_eq!(d.login, "dan");
+    assert_eq!(chamilo.calls("get_users"), 1);
+    // An old id that does not exist: no call at all.
+    chamilo.reset_calls();
+    assert!(lookup.by_id(bob).await.unwrap().is_none());
+    assert_eq!(chamilo.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn lookup_cost_does_not_grow_with_accounts() {
+    let (small, small_lookup) = setup(100).await;
+    let (large, large_lookup) = setup(20_000).await;
+    for (chamilo, lookup) in [(&small, &small_lookup), (&large, &large_lookup)] {
+        let id = scim_user(chamilo, "probe", "probe@example.org", "ext-probe");
+        lookup.rebuild().await.unwrap();
+        chamilo.reset_calls();
+        for _ in 0..5 {
+            assert_eq!(
+                lookup
+                    .by_user_name("probe@example.org")
+                    .await
+                    .unwrap()
+                    .map(|a| a.id),
+                Some(id)
+            );
+            assert!(lookup
+                .by_user_name("absent@example.org")
+                .await
+                .unwrap()
+                .is_none());
+        }
+        assert_eq!(chamilo.total_calls(), 10);
+        assert_eq!(chamilo.calls("get_users"), 0);
+    }
+    assert_eq!(large_lookup.index.len(), 20_003);
+}
