@@ -165,3 +165,63 @@ async fn lookup_cost_does_not_grow_with_accounts() {
     }
     assert_eq!(large_lookup.index.len(), 20_003);
 }
+
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Memory and build time of the index at 100k accounts. Prints figures; run with
+/// `cargo test --release --test chamilo_index -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, prints figures"]
+async fn index_memory_at_100k_accounts() {
+    use chamilo_scim_proxy::chamilo::index::Account;
+    const N: u64 = 100_000;
+    let before = rss_bytes();
+    let index = UserIndex::new();
+    index.begin_rebuild();
+    let started = std::time::Instant::now();
+    index.finish_rebuild((1..=N).map(|i| Account {
+        id: i,
+        login: format!("firstname.lastname{i}"),
+        user_name: Some(format!("firstname.lastname{i}@example-university.org")),
+        external_id: Some(format!("{:08x}-1d2c-4b7a-9e3f-{:012x}", i * 7919, i)),
+        active: i % 10 != 0,
+        firstname: Some("Firstname".into()),
+        lastname: format!("Lastname{i}"),
+        email: format!("firstname.lastname{i}@example-university.org"),
+        partial: false,
+    }));
+    let build = started.elapsed();
+    let after = rss_bytes();
+    let started = std::time::Instant::now();
+    let mut hits = 0;
+    for i in (1..=N).step_by(97) {
+        hits += usize::from(
+            index
+                .by_user_name(&format!("FIRSTNAME.LASTNAME{i}@example-university.org"))
+                .is_some(),
+        );
+    }
+    let per_lookup = started.elapsed() / hits.max(1) as u32;
+    println!(
+        "index at {N} accounts: RSS +{:.1} MiB (estimate {:.1} MiB), build {:?}, in-memory lookup {:?} ({hits} hits)",
+        (after.saturating_sub(before)) as f64 / 1048576.0,
+        index.approx_bytes() as f64 / 1048576.0,
+        build,
+        per_lookup
+    );
+
+    // The same through the stand-in: one get_users with two extra fields, decoded and loaded.
+    let (chamilo, lookup) = setup(N as usize).await;
+    let started = std::time::Instant::now();
+    let n = lookup.rebuild().await.unwrap();
+    println!(
+        "rebuild from a {n}-user stand-in listing (2 extra fields, no modelled cost): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(chamilo.calls("get_users"), 1);
+}

@@ -87,6 +87,10 @@ const F_FIRSTNAME: usize = 3;
 const F_LASTNAME: usize = 4;
 const F_EMAIL: usize = 5;
 const FIELDS: usize = 6;
+/// `present` flag: the userName is the e-mail field.
+const USER_NAME_IS_EMAIL: u8 = 1 << 6;
+/// `present` flag: the userName is the login field.
+const USER_NAME_IS_LOGIN: u8 = 1 << 7;
 
 /// An account packed into one string allocation.
 #[derive(Debug, Clone)]
@@ -101,9 +105,23 @@ struct Packed {
 
 impl Packed {
     fn pack(a: &Account) -> Self {
+        // Identity providers often send the e-mail address (Entra's UPN) or the login itself as
+        // userName: store such a userName as a flag, not a second copy.
+        let mut present = 0u8;
+        let user_name = match a.user_name.as_deref() {
+            Some(u) if u == a.email => {
+                present |= USER_NAME_IS_EMAIL;
+                None
+            }
+            Some(u) if u == a.login => {
+                present |= USER_NAME_IS_LOGIN;
+                None
+            }
+            other => other,
+        };
         let fields: [Option<&str>; FIELDS] = [
             Some(&a.login),
-            a.user_name.as_deref(),
+            user_name,
             a.external_id.as_deref(),
             a.firstname.as_deref(),
             Some(&a.lastname),
@@ -111,7 +129,6 @@ impl Packed {
         ];
         let mut text = String::with_capacity(fields.iter().flatten().map(|s| s.len()).sum());
         let mut ends = [0u32; FIELDS];
-        let mut present = 0u8;
         for (i, f) in fields.iter().enumerate() {
             if let Some(s) = f {
                 text.push_str(s);
@@ -129,6 +146,12 @@ impl Packed {
     }
 
     fn field(&self, i: usize) -> Option<&str> {
+        if i == F_USER_NAME && self.present & USER_NAME_IS_EMAIL != 0 {
+            return self.field(F_EMAIL);
+        }
+        if i == F_USER_NAME && self.present & USER_NAME_IS_LOGIN != 0 {
+            return self.field(F_LOGIN);
+        }
         if self.present & (1 << i) == 0 {
             return None;
         }
@@ -161,6 +184,10 @@ enum Key {
 }
 
 impl Key {
+    fn slot(self) -> usize {
+        self as usize
+    }
+
     fn field(self) -> usize {
         match self {
             Key::Login => F_LOGIN,
@@ -187,7 +214,8 @@ fn hash_of(v: &str) -> u64 {
 #[derive(Debug, Default, Clone)]
 struct Maps {
     by_id: BTreeMap<u64, Packed>,
-    keys: HashMap<(Key, u64), u64>,
+    /// Per key kind: hash of the normalised value → id (ids above `u32::MAX` go to `overflow`).
+    keys: [HashMap<u64, u32>; 3],
     /// Keys whose hash collided with another key's: full normalised key → id.
     overflow: HashMap<(Key, String), u64>,
     max_id: u64,
@@ -203,9 +231,9 @@ impl Maps {
 
     fn lookup(&self, key: Key, value: &str) -> Option<u64> {
         let norm = key.normalise(value);
-        if let Some(id) = self.keys.get(&(key, hash_of(&norm))) {
-            if self.key_matches(key, *id, &norm) {
-                return Some(*id);
+        if let Some(id) = self.keys[key.slot()].get(&hash_of(&norm)) {
+            if self.key_matches(key, u64::from(*id), &norm) {
+                return Some(u64::from(*id));
             }
         }
         self.overflow.get(&(key, norm)).copied()
@@ -214,19 +242,23 @@ impl Maps {
     fn index_key(&mut self, key: Key, id: u64, value: &str) {
         let norm = key.normalise(value);
         let h = hash_of(&norm);
-        match self.keys.get(&(key, h)).copied() {
+        let Ok(small) = u32::try_from(id) else {
+            self.overflow.insert((key, norm), id);
+            return;
+        };
+        match self.keys[key.slot()].get(&h).map(|v| u64::from(*v)) {
             Some(other) if other != id && self.key_matches(key, other, &norm) => {
                 // Two accounts share the value (possible for externalId in Chamilo): the
                 // lowest id wins, like Chamilo's own lookups.
                 if id < other {
-                    self.keys.insert((key, h), id);
+                    self.keys[key.slot()].insert(h, small);
                 }
             }
             Some(other) if other != id => {
                 self.overflow.insert((key, norm), id);
             }
             _ => {
-                self.keys.insert((key, h), id);
+                self.keys[key.slot()].insert(h, small);
             }
         }
     }
@@ -234,8 +266,9 @@ impl Maps {
     fn unindex_key(&mut self, key: Key, id: u64, value: &str) {
         let norm = key.normalise(value);
         let h = hash_of(&norm);
-        if self.keys.get(&(key, h)) == Some(&id) {
-            self.keys.remove(&(key, h));
+        let map = &mut self.keys[key.slot()];
+        if map.get(&h).map(|v| u64::from(*v)) == Some(id) {
+            map.remove(&h);
             // Promote an overflow entry with the same hash, if any.
             if let Some((k, other)) = self
                 .overflow
@@ -243,8 +276,10 @@ impl Maps {
                 .find(|((k, v), _)| *k == key && hash_of(v) == h)
                 .map(|(k, v)| (k.clone(), *v))
             {
-                self.overflow.remove(&k);
-                self.keys.insert((key, h), other);
+                if let Ok(small) = u32::try_from(other) {
+                    self.overflow.remove(&k);
+                    self.keys[key.slot()].insert(h, small);
+                }
             }
         } else if self.overflow.get(&(key, norm.clone())) == Some(&id) {
             self.overflow.remove(&(key, norm));
@@ -456,12 +491,17 @@ impl UserIndex {
     pub fn approx_bytes(&self) -> usize {
         let inner = self.read();
         let m = &inner.maps;
+        // BTreeMap nodes hold 11 entries and are on average about two-thirds full.
         let entries: usize = m
             .by_id
             .values()
-            .map(|p| std::mem::size_of::<Packed>() + 8 + p.text.len())
+            .map(|p| (std::mem::size_of::<Packed>() + 8) * 3 / 2 + p.text.len())
             .sum();
-        let keys = m.keys.capacity() * (std::mem::size_of::<((Key, u64), u64)>() + 1);
+        let keys: usize = m
+            .keys
+            .iter()
+            .map(|k| k.capacity() * (std::mem::size_of::<(u64, u32)>() + 1))
+            .sum();
         entries + keys
     }
 }
@@ -717,6 +757,19 @@ mod tests {
         assert_eq!(a.user_name, None);
         assert_eq!(a.email, "bob@x.org");
         assert_eq!(a, acc(4, "bob", None, None));
+        // A userName equal to the e-mail or the login is stored once and still found.
+        let mut same = acc(5, "carl", None, Some("E-5"));
+        same.user_name = Some(same.email.clone());
+        idx.upsert(same.clone());
+        assert_eq!(idx.by_user_name("CARL@x.org").map(|a| a.id), Some(5));
+        assert_eq!(idx.by_id(5), Some(same));
+        idx.upsert(acc(6, "dora", Some("dora"), None));
+        assert_eq!(
+            idx.by_user_name("Dora").map(|a| a.user_name),
+            Some(Some("dora".into()))
+        );
+        idx.remove(5);
+        assert!(idx.by_user_name("carl@x.org").is_none());
     }
 
     #[test]
