@@ -7,6 +7,7 @@
 pub mod body;
 pub mod chamilo;
 pub mod config;
+pub mod directory;
 pub mod proxy;
 pub mod scim;
 pub mod server;

@@ -1,0 +1,304 @@
+//! The account operations the SCIM engine needs, as a trait that backends implement.
+//!
+//! Division of work: the SCIM engine (`crate::scim`) owns normalisation, validation, PATCH,
+//! projection and the wire format; a backend only stores and finds accounts. Everything that
+//! crosses this trait is already canonical (see [`User`]), so a backend never sees IdP quirks.
+//!
+//! Implementations: [`memory::MemoryDirectory`] (tests, examples) and the Chamilo backend.
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::scim::filter::{AttrPath, Filter};
+
+/// The URN of the core User schema.
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// The URN of the enterprise User extension; its attributes live under this key in [`User`].
+pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// The future every directory operation returns (boxed so the trait stays dyn-compatible).
+pub type DirFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DirectoryError>> + Send + 'a>>;
+
+/// A user in canonical SCIM JSON, exactly as the engine would return it minus presentation.
+///
+/// Canonical means:
+/// - keys use the schema's spelling (`userName`, `name` → `{givenName, familyName, …}`,
+///   `emails` → `[{value, type, primary}]`); attributes absent or `null` are simply missing;
+/// - booleans are JSON booleans, multi-valued attributes are arrays (never a lone object);
+/// - enterprise-extension attributes live under the key [`ENTERPRISE_SCHEMA`] (`{employeeNumber,
+///   department, manager: {value, displayName}}`) and `schemas` lists the URNs in use;
+/// - `id` and `meta` (`created`, `lastModified` as RFC 3339 strings, `version` as an opaque
+///   string) are assigned by the backend: the engine ignores what clients send for them;
+/// - `password` is present only on input to `create`/`replace`, and only when the client sent
+///   one; a backend must never return it (the engine strips it anyway, it is `returned: never`);
+/// - `externalId` is the identity provider's key and must be stored and returned verbatim.
+///
+/// The engine adds `meta.resourceType` and `meta.location` on output; backends need not.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct User(Map<String, Value>);
+
+impl User {
+    /// Wraps a JSON object that is already canonical.
+    pub fn from_json(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
+    /// The canonical JSON object.
+    pub fn as_json(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// Mutable access for code that keeps the object canonical (the engine, backends setting
+    /// `id`/`meta`).
+    pub fn as_json_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.0
+    }
+
+    /// Unwraps the JSON object.
+    pub fn into_json(self) -> Map<String, Value> {
+        self.0
+    }
+
+    /// The value at a canonical path: `userName`, `name.givenName`, or
+    /// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber`.
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        let (container, rest) = match path.strip_prefix(ENTERPRISE_SCHEMA) {
+            Some(rest) => (
+                self.0.get(ENTERPRISE_SCHEMA)?.as_object()?,
+                rest.trim_start_matches(':'),
+            ),
+            None => (
+                &self.0,
+                path.strip_prefix(USER_SCHEMA)
+                    .map_or(path, |r| r.trim_start_matches(':')),
+            ),
+        };
+        let mut parts = rest.splitn(2, '.');
+        let first = container.get(parts.next()?)?;
+        match parts.next() {
+            Some(sub) => first.as_object()?.get(sub),
+            None => Some(first),
+        }
+    }
+
+    /// A string at a canonical path (see [`User::get`]).
+    pub fn get_str(&self, path: &str) -> Option<&str> {
+        self.get(path).and_then(Value::as_str)
+    }
+
+    /// The backend-assigned identifier.
+    pub fn id(&self) -> Option<&str> {
+        self.get_str("id")
+    }
+
+    /// Sets `id` (backends, on create).
+    pub fn set_id(&mut self, id: impl Into<String>) {
+        self.0.insert("id".to_owned(), Value::String(id.into()));
+    }
+
+    /// `userName` (unique, case-insensitive).
+    pub fn user_name(&self) -> Option<&str> {
+        self.get_str("userName")
+    }
+
+    /// `externalId`.
+    pub fn external_id(&self) -> Option<&str> {
+        self.get_str("externalId")
+    }
+
+    /// `active`; `None` when absent (the engine treats absent as active on create).
+    pub fn active(&self) -> Option<bool> {
+        self.get("active").and_then(Value::as_bool)
+    }
+
+    /// The write-only `password`, when the client sent one.
+    pub fn password(&self) -> Option<&str> {
+        self.get_str("password")
+    }
+
+    /// The primary (else first) e-mail address.
+    pub fn primary_email(&self) -> Option<&str> {
+        let emails = self.get("emails")?.as_array()?;
+        emails
+            .iter()
+            .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
+            .or_else(|| emails.first())?
+            .get("value")?
+            .as_str()
+    }
+
+    /// `meta.version`, the opaque version used for weak ETags and preconditions.
+    pub fn version(&self) -> Option<&str> {
+        self.get_str("meta.version")
+    }
+
+    /// Sets `meta.created`, `meta.lastModified` and `meta.version` (backends, on every write).
+    /// `created` is left unchanged when `None`.
+    pub fn set_meta(
+        &mut self,
+        created: Option<chrono::DateTime<chrono::Utc>>,
+        last_modified: chrono::DateTime<chrono::Utc>,
+        version: impl Into<String>,
+    ) {
+        let meta = self
+            .0
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !meta.is_object() {
+            *meta = Value::Object(Map::new());
+        }
+        if let Value::Object(meta) = meta {
+            if let Some(created) = created {
+                meta.insert("created".to_owned(), Value::String(rfc3339(created)));
+            }
+            meta.insert(
+                "lastModified".to_owned(),
+                Value::String(rfc3339(last_modified)),
+            );
+            meta.insert("version".to_owned(), Value::String(version.into()));
+        }
+    }
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What a backend can store; the engine prunes `/Schemas`, validation and PATCH targets to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capabilities {
+    /// Canonical attribute paths the backend stores. A top-level name (`emails`, `name`) means
+    /// the attribute with all its sub-attributes; a dotted one (`name.givenName`) only that
+    /// sub-attribute; extension attributes are URN-qualified
+    /// (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`).
+    /// `id`, `meta`, `schemas`, `userName` are always implied. `None`: the whole schema.
+    pub attributes: Option<Vec<String>>,
+    /// Longest `userName` accepted (characters); longer ones are rejected with 400 `invalidValue`.
+    pub max_user_name_length: Option<usize>,
+    /// Whether `password` can be set (drives `changePassword` in `/ServiceProviderConfig`).
+    pub change_password: bool,
+    /// Whether `meta.version` changes on every write (drives `etag.supported`).
+    pub versions: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            attributes: None,
+            max_user_name_length: None,
+            change_password: true,
+            versions: true,
+        }
+    }
+}
+
+/// Sort order of a list request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub path: AttrPath,
+    pub descending: bool,
+}
+
+/// A list or search request, already validated and clamped by the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    /// Only resources matching this filter are counted and returned. A backend may use
+    /// [`Filter::equality_on`] for an indexed lookup (`userName`, `externalId`, `id`) and must
+    /// still apply the whole filter to the candidates, e.g. with [`ListQuery::select`].
+    pub filter: Option<Filter>,
+    /// Order of results; `None` means a stable backend order (e.g. by id) so that paging works.
+    pub sort: Option<SortKey>,
+    /// 1-based index of the first result to return (RFC 7644 `startIndex`), at least 1.
+    pub start_index: usize,
+    /// Largest number of resources to return; 0 asks for `total` only.
+    pub count: usize,
+}
+
+/// One page of a list result.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    /// Number of resources matching the filter, across all pages.
+    pub total: usize,
+    /// The resources of the requested page, in order.
+    pub resources: Vec<User>,
+}
+
+impl ListQuery {
+    /// Filters, sorts (stable, by `sort` then by `id`) and pages `candidates` as the engine
+    /// would, using the User schema for comparison rules. Backends that cannot do this
+    /// natively call it on the users they fetched.
+    pub fn select(&self, candidates: Vec<User>) -> Page {
+        crate::scim::list::select(self, candidates)
+    }
+}
+
+/// Why a directory operation failed. The engine maps each to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// No such resource → 404.
+    #[error("resource not found")]
+    NotFound,
+    /// A uniqueness constraint (userName, externalId, e-mail…) → 409 `uniqueness`.
+    #[error("conflict: {detail}")]
+    Conflict { detail: String },
+    /// The backend refuses a value (too long, unknown language…) → 400 `invalidValue`.
+    /// `attr` is the canonical SCIM path of the offending attribute.
+    #[error("invalid value for {attr}: {detail}")]
+    InvalidValue { attr: String, detail: String },
+    /// The stored version differs from the expected one → 412.
+    #[error("precondition failed: the resource was modified")]
+    PreconditionFailed,
+    /// The account may not be changed through SCIM (e.g. a platform administrator) → 403.
+    #[error("forbidden: {detail}")]
+    Forbidden { detail: String },
+    /// The backend is temporarily unable to serve → 503 with `Retry-After` when known.
+    #[error("backend unavailable")]
+    Unavailable { retry_after: Option<Duration> },
+    /// The backend did not answer in time → 504.
+    #[error("backend timed out")]
+    Timeout,
+    /// The backend failed or answered nonsense → 502. `detail` must hold no secrets; it is
+    /// logged, and only a generic text reaches the client.
+    #[error("backend error: {detail}")]
+    Backend { detail: String },
+}
+
+/// A store of user accounts. All methods take canonical data (see [`User`]) and are called
+/// only after the engine authenticated and validated the request.
+///
+/// Dyn-compatible: the engine holds an `Arc<dyn Directory>`.
+pub trait Directory: Send + Sync {
+    /// What this backend can store. Called per request; keep it cheap.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Stores a new user and returns it as stored, with `id` and `meta` set. `user` has no
+    /// `id`/`meta`. A taken `userName` (case-insensitive) or `externalId` → `Conflict`.
+    fn create(&self, user: User) -> DirFuture<'_, User>;
+
+    /// The user with this `id`, or `None`.
+    fn get<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<User>>;
+
+    /// The users matching `query.filter`, sorted and paged as `query` says; `total` counts all
+    /// matches. Only matching users may be returned.
+    fn find<'a>(&'a self, query: &'a ListQuery) -> DirFuture<'a, Page>;
+
+    /// Replaces the stored user `id` with `user` (the full new state; `id`/`meta` in it are to
+    /// be ignored) and returns it as stored with a new `meta.version`. When `expected_version`
+    /// is `Some`, the write must happen only if the stored version still equals it, else
+    /// `PreconditionFailed`: PATCH is get → apply → replace, and this detects concurrent
+    /// writes. A `password` in `user` means "set this password"; none means "keep it".
+    fn replace<'a>(
+        &'a self,
+        id: &'a str,
+        user: User,
+        expected_version: Option<&'a str>,
+    ) -> DirFuture<'a, User>;
+
+    /// Deletes the user `id` (`NotFound` when there is none).
+    fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()>;
+}

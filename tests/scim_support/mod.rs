@@ -1,0 +1,141 @@
+//! Serves `ScimService` with the in-memory directory on a loopback port for HTTP-level tests.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chamilo_scim_proxy::config::{ScimConfig, Secret};
+use chamilo_scim_proxy::directory::memory::MemoryDirectory;
+use chamilo_scim_proxy::directory::Directory;
+use chamilo_scim_proxy::scim::{ScimService, MOUNT_PATH};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token-1";
+
+pub struct TestServer {
+    pub base: String,
+    pub port: u16,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn config() -> ScimConfig {
+    ScimConfig {
+        tokens: vec![Secret::new(TOKEN), Secret::new("test-token-2")],
+        ..ScimConfig::default()
+    }
+}
+
+pub async fn start(cfg: ScimConfig) -> TestServer {
+    start_with(cfg, Arc::new(MemoryDirectory::new())).await
+}
+
+pub async fn start_with(cfg: ScimConfig, directory: Arc<dyn Directory>) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let service = Arc::new(ScimService::new(directory));
+    let cfg = Arc::new(cfg);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (service, cfg) = (service.clone(), cfg.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (service, cfg) = (service.clone(), cfg.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let sub = path.strip_prefix(MOUNT_PATH).unwrap_or(&path).to_owned();
+                        Ok::<_, std::convert::Infallible>(service.handle(req, &sub, &cfg).await)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    TestServer {
+        base: format!("http://127.0.0.1:{port}{MOUNT_PATH}"),
+        port,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+impl TestServer {
+    /// Sends a request with the default token and a JSON body (if any).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.send(
+            method,
+            path,
+            Some(TOKEN),
+            body.map(|b| b.to_string()),
+            &[("content-type", "application/scim+json")],
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let resp =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.client.request(req))
+                .await
+                .expect("response within 10 s")
+                .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn q(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
