@@ -193,7 +193,7 @@ async fn index_memory_at_100k_accounts() {
         firstname: Some("Firstname".into()),
         lastname: format!("Lastname{i}"),
         email: format!("firstname.lastname{i}@example-university.org"),
-        partial: false,
+        ..Account::default()
     }));
     let build = started.elapsed();
     let after = rss_bytes();

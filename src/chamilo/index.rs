@@ -61,6 +61,12 @@ pub struct Account {
     pub email: String,
     /// Learned from a fresh lookup only (no names or e-mail yet): the next rebuild fills it.
     pub partial: bool,
+    /// From the last fresh lookup (`users_profiles_by_extra_field`); not kept in the index.
+    pub phone: Option<String>,
+    /// As `phone`.
+    pub official_code: Option<String>,
+    /// As `phone`: Chamilo's status code (1 teacher, 5 student…).
+    pub status: Option<i64>,
 }
 
 impl Account {
@@ -76,6 +82,9 @@ impl Account {
             lastname: u.lastname.clone(),
             email: u.email.clone(),
             partial: false,
+            phone: None,
+            official_code: None,
+            status: None,
         }
     }
 }
@@ -171,6 +180,7 @@ impl Packed {
             lastname: s(F_LASTNAME).unwrap_or_default(),
             email: s(F_EMAIL).unwrap_or_default(),
             partial: self.partial,
+            ..Account::default()
         }
     }
 }
@@ -703,6 +713,9 @@ impl AccountLookup {
             account.external_id = Some(value.to_owned());
         }
         self.index.upsert(account.clone());
+        account.phone = Some(profile.phone.clone());
+        account.official_code = Some(profile.official_code.clone());
+        account.status = Some(profile.status);
         Ok(Some(account))
     }
 
@@ -741,6 +754,7 @@ mod tests {
             lastname: "L".into(),
             email: format!("{login}@x.org"),
             partial: false,
+            ..Account::default()
         }
     }
 

@@ -5,6 +5,7 @@
 //! Chamilo stays the only store of accounts: nothing here persists anything.
 
 pub mod client;
+pub mod directory;
 pub mod error;
 pub mod index;
 pub mod soap;
