@@ -707,9 +707,11 @@ impl AccountLookup {
                 .any(|p| p.id == profile.id),
         };
         account.login = profile.username.clone();
-        if field == self.fields.user_name {
+        // Keep the stored spelling when the index has it (Chamilo matched case-insensitively);
+        // an account new to the index gets the value it was found by.
+        if field == self.fields.user_name && account.user_name.is_none() {
             account.user_name = Some(value.to_owned());
-        } else if field == self.fields.external_id {
+        } else if field == self.fields.external_id && account.external_id.is_none() {
             account.external_id = Some(value.to_owned());
         }
         self.index.upsert(account.clone());
