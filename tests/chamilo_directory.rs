@@ -249,3 +249,36 @@ async fn deprovisioning_policies_and_protected_accounts() {
     dir.delete(&id).await.unwrap();
     assert_eq!(chamilo.state().user(uid).map(|u| u.active), Some(0));
 }
+
+#[tokio::test]
+async fn a_round_trip_without_unreadable_attributes_keeps_them() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let mut teacher = ann();
+    teacher
+        .as_json_mut()
+        .insert("roles".into(), json!([{"value": "teacher"}]));
+    teacher
+        .as_json_mut()
+        .insert("preferredLanguage".into(), json!("fr"));
+    let id = dir.create(teacher).await.unwrap().id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    chamilo.state().user_mut(uid).unwrap().phone = "555-0100".into();
+
+    // What a PATCH active=false does: get, change, replace with what get returned.
+    let mut current = dir.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        current.get("phoneNumbers"),
+        Some(&json!([{"value": "555-0100", "type": "work"}]))
+    );
+    current.as_json_mut().insert("active".into(), json!(false));
+    dir.replace(&id, current, None).await.unwrap();
+    let state = chamilo.state();
+    let u = state.user(uid).unwrap();
+    assert_eq!(u.active, 0);
+    assert_eq!(u.status, STATUS_TEACHER, "status not reset to student");
+    assert_eq!(
+        u.language, "french",
+        "language not readable, so not touched"
+    );
+    assert_eq!(u.phone, "555-0100");
+}

@@ -121,7 +121,9 @@ pub struct Mapped {
     pub external_id: Option<String>,
     pub official_code: Option<String>,
     pub language: Option<String>,
-    pub status: i64,
+    /// `None` when the user has no `roles`: keep Chamilo's status on updates (a PATCH round
+    /// trip cannot carry it, Chamilo's status is not readable), the default on create.
+    pub status: Option<i64>,
     pub password: Option<String>,
 }
 
@@ -226,18 +228,19 @@ impl ChamiloMapping {
             None => None,
         };
         let status = match pick_typed(user, "roles", "") {
-            Some(role) => self
-                .role_status
-                .iter()
-                .find(|(r, _)| r.eq_ignore_ascii_case(role))
-                .map(|(_, s)| *s)
-                .ok_or_else(|| {
-                    invalid(
-                        "roles",
-                        format!("no Chamilo status is configured for role '{role}'"),
-                    )
-                })?,
-            None => self.default_status,
+            Some(role) => Some(
+                self.role_status
+                    .iter()
+                    .find(|(r, _)| r.eq_ignore_ascii_case(role))
+                    .map(|(_, s)| *s)
+                    .ok_or_else(|| {
+                        invalid(
+                            "roles",
+                            format!("no Chamilo status is configured for role '{role}'"),
+                        )
+                    })?,
+            ),
+            None => None,
         };
         Ok(Mapped {
             user_name,
@@ -417,7 +420,7 @@ impl ChamiloDirectory {
                 firstname: m.firstname.clone(),
                 lastname: m.lastname.clone(),
                 email: m.email.clone(),
-                status: m.status,
+                status: m.status.unwrap_or(self.mapping.default_status),
                 language: m.language.clone(),
                 phone: m.phone.clone(),
                 auth_source: Some(self.mapping.auth_source.clone()),
@@ -470,7 +473,7 @@ impl ChamiloDirectory {
             partial: false,
             phone: m.phone.clone(),
             official_code: m.official_code.clone(),
-            status: Some(m.status),
+            status: Some(m.status.unwrap_or(self.mapping.default_status)),
         };
         self.lookup.index.upsert(account.clone());
         tracing::info!(chamilo.user_id = id, "created user");
@@ -513,10 +516,20 @@ impl ChamiloDirectory {
             ("lastname", m.lastname.clone()),
             ("email", m.email.clone()),
             ("active", if m.active { "1" } else { "0" }.into()),
-            ("status", m.status.to_string()),
-            ("phone", m.phone.clone().unwrap_or_default()),
-            ("official_code", m.official_code.clone().unwrap_or_default()),
         ];
+        if let Some(s) = m.status {
+            changes.push(("status", s.to_string()));
+        }
+        // Phone and official code are cleared only when they were known (and so returned to
+        // the identity provider): an attribute the proxy could not read is not wiped by a
+        // PATCH round trip that could not carry it.
+        let known = |v: &Option<String>| v.as_ref().is_some_and(|v| !v.is_empty());
+        if m.phone.is_some() || known(&current.phone) {
+            changes.push(("phone", m.phone.clone().unwrap_or_default()));
+        }
+        if m.official_code.is_some() || known(&current.official_code) {
+            changes.push(("official_code", m.official_code.clone().unwrap_or_default()));
+        }
         if let Some(l) = &m.language {
             changes.push(("language", l.clone()));
         }
@@ -541,7 +554,7 @@ impl ChamiloDirectory {
             partial: false,
             phone: m.phone.clone(),
             official_code: m.official_code.clone(),
-            status: Some(m.status),
+            status: m.status.or(current.status),
         };
         self.lookup.index.upsert(account.clone());
         Ok(self.to_user(&account))
@@ -783,7 +796,7 @@ mod tests {
             })))
             .unwrap();
         assert_eq!(m.language.as_deref(), Some("french"));
-        assert_eq!(m.status, 1);
+        assert_eq!(m.status, Some(1));
         assert!(!m.active);
         assert_eq!(m.official_code.as_deref(), Some("E-7"));
 
