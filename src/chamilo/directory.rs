@@ -109,6 +109,62 @@ impl Default for ChamiloMapping {
     }
 }
 
+impl ChamiloMapping {
+    /// The mapping described by the `[chamilo]` section; the service account is always
+    /// protected. Unknown `login_transform` / `deprovision` names are configuration errors.
+    pub fn from_config(c: &crate::config::ChamiloConfig) -> Result<Self, ChamiloError> {
+        let d = Self::default();
+        let config_error = |detail: String| ChamiloError::Config { detail };
+        let login_transform = match c.login_transform.as_str() {
+            "strict" => LoginTransform::Strict,
+            "sanitize" => LoginTransform::Sanitize,
+            "local-part" => LoginTransform::LocalPart,
+            other => {
+                return Err(config_error(format!(
+                    "chamilo.login_transform: unknown '{other}' (strict, sanitize, local-part)"
+                )))
+            }
+        };
+        let deprovision = match c.deprovision.as_str() {
+            "deactivate" => Deprovision::Deactivate,
+            "delete" => Deprovision::Delete,
+            "delete-or-deactivate" => Deprovision::DeleteOrDeactivate,
+            other => return Err(config_error(format!(
+                "chamilo.deprovision: unknown '{other}' (deactivate, delete, delete-or-deactivate)"
+            ))),
+        };
+        let mut protected_logins = c.protected_logins.clone();
+        protected_logins.push(c.username.clone());
+        Ok(Self {
+            fields: IndexFields {
+                user_name: c.user_name_field.clone(),
+                external_id: c.external_id_field.clone(),
+            },
+            login_rules: LoginRules {
+                login_is_email: c.login_is_email,
+            },
+            login_transform,
+            default_status: c.default_status,
+            role_status: if c.roles.is_empty() {
+                d.role_status
+            } else {
+                c.roles.iter().map(|(k, v)| (k.clone(), *v)).collect()
+            },
+            languages: if c.languages.is_empty() {
+                d.languages
+            } else {
+                c.languages
+                    .iter()
+                    .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                    .collect()
+            },
+            auth_source: c.auth_source.clone(),
+            deprovision,
+            protected_logins,
+        })
+    }
+}
+
 /// The Chamilo fields a SCIM user maps to, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {
@@ -822,6 +878,22 @@ mod tests {
         );
         let err = mapping.map(&user(json!({"userName": "a"}))).unwrap_err();
         assert!(matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "emails"));
+    }
+
+    #[test]
+    fn mapping_from_config() {
+        let c: crate::config::Config = toml::from_str(
+            "[chamilo]\nusername = \"scim-bot\"\ndeprovision = \"delete\"\nroles = { faculty = 1 }\n",
+        )
+        .unwrap();
+        let m = ChamiloMapping::from_config(&c.chamilo).unwrap();
+        assert_eq!(m.deprovision, Deprovision::Delete);
+        assert_eq!(m.role_status, vec![("faculty".to_owned(), 1)]);
+        assert!(m.is_protected("SCIM-BOT"));
+        assert!(m.is_protected("admin"));
+        let c: crate::config::Config =
+            toml::from_str("[chamilo]\nlogin_transform = \"magic\"\n").unwrap();
+        assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
     }
 
     #[test]

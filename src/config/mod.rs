@@ -251,6 +251,29 @@ pub struct ChamiloConfig {
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Extra field holding the SCIM `userName` verbatim (also the SOAP handle).
+    pub user_name_field: String,
+    /// Extra field holding the SCIM `externalId`.
+    pub external_id_field: String,
+    /// Chamilo's `login_is_email` setting (logins may hold `@`, up to 100 characters).
+    pub login_is_email: bool,
+    /// `userName`s Chamilo cannot store as a login: `strict` (400), `sanitize`, `local-part`.
+    pub login_transform: String,
+    /// SCIM `DELETE`: `deactivate`, `delete`, or `delete-or-deactivate`.
+    pub deprovision: String,
+    /// `auth_source` of created users: `platform` or an SSO source name.
+    pub auth_source: String,
+    /// Status of users without a mapped role (5 student).
+    pub default_status: i64,
+    /// SCIM role value (case-insensitive) → Chamilo status; empty means the built-in table.
+    pub roles: std::collections::BTreeMap<String, i64>,
+    /// Language tag → Chamilo language folder; empty means the built-in table.
+    pub languages: std::collections::BTreeMap<String, String>,
+    /// Logins SCIM may never change or delete (the service account is always protected).
+    pub protected_logins: Vec<String>,
+    /// How often the user index reloads the full listing in the background.
+    #[serde(with = "humantime_serde")]
+    pub index_refresh: Duration,
 }
 
 impl Default for ChamiloConfig {
@@ -271,6 +294,17 @@ impl Default for ChamiloConfig {
             listing_timeout: Duration::from_secs(600),
             pool_idle_timeout: Duration::from_secs(4),
             pool_max_idle_per_host: 32,
+            user_name_field: "scim_user_name".to_owned(),
+            external_id_field: "scim_external_id".to_owned(),
+            login_is_email: false,
+            login_transform: "sanitize".to_owned(),
+            deprovision: "deactivate".to_owned(),
+            auth_source: "platform".to_owned(),
+            default_status: 5,
+            roles: std::collections::BTreeMap::new(),
+            languages: std::collections::BTreeMap::new(),
+            protected_logins: vec!["admin".to_owned()],
+            index_refresh: Duration::from_secs(300),
         }
     }
 }
