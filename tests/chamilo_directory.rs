@@ -282,3 +282,128 @@ async fn a_round_trip_without_unreadable_attributes_keeps_them() {
     );
     assert_eq!(u.phone, "555-0100");
 }
+
+fn directory_on(chamilo: &StandinHandle, mapping: ChamiloMapping) -> ChamiloDirectory {
+    let client = Arc::new(
+        ChamiloClient::new(ClientSettings::new(
+            chamilo.base_url.clone(),
+            Credentials {
+                username: "admin".into(),
+                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+                password: None,
+                security_key: Some(Secret::new(chamilo.security_key.clone())),
+            },
+        ))
+        .unwrap(),
+    );
+    let lookup = Arc::new(AccountLookup::new(
+        Arc::new(UserIndex::new()),
+        client.clone(),
+        mapping.fields.clone(),
+    ));
+    ChamiloDirectory::new(client, lookup, mapping)
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_one_chamilo_stay_correct() {
+    let (chamilo, a) = setup(ChamiloMapping {
+        deprovision: Deprovision::Delete,
+        ..ChamiloMapping::default()
+    })
+    .await;
+    let b = directory_on(
+        &chamilo,
+        ChamiloMapping {
+            deprovision: Deprovision::Delete,
+            ..ChamiloMapping::default()
+        },
+    );
+    // Both indexes are built before the user exists.
+    assert_eq!(a.find(&eq("userName", "x")).await.unwrap().total, 0);
+    assert_eq!(b.find(&eq("userName", "x")).await.unwrap().total, 0);
+
+    let id = a.create(ann()).await.unwrap().id().unwrap().to_owned();
+    // Replica B has never seen it: found by userName, by externalId and by id.
+    let page = b
+        .find(&eq("userName", "ann.lee@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.resources[0].id(), Some(id.as_str()));
+    assert_eq!(
+        b.find(&eq("externalId", "0f1e-ann")).await.unwrap().total,
+        1
+    );
+    assert!(b.get(&id).await.unwrap().is_some());
+    // B cannot create it a second time.
+    assert!(matches!(
+        b.create(ann()).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+
+    // B deactivates; A (whose index says active) does not hide it.
+    let mut off = b.get(&id).await.unwrap().unwrap();
+    off.as_json_mut().insert("active".into(), json!(false));
+    b.replace(&id, off, None).await.unwrap();
+    {
+        // B never knew the names or e-mail (Chamilo gives no lookup by id): they are kept.
+        let state = chamilo.state();
+        let u = state.user(id.parse().unwrap()).unwrap();
+        assert_eq!(u.firstname.as_deref(), Some("Ann"));
+        assert_eq!(u.lastname, "Lee");
+        assert_eq!(u.email, "ann.lee@example.org");
+        assert_eq!(u.active, 0);
+    }
+    assert_eq!(a.get(&id).await.unwrap().unwrap().active(), Some(false));
+    let page = a
+        .find(&eq("userName", "ann.lee@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.resources[0].active(), Some(false));
+
+    // A deletes; B does not return it any more.
+    a.delete(&id).await.unwrap();
+    assert!(b.get(&id).await.unwrap().is_none());
+    assert_eq!(
+        b.find(&eq("userName", "ann.lee@example.org"))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+}
+
+#[tokio::test]
+async fn okta_style_paging_is_stable() {
+    let (_chamilo, dir) = setup(ChamiloMapping::default()).await;
+    for i in 0..7 {
+        let mut u = ann();
+        let m = u.as_json_mut();
+        m.insert("userName".into(), json!(format!("user{i}@example.org")));
+        m.insert("externalId".into(), json!(format!("ext-{i}")));
+        dir.create(u).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut start = 1;
+    loop {
+        let page = dir
+            .find(&ListQuery {
+                filter: None,
+                sort: None,
+                start_index: start,
+                count: 3,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, 7);
+        if page.resources.is_empty() {
+            break;
+        }
+        seen.extend(page.resources.iter().map(|u| u.id().unwrap().to_owned()));
+        start += 3;
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|s| s.parse::<u64>().unwrap());
+    sorted.dedup();
+    assert_eq!(seen, sorted, "every user once, in id order");
+    assert_eq!(seen.len(), 7);
+}

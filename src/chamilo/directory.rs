@@ -129,9 +129,11 @@ impl ChamiloMapping {
             "deactivate" => Deprovision::Deactivate,
             "delete" => Deprovision::Delete,
             "delete-or-deactivate" => Deprovision::DeleteOrDeactivate,
-            other => return Err(config_error(format!(
+            other => {
+                return Err(config_error(format!(
                 "chamilo.deprovision: unknown '{other}' (deactivate, delete, delete-or-deactivate)"
-            ))),
+            )))
+            }
         };
         let mut protected_logins = c.protected_logins.clone();
         protected_logins.push(c.username.clone());
@@ -169,9 +171,11 @@ impl ChamiloMapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {
     pub user_name: String,
-    pub firstname: String,
-    pub lastname: String,
-    pub email: String,
+    /// `None` when the user has no `name.givenName` (and likewise below): on create Chamilo
+    /// gets an empty value, on replace the stored value is kept if the proxy never knew it.
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
+    pub email: Option<String>,
     pub phone: Option<String>,
     pub active: bool,
     pub external_id: Option<String>,
@@ -246,17 +250,20 @@ impl ChamiloMapping {
             .ok_or_else(|| invalid("userName", "required"))?
             .to_owned();
         storable("userName", &user_name, None)?;
-        let firstname = user.get_str("name.givenName").unwrap_or("").to_owned();
-        storable("name.givenName", &firstname, Some(60))?;
-        let lastname = user.get_str("name.familyName").unwrap_or("").to_owned();
-        storable("name.familyName", &lastname, Some(60))?;
-        let email = user
-            .primary_email()
-            .ok_or_else(|| invalid("emails", "Chamilo requires an e-mail address"))?
-            .to_owned();
-        storable("emails", &email, Some(100))?;
-        if !plausible_email(&email) {
-            return Err(invalid("emails", "not an e-mail address Chamilo accepts"));
+        let firstname = user.get_str("name.givenName").map(str::to_owned);
+        if let Some(f) = &firstname {
+            storable("name.givenName", f, Some(60))?;
+        }
+        let lastname = user.get_str("name.familyName").map(str::to_owned);
+        if let Some(l) = &lastname {
+            storable("name.familyName", l, Some(60))?;
+        }
+        let email = user.primary_email().map(str::to_owned);
+        if let Some(e) = &email {
+            storable("emails", e, Some(100))?;
+            if !plausible_email(e) {
+                return Err(invalid("emails", "not an e-mail address Chamilo accepts"));
+            }
         }
         let phone = pick_typed(user, "phoneNumbers", "work").map(str::to_owned);
         if let Some(p) = &phone {
@@ -436,6 +443,12 @@ impl ChamiloDirectory {
 
     async fn create_user(&self, user: User) -> Result<User, DirectoryError> {
         let m = self.mapping.map(&user)?;
+        let email = m
+            .email
+            .clone()
+            .ok_or_else(|| invalid("emails", "Chamilo requires an e-mail address"))?;
+        let firstname = m.firstname.clone().unwrap_or_default();
+        let lastname = m.lastname.clone().unwrap_or_default();
         self.ensure_index().await?;
         if self
             .lookup
@@ -473,9 +486,9 @@ impl ChamiloDirectory {
             let account = NewAccount {
                 username: login.clone(),
                 password: password.clone(),
-                firstname: m.firstname.clone(),
-                lastname: m.lastname.clone(),
-                email: m.email.clone(),
+                firstname: firstname.clone(),
+                lastname: lastname.clone(),
+                email: email.clone(),
                 status: m.status.unwrap_or(self.mapping.default_status),
                 language: m.language.clone(),
                 phone: m.phone.clone(),
@@ -523,9 +536,9 @@ impl ChamiloDirectory {
             user_name: Some(m.user_name.clone()),
             external_id: m.external_id.clone(),
             active: m.active,
-            firstname: Some(m.firstname.clone()),
-            lastname: m.lastname.clone(),
-            email: m.email.clone(),
+            firstname: Some(firstname),
+            lastname,
+            email,
             partial: false,
             phone: m.phone.clone(),
             official_code: m.official_code.clone(),
@@ -567,12 +580,28 @@ impl ChamiloDirectory {
         if renamed || m.password.is_some() {
             login = self.edit_credentials(&current, &m).await?;
         }
-        let mut changes: Vec<(&str, String)> = vec![
-            ("firstname", m.firstname.clone()),
-            ("lastname", m.lastname.clone()),
-            ("email", m.email.clone()),
-            ("active", if m.active { "1" } else { "0" }.into()),
-        ];
+        // A value the proxy never knew (an account learned from a fresh lookup only) is
+        // left alone when the new state lacks it; a known one is cleared.
+        let keep_unknown = current.partial;
+        let mut changes: Vec<(&str, String)> =
+            vec![("active", if m.active { "1" } else { "0" }.into())];
+        match (&m.firstname, keep_unknown) {
+            (Some(f), _) => changes.push(("firstname", f.clone())),
+            (None, false) => changes.push(("firstname", String::new())),
+            (None, true) => {}
+        }
+        match (&m.lastname, keep_unknown) {
+            (Some(l), _) => changes.push(("lastname", l.clone())),
+            (None, false) => changes.push(("lastname", String::new())),
+            (None, true) => {}
+        }
+        match (&m.email, keep_unknown) {
+            (Some(e), _) => changes.push(("email", e.clone())),
+            (None, false) => {
+                return Err(invalid("emails", "Chamilo requires an e-mail address"));
+            }
+            (None, true) => {}
+        }
         if let Some(s) = m.status {
             changes.push(("status", s.to_string()));
         }
@@ -604,10 +633,10 @@ impl ChamiloDirectory {
             user_name: Some(m.user_name.clone()),
             external_id: m.external_id.clone(),
             active: m.active,
-            firstname: Some(m.firstname.clone()),
-            lastname: m.lastname.clone(),
-            email: m.email.clone(),
-            partial: false,
+            firstname: m.firstname.clone().or(current.firstname.clone()),
+            lastname: m.lastname.clone().unwrap_or(current.lastname.clone()),
+            email: m.email.clone().unwrap_or(current.email.clone()),
+            partial: current.partial && (m.firstname.is_none() || m.email.is_none()),
             phone: m.phone.clone(),
             official_code: m.official_code.clone(),
             status: m.status.or(current.status),
@@ -876,7 +905,11 @@ mod tests {
         assert!(
             matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "preferredLanguage")
         );
-        let err = mapping.map(&user(json!({"userName": "a"}))).unwrap_err();
+        let err = mapping
+            .map(&user(
+                json!({"userName": "a", "emails": [{"value": "not an address"}]}),
+            ))
+            .unwrap_err();
         assert!(matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "emails"));
     }
 

@@ -523,6 +523,9 @@ pub struct AccountLookup {
     pub client: Arc<ChamiloClient>,
     pub fields: IndexFields,
     rebuild_lock: tokio::sync::Mutex<()>,
+    /// Signalled when a lookup learned an account the listing did not have (made by another
+    /// replica or in Chamilo): the refresher then rebuilds early to fill in its names.
+    refresh_hint: tokio::sync::Notify,
 }
 
 impl AccountLookup {
@@ -533,6 +536,7 @@ impl AccountLookup {
             client,
             fields,
             rebuild_lock: tokio::sync::Mutex::new(()),
+            refresh_hint: tokio::sync::Notify::new(),
         }
     }
 
@@ -569,7 +573,8 @@ impl AccountLookup {
         }
     }
 
-    /// Rebuilds now and then every `every`, until `stop` is cancelled.
+    /// Rebuilds now and then every `every` (or soon after a lookup met an account the index
+    /// lacked, at most once per `every / 10`), until `stop` is cancelled.
     pub fn spawn_refresh(
         self: Arc<Self>,
         every: Duration,
@@ -583,6 +588,12 @@ impl AccountLookup {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
+                    _ = self.refresh_hint.notified() => {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(every / 10) => {}
+                        }
+                    }
                 }
             }
         })
@@ -593,10 +604,11 @@ impl AccountLookup {
         let known = self.index.by_user_name(user_name);
         let field = self.fields.user_name.clone();
         let wanted = user_name.trim().to_lowercase();
+        // An indexed account without the value (stale, or partial) may be the match too.
         self.confirm(&field, user_name, known, |a| {
             a.user_name
                 .as_deref()
-                .is_some_and(|v| v.trim().to_lowercase() == wanted)
+                .is_none_or(|v| v.trim().to_lowercase() == wanted)
         })
         .await
     }
@@ -606,7 +618,7 @@ impl AccountLookup {
         let known = self.index.by_external_id(external_id);
         let field = self.fields.external_id.clone();
         self.confirm(&field, external_id, known, |a| {
-            a.external_id.as_deref() == Some(external_id)
+            a.external_id.as_deref().is_none_or(|v| v == external_id)
         })
         .await
     }
@@ -688,11 +700,14 @@ impl AccountLookup {
         if let Some(k) = known.as_ref().filter(|k| k.id != profile.id) {
             self.index.remove(k.id);
         }
-        let mut account = self.index.by_id(profile.id).unwrap_or_else(|| Account {
-            id: profile.id,
-            lastname: profile.full_name.clone(),
-            partial: true,
-            ..Account::default()
+        let mut account = self.index.by_id(profile.id).unwrap_or_else(|| {
+            self.refresh_hint.notify_one();
+            Account {
+                id: profile.id,
+                lastname: profile.full_name.clone(),
+                partial: true,
+                ..Account::default()
+            }
         });
         account.active = match proven_active {
             Some(a) => a,
