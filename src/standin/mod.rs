@@ -127,6 +127,8 @@ struct Shared {
     calls: Mutex<HashMap<String, u64>>,
     cost: Mutex<Cost>,
     injected: Mutex<Option<Injected>>,
+    /// Nanoseconds spent answering (modelled cost included), for "proxy's own time" figures.
+    busy_nanos: std::sync::atomic::AtomicU64,
     security_key: String,
     soap_debug_bytes: usize,
     site: Site,
@@ -157,6 +159,7 @@ impl Standin {
                 extra_field_cost_per_user: config.extra_field_cost_per_user,
             }),
             injected: Mutex::new(None),
+            busy_nanos: std::sync::atomic::AtomicU64::new(0),
             security_key: config.security_key.clone(),
             soap_debug_bytes: config.soap_debug_bytes,
             site: Site {
@@ -232,9 +235,22 @@ impl StandinHandle {
         lock(&self.shared.calls).values().sum()
     }
 
-    /// Sets every counter back to zero.
+    /// Sets every counter (and the busy time) back to zero.
     pub fn reset_calls(&self) {
         lock(&self.shared.calls).clear();
+        self.shared
+            .busy_nanos
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time spent answering requests since the last reset, modelled cost included: subtract
+    /// it from a client's elapsed time to get the client's own share.
+    pub fn busy_time(&self) -> Duration {
+        Duration::from_nanos(
+            self.shared
+                .busy_nanos
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The database, for direct reads and edits behind the proxy's back. Do not hold the guard
@@ -298,7 +314,15 @@ async fn accept_loop(
         tracker.spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(serve(shared, peer, req).await) }
+                async move {
+                    let started = std::time::Instant::now();
+                    let response = serve(shared.clone(), peer, req).await;
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    shared
+                        .busy_nanos
+                        .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+                    Ok::<_, Infallible>(response)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);

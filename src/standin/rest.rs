@@ -536,29 +536,32 @@ fn update_user_from_username(state: &mut ChamiloState, ctx: &Caller, p: &FormPai
             return err("Language unavailable.");
         }
     }
-    let Some(user) = state.user_mut(target) else {
-        return err("User not found.");
-    };
-    for (key, value) in changes {
-        match key {
-            "firstname" => user.firstname = Some(store_text(value, FIRSTNAME_MAX)),
-            "lastname" => user.lastname = store_text(value, LASTNAME_MAX),
-            "email" => user.email = store_text(value, EMAIL_MAX),
-            "phone" => user.phone = store_text(value, PHONE_MAX),
-            "status" => user.status = php_int(value),
-            "official_code" => user.official_code = store_text(value, OFFICIAL_CODE_MAX),
-            "language" => user.language = value.to_owned(),
-            "auth_source" => user.auth_source = value.to_owned(),
-            "active" => user.active = php_int(value),
-            "enabled" => user.enabled = php_int(value),
-            "expiration_date" => user.expiration_date = Some(value.to_owned()),
-            _ => {}
+    let found = state.edit_user(target, |user| {
+        for (key, value) in changes {
+            match key {
+                "firstname" => user.firstname = Some(store_text(value, FIRSTNAME_MAX)),
+                "lastname" => user.lastname = store_text(value, LASTNAME_MAX),
+                "email" => user.email = store_text(value, EMAIL_MAX),
+                "phone" => user.phone = store_text(value, PHONE_MAX),
+                "status" => user.status = php_int(value),
+                "official_code" => user.official_code = store_text(value, OFFICIAL_CODE_MAX),
+                "language" => user.language = value.to_owned(),
+                "auth_source" => user.auth_source = value.to_owned(),
+                "active" => user.active = php_int(value),
+                "enabled" => user.enabled = php_int(value),
+                "expiration_date" => user.expiration_date = Some(value.to_owned()),
+                _ => {}
+            }
         }
+        for (field, value) in extra_changes {
+            user.extra.insert(field, Some(value));
+        }
+    });
+    if found {
+        ok(json!([true]))
+    } else {
+        err("User not found.")
     }
-    for (field, value) in extra_changes {
-        user.extra.insert(field, Some(value));
-    }
-    ok(json!([true]))
 }
 
 fn delete_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {

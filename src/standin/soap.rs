@@ -201,9 +201,7 @@ pub fn handle(
                     } else {
                         let password = p("password");
                         if !password.is_empty() {
-                            if let Some(u) = state.user_mut(id) {
-                                u.password = password.to_owned();
-                            }
+                            state.edit_user(id, |u| u.password = password.to_owned());
                         }
                         "1"
                     }

@@ -4,6 +4,7 @@
 //! accent-insensitive comparisons (`utf8mb3_unicode_ci`), silent truncation, non-BMP characters
 //! stored as `????`. Tests use the public methods to change accounts behind the proxy's back.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::Rng;
@@ -107,6 +108,10 @@ pub struct ChamiloState {
     next_user_id: u64,
     /// User extra-field variables, in creation order.
     extra_fields: Vec<String>,
+    /// (folded field, folded value) → users, so that `users_profiles_by_extra_field` costs
+    /// what the cost model says rather than a scan; `None` after an untracked edit
+    /// ([`ChamiloState::user_mut`]), rebuilt on the next lookup.
+    extra_index: RefCell<Option<ExtraIndex>>,
     admins: BTreeSet<u64>,
     api_keys: HashMap<u64, String>,
     key_owner: HashMap<String, u64>,
@@ -143,6 +148,7 @@ impl ChamiloState {
         let mut state = Self {
             users: BTreeMap::new(),
             by_username: HashMap::new(),
+            extra_index: RefCell::new(Some(ExtraIndex::new())),
             next_user_id: 1,
             extra_fields: ["already_logged_in", "gcm_registration_id"]
                 .iter()
@@ -195,6 +201,7 @@ impl ChamiloState {
             extra.insert(field, value);
         }
         self.by_username.insert(fold(&new.username), id);
+        index_extra(&mut self.extra_index.borrow_mut(), id, &extra, true);
         self.users.insert(
             id,
             User {
@@ -266,7 +273,21 @@ impl ChamiloState {
 
     /// A user by id, for direct edits in tests (bypasses every rule).
     pub fn user_mut(&mut self, id: u64) -> Option<&mut User> {
+        // The edit may touch extra values: rebuild the lookup index lazily.
+        *self.extra_index.borrow_mut() = None;
         self.users.get_mut(&id)
+    }
+
+    /// Edits a user and keeps the extra-value index in step. Returns false for an unknown id.
+    pub fn edit_user(&mut self, id: u64, edit: impl FnOnce(&mut User)) -> bool {
+        let Some(user) = self.users.get_mut(&id) else {
+            return false;
+        };
+        let mut index = self.extra_index.borrow_mut();
+        index_extra(&mut index, id, &user.extra, false);
+        edit(user);
+        index_extra(&mut index, id, &user.extra, true);
+        true
     }
 
     /// A user by login, case-insensitively, ignoring trailing spaces.
@@ -319,6 +340,7 @@ impl ChamiloState {
             return false;
         };
         self.by_username.remove(&fold(&user.username));
+        index_extra(&mut self.extra_index.borrow_mut(), id, &user.extra, false);
         if let Some(key) = self.api_keys.remove(&id) {
             self.key_owner.remove(&key);
         }
@@ -410,8 +432,21 @@ impl ChamiloState {
         let Some(field) = self.extra_field(field) else {
             return Vec::new();
         };
-        self.users
-            .values()
+        let mut index = self.extra_index.borrow_mut();
+        let index = index.get_or_insert_with(|| {
+            let mut fresh = Some(ExtraIndex::new());
+            for u in self.users.values() {
+                index_extra(&mut fresh, u.id, &u.extra, true);
+            }
+            fresh.unwrap_or_default()
+        });
+        let key = (fold(field), fold(value.trim_end_matches(' ')));
+        index
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.users.get(id))
+            // Defensive: the index only narrows; the collation rule decides.
             .filter(|u| {
                 u.extra
                     .get(field)
@@ -424,13 +459,9 @@ impl ChamiloState {
     /// Sets an extra-field value directly (creating the field).
     pub fn set_extra(&mut self, id: u64, field: &str, value: Option<&str>) -> bool {
         let field = self.ensure_extra_field(field);
-        match self.users.get_mut(&id) {
-            Some(u) => {
-                u.extra.insert(field, value.map(str::to_owned));
-                true
-            }
-            None => false,
-        }
+        self.edit_user(id, |u| {
+            u.extra.insert(field, value.map(str::to_owned));
+        })
     }
 
     /// Every group in id order.
@@ -525,27 +556,55 @@ impl ChamiloState {
     }
 }
 
+type ExtraIndex = HashMap<(String, String), BTreeSet<u64>>;
+
+/// Adds (or removes) a user's non-NULL extra values to (from) the lookup index.
+fn index_extra(
+    index: &mut Option<ExtraIndex>,
+    id: u64,
+    extra: &BTreeMap<String, Option<String>>,
+    add: bool,
+) {
+    let Some(index) = index.as_mut() else {
+        return;
+    };
+    for (field, value) in extra {
+        let Some(value) = value else { continue };
+        let key = (fold(field), fold(value.trim_end_matches(' ')));
+        if add {
+            index.entry(key).or_default().insert(id);
+        } else if let Some(ids) = index.get_mut(&key) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                index.remove(&key);
+            }
+        }
+    }
+}
+
 /// Folds a string for `utf8mb3_unicode_ci` comparisons: lower case without Latin accents.
 pub fn fold(s: &str) -> String {
-    s.chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
-            'ç' => 'c',
-            'è' | 'é' | 'ê' | 'ë' => 'e',
-            'ì' | 'í' | 'î' | 'ï' => 'i',
-            'ñ' => 'n',
-            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => 'o',
-            'ù' | 'ú' | 'û' | 'ü' => 'u',
-            'ý' | 'ÿ' => 'y',
-            other => other,
-        })
-        .collect()
+    folded_chars(s).collect()
+}
+
+fn folded_chars(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().flat_map(char::to_lowercase).map(|c| match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+        'ç' => 'c',
+        'è' | 'é' | 'ê' | 'ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' => 'i',
+        'ñ' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' => 'u',
+        'ý' | 'ÿ' => 'y',
+        other => other,
+    })
 }
 
 /// SQL `=` under `utf8mb3_unicode_ci`: case/accent-insensitive, trailing spaces ignored.
 pub fn sql_eq(a: &str, b: &str) -> bool {
-    fold(a.trim_end_matches(' ')) == fold(b.trim_end_matches(' '))
+    // Without allocating: this runs once per user in extra-field lookups.
+    folded_chars(a.trim_end_matches(' ')).eq(folded_chars(b.trim_end_matches(' ')))
 }
 
 /// What a `utf8` (3-byte) column with `sql_mode=''` keeps of `value`: each byte of a character
