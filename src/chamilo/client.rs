@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::error::{classify_refusal, CallOutcome, ChamiloError};
 use super::soap::{self, SoapAnswer};
@@ -398,7 +400,7 @@ impl ChamiloClient {
             ("username", creds.username.as_str()),
             ("password", password.expose()),
         ];
-        let data = self.post("authenticate", &form, None).await?;
+        let data: Value = self.post("authenticate", &form, None).await?;
         let key = data
             .get("apiKey")
             .and_then(Value::as_str)
@@ -409,13 +411,14 @@ impl ChamiloClient {
         Ok(())
     }
 
-    /// One POST to v2.php; returns `data` of a successful answer.
-    async fn post(
+    /// One POST to v2.php; returns `data` of a successful answer, decoded as `T` straight
+    /// from the body (a 100k-user listing never exists as a `serde_json::Value` tree).
+    async fn post<T: DeserializeOwned>(
         &self,
         action: &str,
         form: &[(&str, &str)],
         timeout: Option<Duration>,
-    ) -> Result<Value, ChamiloError> {
+    ) -> Result<T, ChamiloError> {
         let started = Instant::now();
         let result = self.post_inner(action, form, timeout).await;
         let outcome = match &result {
@@ -426,12 +429,12 @@ impl ChamiloClient {
         result
     }
 
-    async fn post_inner(
+    async fn post_inner<T: DeserializeOwned>(
         &self,
         action: &str,
         form: &[(&str, &str)],
         timeout: Option<Duration>,
-    ) -> Result<Value, ChamiloError> {
+    ) -> Result<T, ChamiloError> {
         let mut req = self.http.post(&self.rest_url).form(form);
         if let Some(t) = timeout {
             req = req.timeout(t);
@@ -453,7 +456,7 @@ impl ChamiloClient {
         if !status.is_success() {
             return Err(unexpected(action, format!("HTTP {}", status.as_u16())));
         }
-        let value: Value = match serde_json::from_slice(&body) {
+        let envelope: Envelope<T> = match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(_) if is_html || body.trim_ascii_start().starts_with(b"<") => {
                 return Err(unexpected(
@@ -461,15 +464,21 @@ impl ChamiloClient {
                     "an HTML page instead of JSON (usually a Chamilo database error)",
                 ))
             }
-            Err(e) => return Err(unexpected(action, format!("invalid JSON: {e}"))),
-        };
-        match value.get("error") {
-            Some(Value::Bool(false)) => Ok(value.get("data").cloned().unwrap_or(Value::Null)),
-            Some(Value::Bool(true)) => {
-                let message = value.get("message").and_then(Value::as_str).unwrap_or("");
-                Err(classify_refusal(action, message))
+            Err(e) => {
+                return Err(unexpected(
+                    action,
+                    format!("an answer of an unknown shape: {e}"),
+                ))
             }
-            _ => Err(unexpected(action, "no error flag in the answer")),
+        };
+        match (envelope.error, envelope.data) {
+            (Some(false), Some(data)) => Ok(data),
+            (Some(false), None) => Err(unexpected(action, "no data in the answer")),
+            (Some(true), _) => Err(classify_refusal(
+                action,
+                envelope.message.as_deref().unwrap_or(""),
+            )),
+            (None, _) => Err(unexpected(action, "no error flag in the answer")),
         }
     }
 
@@ -479,12 +488,12 @@ impl ChamiloClient {
         self.call_with_timeout(action, params, None).await
     }
 
-    async fn call_with_timeout(
+    async fn call_with_timeout<T: DeserializeOwned>(
         &self,
         action: &str,
         params: &[(&str, &str)],
         timeout: Option<Duration>,
-    ) -> Result<Value, ChamiloError> {
+    ) -> Result<T, ChamiloError> {
         let mut retried = false;
         loop {
             let key = match read(&self.current_key) {
@@ -538,10 +547,12 @@ impl ChamiloClient {
         if !fields.is_empty() {
             params.push(("extra_fields", fields.as_str()));
         }
-        let data = self
+        let rows: Vec<ListedRow> = self
             .call_with_timeout("get_users", &params, Some(self.listing_timeout))
             .await?;
-        decode_listed_users(&data, extra_fields)
+        rows.into_iter()
+            .map(|row| row.into_user(extra_fields))
+            .collect()
     }
 
     /// `username_exist` (case-insensitive on Chamilo's side).
@@ -1024,67 +1035,78 @@ fn single_id(action: &str, data: &Value) -> Result<u64, ChamiloError> {
     as_id(data.get(0)).ok_or_else(|| unexpected(action, "data is not [id]"))
 }
 
-/// Decodes `get_users` data.
-pub fn decode_listed_users(
-    data: &Value,
-    extra_fields: &[&str],
-) -> Result<Vec<ListedUser>, ChamiloError> {
-    let Value::Array(rows) = data else {
-        return Err(unexpected("get_users", "data is not a list"));
-    };
-    rows.iter()
-        .map(|row| {
-            let Value::Object(m) = row else {
-                return Err(unexpected("get_users", "an entry is not an object"));
-            };
-            decode_listed_user(m, extra_fields)
-        })
-        .collect()
+/// `{"error":…,"message":…,"data":…}`.
+#[derive(Deserialize)]
+struct Envelope<T> {
+    error: Option<bool>,
+    message: Option<String>,
+    data: Option<T>,
 }
 
-fn decode_listed_user(
-    m: &Map<String, Value>,
-    extra_fields: &[&str],
-) -> Result<ListedUser, ChamiloError> {
-    let id = as_id(m.get("id")).ok_or_else(|| unexpected("get_users", "an entry has no id"))?;
-    let username = m
-        .get("username")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
+/// One `get_users` entry, decoded without an intermediate JSON tree.
+#[derive(Deserialize)]
+struct ListedRow {
+    id: Value,
+    firstname: Option<String>,
+    lastname: Option<String>,
+    email: Option<String>,
+    username: Option<String>,
+    active: Option<Value>,
+    /// The requested extra fields.
+    #[serde(flatten)]
+    extra: HashMap<String, Value>,
+}
+
+impl ListedRow {
+    fn into_user(mut self, extra_fields: &[&str]) -> Result<ListedUser, ChamiloError> {
+        let id =
+            as_id(Some(&self.id)).ok_or_else(|| unexpected("get_users", "an entry has no id"))?;
+        let username = self.username.ok_or_else(|| {
             unexpected(
                 "get_users",
                 "an entry has no username (Chamilo older than the current 1.11.x?)",
             )
-        })?
-        .to_owned();
-    let active = match m.get("active") {
-        Some(v) => as_i64(v).is_some_and(|a| a == 1),
-        None => return Err(unexpected("get_users", "an entry has no active flag")),
-    };
-    let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-    let extra = extra_fields
-        .iter()
-        .filter_map(|f| {
-            let name = f.trim();
-            m.get(name).map(|v| {
-                let value = match v {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
-                };
-                (name.to_owned(), value)
+        })?;
+        let active = match &self.active {
+            Some(v) => as_i64(v).is_some_and(|a| a == 1),
+            None => return Err(unexpected("get_users", "an entry has no active flag")),
+        };
+        let extra = extra_fields
+            .iter()
+            .filter_map(|f| {
+                let name = f.trim();
+                self.extra.remove(name).map(|v| {
+                    let value = match v {
+                        Value::Null => None,
+                        Value::String(s) => Some(s),
+                        other => Some(other.to_string()),
+                    };
+                    (name.to_owned(), value)
+                })
             })
+            .collect();
+        Ok(ListedUser {
+            id,
+            username,
+            firstname: self.firstname,
+            lastname: self.lastname.unwrap_or_default(),
+            email: self.email.unwrap_or_default(),
+            active,
+            extra,
         })
-        .collect();
-    Ok(ListedUser {
-        id,
-        username,
-        firstname: text("firstname"),
-        lastname: text("lastname").unwrap_or_default(),
-        email: text("email").unwrap_or_default(),
-        active,
-        extra,
-    })
+    }
+}
+
+/// Decodes `get_users` data given as a JSON value (the client itself decodes from bytes).
+pub fn decode_listed_users(
+    data: &Value,
+    extra_fields: &[&str],
+) -> Result<Vec<ListedUser>, ChamiloError> {
+    let rows: Vec<ListedRow> = serde_json::from_value(data.clone())
+        .map_err(|e| unexpected("get_users", format!("an answer of an unknown shape: {e}")))?;
+    rows.into_iter()
+        .map(|row| row.into_user(extra_fields))
+        .collect()
 }
 
 /// Decodes `users_profiles_by_extra_field` data (an object keyed by id, or `[]`).
