@@ -52,7 +52,8 @@ async fn setup(seed: usize) -> (StandinHandle, AccountLookup) {
         Arc::new(UserIndex::new()),
         Arc::new(client),
         IndexFields::default(),
-    );
+    )
+    .with_min_rebuild_interval(std::time::Duration::ZERO);
     (chamilo, lookup)
 }
 
@@ -164,6 +165,36 @@ async fn lookup_cost_does_not_grow_with_accounts() {
         assert_eq!(chamilo.calls("get_users"), 0);
     }
     assert_eq!(large_lookup.index.len(), 20_003);
+}
+
+#[tokio::test]
+async fn unknown_ids_do_not_trigger_a_listing_storm() {
+    let (chamilo, lookup) = setup(10).await;
+    let lookup = AccountLookup::new(
+        lookup.index.clone(),
+        lookup.client.clone(),
+        IndexFields::default(),
+    );
+    lookup.rebuild().await.unwrap();
+    let newer = scim_user(&chamilo, "eve", "eve@example.org", "ext-eve");
+    chamilo.reset_calls();
+    for id in [newer, 999_999, 1_000_000] {
+        assert!(lookup.by_id(id).await.unwrap().is_none());
+    }
+    assert_eq!(
+        chamilo.calls("get_users"),
+        0,
+        "the last listing is too recent"
+    );
+    // By userName it is found at once: a fresh lookup, not a listing.
+    assert_eq!(
+        lookup
+            .by_user_name("eve@example.org")
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        Some(newer)
+    );
 }
 
 fn rss_bytes() -> usize {

@@ -516,6 +516,9 @@ impl UserIndex {
     }
 }
 
+/// Default shortest time between two listings triggered by lookups of unknown ids.
+pub const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Index-backed lookups that follow invariant 2: every answer is confirmed against Chamilo
 /// with one fresh call.
 pub struct AccountLookup {
@@ -526,6 +529,7 @@ pub struct AccountLookup {
     /// Signalled when a lookup learned an account the listing did not have (made by another
     /// replica or in Chamilo): the refresher then rebuilds early to fill in its names.
     refresh_hint: tokio::sync::Notify,
+    min_rebuild_interval: Duration,
 }
 
 impl AccountLookup {
@@ -537,7 +541,15 @@ impl AccountLookup {
             fields,
             rebuild_lock: tokio::sync::Mutex::new(()),
             refresh_hint: tokio::sync::Notify::new(),
+            min_rebuild_interval: MIN_REBUILD_INTERVAL,
         }
+    }
+
+    /// Changes the shortest time between two listings triggered by lookups of ids newer than
+    /// the index (default [`MIN_REBUILD_INTERVAL`]).
+    pub fn with_min_rebuild_interval(mut self, interval: Duration) -> Self {
+        self.min_rebuild_interval = interval;
+        self
     }
 
     /// Loads a full listing into the index (background work: one `get_users` with the two
@@ -629,8 +641,15 @@ impl AccountLookup {
     pub async fn by_id(&self, id: u64) -> Result<Option<Account>, ChamiloError> {
         let known = match self.index.by_id(id) {
             Some(a) => a,
-            None if id > self.index.max_id() || !self.index.is_ready() => {
-                // Possibly created by another replica since the last listing.
+            None if !self.index.is_ready()
+                || (id > self.index.max_id()
+                    && self
+                        .index
+                        .age()
+                        .is_none_or(|age| age >= self.min_rebuild_interval)) =>
+            {
+                // Possibly created by another replica since the last listing. Rate-limited:
+                // ids are guessable, and a listing is the most expensive call there is.
                 self.rebuild().await?;
                 match self.index.by_id(id) {
                     Some(a) => return Ok(Some(a)),
