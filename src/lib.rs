@@ -5,8 +5,10 @@
 //! everything → `config`. See `../shared/docs/design.md`.
 
 pub mod body;
+pub mod chamilo;
 pub mod config;
 pub mod directory;
 pub mod proxy;
 pub mod scim;
 pub mod server;
+pub mod standin;

@@ -23,6 +23,8 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub scim: ScimConfig,
+    #[serde(default)]
+    pub chamilo: ChamiloConfig,
 }
 
 /// The public listener. `listen` and the TLS on/off choice cannot change at run time.
@@ -207,6 +209,102 @@ impl Default for ScimConfig {
             max_filter_length: 4096,
             max_results: 1000,
             default_count: 100,
+        }
+    }
+}
+
+/// How the proxy reaches Chamilo's web services (REST `v2.php` and SOAP), and as whom.
+///
+/// Secrets may be given inline or, preferably, as files (Kubernetes Secret volumes) that are
+/// re-read on reload. Either `api_key` or `password` authenticates the service account; with a
+/// password the proxy calls `authenticate` at start and again when Chamilo answers
+/// `Invalid API key`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChamiloConfig {
+    /// Base URL for web-service calls; empty means the upstream URL.
+    pub url: String,
+    /// The service account: a Chamilo platform administrator.
+    pub username: String,
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// Chamilo's `security_key` (`app/config/configuration.php`), for the SOAP calls.
+    pub security_key: Option<Secret>,
+    pub security_key_file: Option<PathBuf>,
+    /// The `ip` in the SOAP secret `sha1(ip . security_key)`. It is sent as the proxy's own
+    /// `X-Forwarded-For` (Chamilo trusts that header's first entry), so any fixed token works.
+    pub soap_ip: String,
+    /// Send `soap_ip` as `X-Forwarded-For`; when false, `soap_ip` must be the address Chamilo
+    /// sees the proxy connect from.
+    pub soap_send_forwarded_for: bool,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Deadline of one ordinary call.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deadline of a full `get_users` listing (minutes at 100k users with extra fields).
+    #[serde(with = "humantime_serde")]
+    pub listing_timeout: Duration,
+    /// Must stay below Chamilo's keep-alive (Apache: 5 s).
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    /// Extra field holding the SCIM `userName` verbatim (also the SOAP handle).
+    pub user_name_field: String,
+    /// Extra field holding the SCIM `externalId`.
+    pub external_id_field: String,
+    /// Chamilo's `login_is_email` setting (logins may hold `@`, up to 100 characters).
+    pub login_is_email: bool,
+    /// `userName`s Chamilo cannot store as a login: `strict` (400), `sanitize`, `local-part`.
+    pub login_transform: String,
+    /// SCIM `DELETE`: `deactivate`, `delete`, or `delete-or-deactivate`.
+    pub deprovision: String,
+    /// `auth_source` of created users: `platform` or an SSO source name.
+    pub auth_source: String,
+    /// Status of users without a mapped role (5 student).
+    pub default_status: i64,
+    /// SCIM role value (case-insensitive) → Chamilo status; empty means the built-in table.
+    pub roles: std::collections::BTreeMap<String, i64>,
+    /// Language tag → Chamilo language folder; empty means the built-in table.
+    pub languages: std::collections::BTreeMap<String, String>,
+    /// Logins SCIM may never change or delete (the service account is always protected).
+    pub protected_logins: Vec<String>,
+    /// How often the user index reloads the full listing in the background.
+    #[serde(with = "humantime_serde")]
+    pub index_refresh: Duration,
+}
+
+impl Default for ChamiloConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            username: "admin".to_owned(),
+            api_key: None,
+            api_key_file: None,
+            password: None,
+            password_file: None,
+            security_key: None,
+            security_key_file: None,
+            soap_ip: "scim-proxy".to_owned(),
+            soap_send_forwarded_for: true,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
+            listing_timeout: Duration::from_secs(600),
+            pool_idle_timeout: Duration::from_secs(4),
+            pool_max_idle_per_host: 32,
+            user_name_field: "scim_user_name".to_owned(),
+            external_id_field: "scim_external_id".to_owned(),
+            login_is_email: false,
+            login_transform: "sanitize".to_owned(),
+            deprovision: "deactivate".to_owned(),
+            auth_source: "platform".to_owned(),
+            default_status: 5,
+            roles: std::collections::BTreeMap::new(),
+            languages: std::collections::BTreeMap::new(),
+            protected_logins: vec!["admin".to_owned()],
+            index_refresh: Duration::from_secs(300),
         }
     }
 }

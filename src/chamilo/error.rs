@@ -1,0 +1,184 @@
+//! One error type per Chamilo failure class, so the SCIM layer can answer with the right
+//! status (409, 400, 404, 503, 504, 502) without looking at Chamilo's text.
+//!
+//! `Display` never contains a secret: Chamilo's Doctrine errors (which echo the new user's
+//! password hash and salt) are cut down to their SQLSTATE line before they get here.
+
+use std::fmt;
+
+/// The outcome class of one call, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallOutcome {
+    Ok,
+    /// Chamilo answered `error:true` (taken login, validation, not found, not allowed).
+    Refused,
+    Unreachable,
+    Timeout,
+    Unexpected,
+}
+
+impl CallOutcome {
+    /// A stable label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Unexpected => "unexpected",
+        }
+    }
+}
+
+/// A failed Chamilo call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChamiloError {
+    /// The login is taken (case-insensitively) — SCIM 409 `uniqueness`.
+    #[error("Chamilo {action}: the login is already taken")]
+    LoginTaken { action: String },
+    /// Chamilo refused the values — SCIM 400 (the proxy validates first, so this is rare).
+    #[error("Chamilo {action} refused the request: {message}")]
+    Rejected { action: String, message: String },
+    /// The target user (or group, course) does not exist — SCIM 404.
+    #[error("Chamilo {action}: not found")]
+    NotFound { action: String },
+    /// The service account's key or password is wrong, or it is not an administrator.
+    #[error("Chamilo {action}: not authorised ({detail})")]
+    Unauthorized { action: String, detail: String },
+    /// No connection could be made — SCIM 503 with `Retry-After`.
+    #[error("Chamilo is unreachable ({action}): {detail}")]
+    Unreachable { action: String, detail: String },
+    /// Chamilo did not answer in time — SCIM 504.
+    #[error("Chamilo did not answer {action} in time")]
+    Timeout { action: String },
+    /// Anything else (HTTP 500, an HTML page, a data shape we do not know) — SCIM 502.
+    #[error("unexpected answer from Chamilo to {action}: {detail}")]
+    Unexpected { action: String, detail: String },
+    /// The Chamilo instance lacks something the proxy needs (start-up check).
+    #[error("Chamilo is not usable by the proxy: {detail}")]
+    Incompatible { detail: String },
+    /// The proxy's own Chamilo settings are unusable (missing secret, unreadable file).
+    #[error("Chamilo settings: {detail}")]
+    Config { detail: String },
+}
+
+impl ChamiloError {
+    /// The metrics class of this error.
+    pub fn outcome(&self) -> CallOutcome {
+        match self {
+            Self::LoginTaken { .. }
+            | Self::Rejected { .. }
+            | Self::NotFound { .. }
+            | Self::Unauthorized { .. } => CallOutcome::Refused,
+            Self::Unreachable { .. } => CallOutcome::Unreachable,
+            Self::Timeout { .. } => CallOutcome::Timeout,
+            Self::Unexpected { .. } | Self::Incompatible { .. } | Self::Config { .. } => {
+                CallOutcome::Unexpected
+            }
+        }
+    }
+
+    /// Chamilo's refusal text for a duplicate group name (`"<name> Already exists"`).
+    pub fn is_duplicate_name(&self) -> bool {
+        matches!(self, Self::Rejected { message, .. } if message.ends_with(" Already exists"))
+    }
+}
+
+/// Chamilo's refusal for non-administrators.
+pub const NOT_ALLOWED_PREFIX: &str = "You are not allowed to see this page";
+
+/// Turns an `{"error":true,"message":…}` answer into an error class.
+pub fn classify_refusal(action: &str, message: &str) -> ChamiloError {
+    let action = action.to_owned();
+    let message = sanitize_message(message);
+    if message == "This login is not available" || message.contains("Duplicate entry") {
+        return ChamiloError::LoginTaken { action };
+    }
+    if message == "User not found." || message == "This course could not be found" {
+        return ChamiloError::NotFound { action };
+    }
+    if message == "Invalid API key" {
+        return ChamiloError::Unauthorized {
+            action,
+            detail: "invalid API key".to_owned(),
+        };
+    }
+    if message == "Invalid user detected." {
+        return ChamiloError::Unauthorized {
+            action,
+            detail: "wrong service-account username or password".to_owned(),
+        };
+    }
+    if message.starts_with(NOT_ALLOWED_PREFIX) {
+        return ChamiloError::Unauthorized {
+            action,
+            detail: "the service account is not a Chamilo platform administrator".to_owned(),
+        };
+    }
+    ChamiloError::Rejected { action, message }
+}
+
+/// Doctrine's exception text holds the INSERT parameters (password hash, salt): keep only
+/// the SQLSTATE line. Any other message is kept, cut to a sane length.
+pub fn sanitize_message(message: &str) -> String {
+    if message.starts_with("An exception occurred") {
+        let tail = message
+            .rsplit("\n\n")
+            .next()
+            .filter(|t| t.starts_with("SQLSTATE"))
+            .unwrap_or("(details withheld)");
+        return format!("database error: {tail}");
+    }
+    let mut m: String = message.chars().take(300).collect();
+    if m.len() < message.len() {
+        m.push('…');
+    }
+    m
+}
+
+impl fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert!(matches!(
+            classify_refusal("save_user", "This login is not available"),
+            ChamiloError::LoginTaken { .. }
+        ));
+        assert!(matches!(
+            classify_refusal("update_user_from_username", "User not found."),
+            ChamiloError::NotFound { .. }
+        ));
+        assert!(matches!(
+            classify_refusal("get_users", "You are not allowed to see this page. Either…"),
+            ChamiloError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            classify_refusal("save_user", "User not registered."),
+            ChamiloError::Rejected { .. }
+        ));
+        assert!(classify_refusal("add_group", "ClassA Already exists").is_duplicate_name());
+    }
+
+    #[test]
+    fn doctrine_text_loses_the_password_hash() {
+        let raw = "An exception occurred while executing 'INSERT INTO user (…)' with params [null, \"race2\", \"$2y$04$eXmaTb4SZWO5RwBUhWa21.38zcgVYK4LIrFHW0NajGLRldoHkM7U6\"]:\n\nSQLSTATE[23000]: Integrity constraint violation: 1062 Duplicate entry 'race2' for key 'UNIQ'";
+        let e = classify_refusal("save_user", raw);
+        assert!(matches!(e, ChamiloError::LoginTaken { .. }));
+        let m = sanitize_message(raw);
+        assert!(!m.contains("$2y$"), "{m}");
+        assert!(m.starts_with("database error: SQLSTATE[23000]"));
+        let e = classify_refusal(
+            "save_user",
+            "An exception occurred … with params [\"$2y$04$abc\"]:\n\nSQLSTATE[23000]: 1048 Column 'status' cannot be null",
+        );
+        assert!(!e.to_string().contains("$2y$"));
+    }
+}

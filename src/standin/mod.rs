@@ -1,0 +1,458 @@
+//! A simulated Chamilo: an in-process HTTP server on a loopback port that answers the web
+//! services the proxy uses (`v2.php` and two SOAP operations) the way the current 1.11.x
+//! release does, as recorded in `../shared/docs/chamilo-transcripts/`.
+//!
+//! It exists for tests, benchmarks and the `demo` subcommand. Besides the protocol it keeps
+//! per-action call counters and models cost (a fixed latency per call, plus a listing cost
+//! proportional to the number of users and to the number of extra fields requested), so a
+//! design that lists every user per request shows up in a benchmark.
+//!
+//! ```no_run
+//! # async fn f() -> std::io::Result<()> {
+//! use chamilo_scim_proxy::standin::{Standin, StandinConfig};
+//! let chamilo = Standin::start(StandinConfig::default()).await?;
+//! chamilo.seed_users(1000);
+//! println!("{} (admin key {})", chamilo.base_url, chamilo.admin_api_key);
+//! # Ok(()) }
+//! ```
+
+pub mod form;
+pub mod rest;
+pub mod soap;
+pub mod state;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::form::FormPairs;
+use self::rest::{Reply, RestRequest, Site};
+pub use self::state::{ChamiloState, NewUser, User};
+
+/// Path of the REST web services.
+pub const REST_PATH: &str = "/main/webservices/api/v2.php";
+/// Path of the SOAP registration service.
+pub const SOAP_PATH: &str = "/main/webservices/registration.soap.php";
+
+/// How the stand-in is set up.
+#[derive(Debug, Clone)]
+pub struct StandinConfig {
+    /// Password of `admin` (id 1), for `authenticate`.
+    pub admin_password: String,
+    /// Chamilo's `security_key` (from `app/config/configuration.php`), for SOAP.
+    pub security_key: String,
+    /// Added to every call.
+    pub latency: Duration,
+    /// Added to a listing per user in the table.
+    pub listing_cost_per_user: Duration,
+    /// Added to a listing per user and per requested extra field (one query each in PHP).
+    pub extra_field_cost_per_user: Duration,
+    /// Size of the debug comment after each SOAP envelope.
+    pub soap_debug_bytes: usize,
+    /// Students created at start (see [`ChamiloState::seed_users`]).
+    pub seed_users: usize,
+}
+
+impl Default for StandinConfig {
+    fn default() -> Self {
+        Self {
+            admin_password: "ChamiloAdmin2024".to_owned(),
+            security_key: state::random_hex(16),
+            latency: Duration::ZERO,
+            listing_cost_per_user: Duration::ZERO,
+            extra_field_cost_per_user: Duration::ZERO,
+            soap_debug_bytes: 15_000,
+            seed_users: 0,
+        }
+    }
+}
+
+impl StandinConfig {
+    /// The cost shape measured on real Chamilo (PHP built-in server, loopback): about 40 ms
+    /// per call, 40 µs per listed user, 0.4 ms per user and extra field.
+    pub fn realistic() -> Self {
+        Self {
+            latency: Duration::from_millis(40),
+            listing_cost_per_user: Duration::from_micros(40),
+            extra_field_cost_per_user: Duration::from_micros(400),
+            ..Self::default()
+        }
+    }
+}
+
+/// Modelled cost, adjustable while running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    pub latency: Duration,
+    pub listing_cost_per_user: Duration,
+    pub extra_field_cost_per_user: Duration,
+}
+
+impl Cost {
+    fn of(&self, work: rest::Work) -> Duration {
+        let users = u32::try_from(work.listed_users).unwrap_or(u32::MAX);
+        let fields = u32::try_from(work.extra_fields).unwrap_or(u32::MAX);
+        self.latency
+            + self.listing_cost_per_user.saturating_mul(users)
+            + self
+                .extra_field_cost_per_user
+                .saturating_mul(users)
+                .saturating_mul(fields)
+    }
+}
+
+/// A failure the stand-in can be told to produce instead of answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// HTTP 200 with Chamilo's HTML error page (a database error).
+    HtmlErrorPage,
+    /// HTTP 500 with an empty body (a PHP fatal).
+    Fatal,
+}
+
+struct Shared {
+    state: Mutex<ChamiloState>,
+    calls: Mutex<HashMap<String, u64>>,
+    cost: Mutex<Cost>,
+    injected: Mutex<Option<Injected>>,
+    /// Nanoseconds spent answering (modelled cost included), for "proxy's own time" figures.
+    busy_nanos: std::sync::atomic::AtomicU64,
+    security_key: String,
+    soap_debug_bytes: usize,
+    site: Site,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts stand-ins.
+pub struct Standin;
+
+impl Standin {
+    /// Binds an ephemeral loopback port, authenticates `admin` and starts serving.
+    pub async fn start(config: StandinConfig) -> std::io::Result<StandinHandle> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let mut state = ChamiloState::fresh(&config.admin_password);
+        let admin_api_key = state.ensure_api_key(1);
+        state.seed_users(config.seed_users);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            calls: Mutex::new(HashMap::new()),
+            cost: Mutex::new(Cost {
+                latency: config.latency,
+                listing_cost_per_user: config.listing_cost_per_user,
+                extra_field_cost_per_user: config.extra_field_cost_per_user,
+            }),
+            injected: Mutex::new(None),
+            busy_nanos: std::sync::atomic::AtomicU64::new(0),
+            security_key: config.security_key.clone(),
+            soap_debug_bytes: config.soap_debug_bytes,
+            site: Site {
+                base_url: base_url.clone(),
+            },
+        });
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop.clone(),
+            tracker.clone(),
+        ));
+        Ok(StandinHandle {
+            base_url,
+            addr,
+            admin_api_key,
+            admin_username: "admin".to_owned(),
+            admin_password: config.admin_password,
+            security_key: config.security_key,
+            shared,
+            stop,
+            tracker,
+        })
+    }
+}
+
+/// A running stand-in. Dropping it stops the server.
+pub struct StandinHandle {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    pub addr: SocketAddr,
+    /// The REST key of `admin`.
+    pub admin_api_key: String,
+    pub admin_username: String,
+    pub admin_password: String,
+    /// Chamilo's SOAP `security_key`.
+    pub security_key: String,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl StandinHandle {
+    /// `base_url` + the REST path.
+    pub fn rest_url(&self) -> String {
+        format!("{}{REST_PATH}", self.base_url)
+    }
+
+    /// `base_url` + the SOAP path.
+    pub fn soap_url(&self) -> String {
+        format!("{}{SOAP_PATH}", self.base_url)
+    }
+
+    /// Adds `n` students (see [`ChamiloState::seed_users`]); returns their ids.
+    pub fn seed_users(&self, n: usize) -> Vec<u64> {
+        lock(&self.shared.state).seed_users(n)
+    }
+
+    /// How many calls of `action` (REST action or SOAP operation) were answered.
+    pub fn calls(&self, action: &str) -> u64 {
+        lock(&self.shared.calls).get(action).copied().unwrap_or(0)
+    }
+
+    /// Calls of every action.
+    pub fn all_calls(&self) -> HashMap<String, u64> {
+        lock(&self.shared.calls).clone()
+    }
+
+    /// Total number of calls answered.
+    pub fn total_calls(&self) -> u64 {
+        lock(&self.shared.calls).values().sum()
+    }
+
+    /// Sets every counter (and the busy time) back to zero.
+    pub fn reset_calls(&self) {
+        lock(&self.shared.calls).clear();
+        self.shared
+            .busy_nanos
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time spent answering requests since the last reset, modelled cost included: subtract
+    /// it from a client's elapsed time to get the client's own share.
+    pub fn busy_time(&self) -> Duration {
+        Duration::from_nanos(
+            self.shared
+                .busy_nanos
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The database, for direct reads and edits behind the proxy's back. Do not hold the guard
+    /// across an `.await`: the server needs the same lock.
+    pub fn state(&self) -> MutexGuard<'_, ChamiloState> {
+        lock(&self.shared.state)
+    }
+
+    /// The modelled cost.
+    pub fn cost(&self) -> Cost {
+        *lock(&self.shared.cost)
+    }
+
+    /// Changes the modelled cost.
+    pub fn set_cost(&self, cost: Cost) {
+        *lock(&self.shared.cost) = cost;
+    }
+
+    /// Changes only the per-call latency.
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.shared.cost).latency = latency;
+    }
+
+    /// Makes every following REST call fail this way (`None` to answer normally again).
+    pub fn inject(&self, failure: Option<Injected>) {
+        *lock(&self.shared.injected) = failure;
+    }
+
+    /// Stops accepting, closes every open connection and waits for the tasks to end.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for StandinHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, peer)) = accepted else {
+            // Out of descriptors or similar: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let response = serve(shared.clone(), peer, req).await;
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    shared
+                        .busy_nanos
+                        .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn php_headers(builder: http::response::Builder) -> http::response::Builder {
+    let sid: String = {
+        use rand::Rng;
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::rng();
+        (0..26)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect()
+    };
+    builder
+        .header("X-Powered-By", "PHP/8.2.36")
+        .header(
+            header::SET_COOKIE,
+            format!("ch_sid={sid}; path=/; HttpOnly"),
+        )
+        .header(header::EXPIRES, "Thu, 19 Nov 1981 08:52:00 GMT")
+        .header(header::CACHE_CONTROL, "no-store, no-cache, must-revalidate")
+        .header(header::PRAGMA, "no-cache")
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut builder =
+        php_headers(Response::builder().status(status)).header(header::CONTENT_TYPE, content_type);
+    if content_type == "application/json" {
+        builder = builder.header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    }
+    builder
+        .body(Full::new(body.into()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn count(shared: &Shared, action: &str) {
+    *lock(&shared.calls).entry(action.to_owned()).or_insert(0) += 1;
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return respond(StatusCode::BAD_REQUEST, "text/html; charset=UTF-8", ""),
+    };
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let cost = *lock(&shared.cost);
+    match parts.uri.path() {
+        REST_PATH if parts.method == Method::POST || parts.method == Method::GET => {
+            let rest_req = RestRequest {
+                query: FormPairs::parse(parts.uri.query().unwrap_or("")),
+                body: if parts.method == Method::POST {
+                    FormPairs::parse(&body)
+                } else {
+                    FormPairs::default()
+                },
+            };
+            let action = rest::action_of(&rest_req);
+            count(&shared, &action);
+            let injected = *lock(&shared.injected);
+            let (reply, work) = match injected {
+                Some(Injected::Fatal) => (Reply::Fatal, rest::Work::default()),
+                Some(Injected::HtmlErrorPage) => {
+                    tokio::time::sleep(cost.latency).await;
+                    return respond(
+                        StatusCode::OK,
+                        "text/html; charset=UTF-8",
+                        soap::html_error_page(),
+                    );
+                }
+                None => {
+                    let mut state = lock(&shared.state);
+                    rest::handle(&mut state, &shared.site, &rest_req)
+                }
+            };
+            tokio::time::sleep(cost.of(work)).await;
+            match reply {
+                Reply::Json(v) => respond(StatusCode::OK, "application/json", rest::php_json(&v)),
+                Reply::Fatal => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/html; charset=UTF-8",
+                    "",
+                ),
+            }
+        }
+        SOAP_PATH if parts.method == Method::POST => {
+            let ip = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| match peer.ip() {
+                    IpAddr::V4(a) => a.to_string(),
+                    IpAddr::V6(a) => a.to_string(),
+                });
+            let (op, reply) = {
+                let mut state = lock(&shared.state);
+                soap::handle(
+                    &mut state,
+                    &shared.security_key,
+                    &ip,
+                    &body,
+                    shared.soap_debug_bytes,
+                )
+            };
+            count(&shared, &op);
+            tokio::time::sleep(cost.latency).await;
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            respond(status, reply.content_type, reply.body)
+        }
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/html; charset=UTF-8",
+            "<html><body><h1>Not Found</h1></body></html>",
+        ),
+    }
+}

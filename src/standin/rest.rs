@@ -1,0 +1,934 @@
+//! `v2.php`: Chamilo's current 1.11.x REST web services, as observed.
+//!
+//! Every function here is pure over [`ChamiloState`]; the HTTP layer in `mod.rs` decodes the
+//! request, takes the lock, calls [`handle`] and then sleeps for the modelled cost.
+
+use serde_json::{json, Map, Value};
+
+use super::form::FormPairs;
+use super::state::{
+    fold, php_int, store_text, ChamiloState, NewUser, User, EMAIL_MAX, FIRSTNAME_MAX,
+    INSTALLED_LANGUAGES, LASTNAME_MAX, OFFICIAL_CODE_MAX, PHONE_MAX, STATUS_STUDENT,
+    STATUS_TEACHER,
+};
+
+/// Chamilo's refusal text for admin-only actions (HTTP 200, `error:true`).
+pub const NOT_ALLOWED: &str = "You are not allowed to see this page. Either your connection has expired or you are trying to access a page for which you do not have the sufficient privileges.";
+
+/// The decoded request as v2.php sees it.
+#[derive(Debug, Clone, Default)]
+pub struct RestRequest {
+    pub query: FormPairs,
+    pub body: FormPairs,
+}
+
+/// What v2.php answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// HTTP 200, `application/json`, the envelope.
+    Json(Value),
+    /// A PHP fatal: HTTP 500, `text/html`, empty body.
+    Fatal,
+}
+
+/// Work done by a call, for the cost model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Users scanned by a listing.
+    pub listed_users: usize,
+    /// Extra fields read per listed user.
+    pub extra_fields: usize,
+}
+
+/// Per-call facts the handlers need besides the state.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// `http://127.0.0.1:port` (no trailing slash).
+    pub base_url: String,
+}
+
+fn ok(data: Value) -> Reply {
+    Reply::Json(json!({"error": false, "data": data}))
+}
+
+fn err(message: impl Into<String>) -> Reply {
+    Reply::Json(json!({"error": true, "message": message.into()}))
+}
+
+/// The action name as v2.php resolves it (query string or `hash=` first, then the body).
+pub fn action_of(req: &RestRequest) -> String {
+    caller_params(req)
+        .get("action")
+        .map(str::to_owned)
+        .or_else(|| req.body.get("action").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `action`, `username`, `api_key` come from the query string (or its `hash=` JSON) first.
+fn caller_params(req: &RestRequest) -> FormPairs {
+    if let Some(hash) = req.query.get("hash") {
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(hash) {
+            let pairs = map
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect();
+            return FormPairs::from_pairs(pairs);
+        }
+    }
+    req.query.clone()
+}
+
+fn caller_field(req: &RestRequest, caller: &FormPairs, name: &str) -> Option<String> {
+    caller
+        .get(name)
+        .or_else(|| req.body.get(name))
+        .map(str::to_owned)
+}
+
+/// Answers one v2.php request.
+pub fn handle(state: &mut ChamiloState, site: &Site, req: &RestRequest) -> (Reply, Work) {
+    let caller = caller_params(req);
+    let action = caller_field(req, &caller, "action").unwrap_or_default();
+    let username = caller_field(req, &caller, "username").unwrap_or_default();
+    let mut work = Work::default();
+
+    if action == "authenticate" {
+        return (authenticate(state, site, req, &username), work);
+    }
+    let Some(api_key) = caller_field(req, &caller, "api_key") else {
+        return (Reply::Fatal, work);
+    };
+    let caller_id = match state.user_by_username(&username) {
+        Some(u) if state.key_owner(&api_key) == Some(u.id) => u.id,
+        _ => return (err("Invalid API key"), work),
+    };
+    let admin = state.is_admin(caller_id);
+    let p = &req.body;
+    let ctx = Caller {
+        id: caller_id,
+        admin,
+        username,
+        api_key,
+    };
+    let reply = match action.as_str() {
+        "user_profile" => user_profile(state, site, caller_id),
+        "get_users" => get_users(state, &ctx, p, &mut work),
+        "username_exist" => {
+            let login = p.get("loginname").unwrap_or("");
+            ok(json!([state.user_by_username(login).is_some()]))
+        }
+        "users_profiles_by_extra_field" => users_profiles_by_extra_field(state, site, &ctx, p),
+        "save_user" => save_user(state, &ctx, p).map_or_else(|e| e, |id| ok(json!([id]))),
+        "save_user_get_apikey" => match save_user(state, &ctx, p) {
+            Ok(id) => {
+                let key = state.ensure_api_key(id);
+                ok(json!({"id": id, "api_key": key}))
+            }
+            Err(e) => e,
+        },
+        "save_user_json" => {
+            let pairs = json_params(p.get("json").unwrap_or(""));
+            save_user(state, &ctx, &pairs).map_or_else(|e| e, |id| ok(json!([id])))
+        }
+        "update_user_from_username" => update_user_from_username(state, &ctx, p),
+        "delete_user" => delete_user(state, &ctx, p),
+        "get_user_api_key" => get_user_api_key(state, &ctx, &req.query),
+        "get_users_api_keys" => get_users_api_keys(state, &ctx, &req.query),
+        "update_user_apikey" => update_user_apikey(state, &ctx, p),
+        "get_groups" => get_groups(state, &ctx, p),
+        "add_group" => add_group(state, &ctx, p),
+        "group_exists" => {
+            let name = p.get("name").unwrap_or("");
+            ok(json!([state.group_by_name(name).is_some()]))
+        }
+        "delete_group" => delete_group(state, &ctx, p),
+        "add_group_sub_user" => add_group_sub_user(state, p),
+        "delete_group_sub_user" => delete_group_sub_user(state, p),
+        "get_group_sub_users" => get_group_sub_users(state, p),
+        "get_user_sub_group" => {
+            let uid = php_int(p.get("user_id").unwrap_or("")) as u64;
+            let groups: Vec<u64> = state
+                .groups()
+                .filter(|g| g.members.iter().any(|(u, _)| *u == uid))
+                .map(|g| g.id)
+                .collect();
+            ok(json!({"groups": groups}))
+        }
+        "save_course" => save_course(state, &ctx, p),
+        "subscribe_user_to_course" => subscribe_user_to_course(state, &ctx, p),
+        "unsubscribe_user_from_course" => unsubscribe_user_from_course(state, &ctx, p),
+        "get_users_subscribed_to_course" => get_users_subscribed_to_course(state, p),
+        _ => err("Invalid action"),
+    };
+    (reply, work)
+}
+
+struct Caller {
+    id: u64,
+    admin: bool,
+    username: String,
+    api_key: String,
+}
+
+fn authenticate(state: &mut ChamiloState, site: &Site, req: &RestRequest, username: &str) -> Reply {
+    let password = req.body.get("password").unwrap_or("");
+    let id = match state.user_by_username(username) {
+        Some(u) if u.password == password => u.id,
+        _ => return err("Invalid user detected."),
+    };
+    let key = state.ensure_api_key(id);
+    ok(json!({"url": format!("{}/", site.base_url), "apiKey": key, "gcmSenderId": null}))
+}
+
+fn profile(site: &Site, u: &User) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "pictureUri".into(),
+        json!(format!("{}/main/img/unknown.jpg", site.base_url)),
+    );
+    m.insert("id".into(), json!(u.id));
+    m.insert("status".into(), json!(u.status));
+    m.insert("fullName".into(), json!(u.full_name()));
+    m.insert("username".into(), json!(u.username));
+    m.insert("officialCode".into(), json!(u.official_code));
+    m.insert("phone".into(), json!(u.phone));
+    m
+}
+
+fn user_profile(state: &ChamiloState, site: &Site, id: u64) -> Reply {
+    match state.user(id) {
+        Some(u) => {
+            let mut m = profile(site, u);
+            m.insert("extra".into(), json!([]));
+            ok(Value::Object(m))
+        }
+        None => err("User not found."),
+    }
+}
+
+fn get_users(state: &ChamiloState, ctx: &Caller, p: &FormPairs, work: &mut Work) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let status = p.get("status").unwrap_or("");
+    let wanted: Option<i64> = if status == "*" {
+        None
+    } else if !status.is_empty() && status.bytes().all(|b| b.is_ascii_digit()) {
+        Some(php_int(status))
+    } else {
+        return ok(json!([]));
+    };
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for name in p.get("extra_fields").unwrap_or("").split(',') {
+        let name = name.trim();
+        if name.is_empty() || fields.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        if let Some(stored) = state.extra_field(name) {
+            fields.push((name.to_owned(), stored.to_owned()));
+        }
+    }
+    work.listed_users = state.user_count();
+    work.extra_fields = fields.len();
+    let mut users: Vec<&User> = state
+        .users()
+        .filter(|u| wanted.is_none_or(|s| u.status == s))
+        .collect();
+    users.sort_by_cached_key(|u| (u.firstname.as_deref().map(fold), u.id));
+    let data: Vec<Value> = users
+        .into_iter()
+        .map(|u| {
+            let mut m = Map::new();
+            m.insert("id".into(), json!(u.id));
+            m.insert("firstname".into(), json!(u.firstname));
+            m.insert("lastname".into(), json!(u.lastname));
+            m.insert("email".into(), json!(u.email));
+            m.insert("username".into(), json!(u.username));
+            m.insert("active".into(), json!(u.active));
+            for (name, stored) in &fields {
+                let v = match u.extra.get(stored) {
+                    None => json!(""),
+                    Some(None) => Value::Null,
+                    Some(Some(v)) => json!(v),
+                };
+                m.insert(name.clone(), v);
+            }
+            Value::Object(m)
+        })
+        .collect();
+    ok(Value::Array(data))
+}
+
+fn users_profiles_by_extra_field(
+    state: &ChamiloState,
+    site: &Site,
+    ctx: &Caller,
+    p: &FormPairs,
+) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let (Some(name), Some(value)) = (p.get("field_name"), p.get("field_value")) else {
+        return Reply::Fatal;
+    };
+    let only_active = p.get("active") == Some("1");
+    let mut m = Map::new();
+    for u in state.users_by_extra_value(name, value) {
+        if only_active && u.active != 1 {
+            continue;
+        }
+        m.insert(u.id.to_string(), Value::Object(profile(site, u)));
+    }
+    if m.is_empty() {
+        ok(json!([]))
+    } else {
+        ok(Value::Object(m))
+    }
+}
+
+/// Parameters of `save_user_json`: the `json` field's object as form pairs.
+fn json_params(raw: &str) -> FormPairs {
+    let pairs = match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => map
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    FormPairs::from_pairs(pairs)
+}
+
+/// Chamilo's default `USERNAME_PURIFIER` and `USERNAME_MAX_LENGTH`.
+pub fn valid_username(login: &str) -> bool {
+    !login.is_empty()
+        && login.chars().count() <= 50
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$' | '-'))
+}
+
+/// A close approximation of PHP's `FILTER_VALIDATE_EMAIL`.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    local_ok && domain_ok
+}
+
+fn doctrine_insert_error(new: &NewUser, creator: u64, reason: &str) -> String {
+    let q = |s: &str| format!("\"{s}\"");
+    let opt = |s: &Option<String>| s.as_deref().map_or("null".to_owned(), q);
+    let hash = format!("$2y$04${}", super::state::random_hex(26));
+    let salt = super::state::random_hex(21);
+    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let login = q(&new.username);
+    let email = q(&new.email);
+    format!(
+        "An exception occurred while executing 'INSERT INTO user (user_id, username, username_canonical, email_canonical, email, locked, enabled, expired, credentials_expired, credentials_expire_at, expires_at, lastname, firstname, password, phone, address, salt, last_login, created_at, updated_at, confirmation_token, password_requested_at, roles, profile_completed, auth_source, status, official_code, picture_uri, creator_id, competences, diplomas, openarea, teach, productions, language, registration_date, expiration_date, active, openid, theme, hr_dept_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)' with params [null, {login}, {canon}, {email_canon}, {email}, 0, 1, 0, 0, null, null, {last}, {first}, {hash}, {phone}, \"\", {salt}, null, null, null, null, null, \"a:0:{{}}\", null, {auth}, null, \"\", \"\", {creator}, null, null, null, null, null, {lang}, {now}, {exp}, 1, null, null, 0]:\n\n{reason}",
+        canon = q(&new.username.to_lowercase()),
+        email_canon = q(&new.email.to_lowercase()),
+        last = q(&new.lastname),
+        first = opt(&new.firstname),
+        hash = q(&hash),
+        phone = q(&new.phone),
+        salt = q(&salt),
+        auth = q(&new.auth_source),
+        lang = q(&new.language),
+        now = q(&now),
+        exp = opt(&new.expiration_date),
+    )
+}
+
+fn save_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Result<u64, Reply> {
+    if !ctx.admin {
+        return Err(err(NOT_ALLOWED));
+    }
+    let login = p.get("loginname").unwrap_or("").to_owned();
+    if state.user_by_username(&login).is_some() {
+        return Err(err("This login is not available"));
+    }
+    let not_registered = || err("User not registered.");
+    if !valid_username(&login) {
+        return Err(not_registered());
+    }
+    let email = p.get("email").unwrap_or("").to_owned();
+    if !valid_email(&email) {
+        return Err(not_registered());
+    }
+    let auth_source = match p.get("auth_source") {
+        Some(a) if !a.is_empty() => a.to_owned(),
+        _ => "platform".to_owned(),
+    };
+    let password = match p.get("password") {
+        Some(pw) if !pw.is_empty() => pw.to_owned(),
+        _ if auth_source == "platform" => return Err(not_registered()),
+        // Chamilo stores the auth source's name as the password when none is given.
+        _ => auth_source.clone(),
+    };
+    let language = p
+        .get("language")
+        .map(str::to_lowercase)
+        .filter(|l| INSTALLED_LANGUAGES.contains(&l.as_str()))
+        .unwrap_or_else(|| state.platform_language.clone());
+    let mut extra: Vec<(String, Option<String>)> = vec![(
+        p.get("original_user_id_name").unwrap_or("").to_owned(),
+        p.get("original_user_id_value").map(str::to_owned),
+    )];
+    extra.extend(indexed_extra(p).into_iter().map(|(n, v)| (n, Some(v))));
+    let new = NewUser {
+        username: login,
+        firstname: p.get("firstname").map(str::to_owned),
+        lastname: p.get("lastname").unwrap_or("").to_owned(),
+        email,
+        password,
+        status: 0,
+        official_code: String::new(),
+        phone: p.get("phone").unwrap_or("").to_owned(),
+        language,
+        auth_source,
+        expiration_date: p.get("expiration_date").map(str::to_owned),
+        extra,
+    };
+    let Some(status) = p.get("status") else {
+        return Err(err(doctrine_insert_error(
+            &new,
+            ctx.id,
+            "SQLSTATE[23000]: Integrity constraint violation: 1048 Column 'status' cannot be null",
+        )));
+    };
+    let new = NewUser {
+        status: php_int(status),
+        ..new
+    };
+    state
+        .insert_user(new)
+        .ok_or_else(|| err("This login is not available"))
+}
+
+/// `extra[i][field_name]` / `extra[i][field_value]` pairs, in index order of appearance.
+fn indexed_extra(p: &FormPairs) -> Vec<(String, String)> {
+    let mut slots: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+    for (path, value) in p.array_entries("extra") {
+        if path.len() != 2 {
+            continue;
+        }
+        let idx = path[0].clone();
+        let pos = match slots.iter().position(|(i, _, _)| *i == idx) {
+            Some(pos) => pos,
+            None => {
+                slots.push((idx, None, None));
+                slots.len() - 1
+            }
+        };
+        match path[1].as_str() {
+            "field_name" => slots[pos].1 = Some(value),
+            "field_value" => slots[pos].2 = Some(value),
+            _ => {}
+        }
+    }
+    slots
+        .into_iter()
+        .filter_map(|(_, n, v)| Some((n?, v.unwrap_or_default())))
+        .collect()
+}
+
+/// Keys `update_user_from_username` accepts besides `extra`.
+const UPDATABLE: &[&str] = &[
+    "firstname",
+    "lastname",
+    "email",
+    "phone",
+    "status",
+    "official_code",
+    "language",
+    "auth_source",
+    "active",
+    "enabled",
+    "expiration_date",
+    "competences",
+    "diplomas",
+    "openarea",
+    "teach",
+    "productions",
+];
+
+fn update_user_from_username(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    let Some(login) = p
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("loginname"))
+        .map(|(_, v)| v.to_owned())
+    else {
+        return err("No data available");
+    };
+    let Some(target) = state.user_by_username(&login).map(|u| u.id) else {
+        return err("User not found.");
+    };
+    if !ctx.admin && target != ctx.id {
+        return err(NOT_ALLOWED);
+    }
+    let mut changes: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in p.iter() {
+        let lower = key.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "action" | "api_key" | "username" | "loginname"
+        ) || key == "extra"
+            || key.starts_with("extra[")
+        {
+            continue;
+        }
+        if !UPDATABLE.contains(&key) {
+            return err(format!("Unsupported update. '{key}'"));
+        }
+        changes.push((key, value));
+    }
+    // Extra fields: indexed form and associative form; a missing field fails the call.
+    let mut extra_changes: Vec<(String, String)> = Vec::new();
+    for (name, value) in indexed_extra(p) {
+        match state.extra_field(&name) {
+            Some(stored) => extra_changes.push((stored.to_owned(), value)),
+            None => {
+                return err(format!(
+                    "Could not update extra field value.: Array\n(\n    [field_name] => {name}\n    [field_value] => {value}\n)\n"
+                ))
+            }
+        }
+    }
+    for (path, value) in p.array_entries("extra") {
+        if path.len() != 1 {
+            continue;
+        }
+        match state.extra_field(&path[0]) {
+            Some(stored) => extra_changes.push((stored.to_owned(), value)),
+            None => return err(format!("Could not update extra field value.: {}", path[0])),
+        }
+    }
+    for (key, value) in &changes {
+        if *key == "language" && !INSTALLED_LANGUAGES.contains(value) {
+            return err("Language unavailable.");
+        }
+    }
+    let found = state.edit_user(target, |user| {
+        for (key, value) in changes {
+            match key {
+                "firstname" => user.firstname = Some(store_text(value, FIRSTNAME_MAX)),
+                "lastname" => user.lastname = store_text(value, LASTNAME_MAX),
+                "email" => user.email = store_text(value, EMAIL_MAX),
+                "phone" => user.phone = store_text(value, PHONE_MAX),
+                "status" => user.status = php_int(value),
+                "official_code" => user.official_code = store_text(value, OFFICIAL_CODE_MAX),
+                "language" => user.language = value.to_owned(),
+                "auth_source" => user.auth_source = value.to_owned(),
+                "active" => user.active = php_int(value),
+                "enabled" => user.enabled = php_int(value),
+                "expiration_date" => user.expiration_date = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        for (field, value) in extra_changes {
+            user.extra.insert(field, Some(value));
+        }
+    });
+    if found {
+        ok(json!([true]))
+    } else {
+        err("User not found.")
+    }
+}
+
+fn delete_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let raw = p.get("user_id").unwrap_or("");
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return ok(json!({"status": false}));
+    }
+    let id = php_int(raw) as u64;
+    if state.is_only_teacher(id) {
+        return ok(json!({"status": false}));
+    }
+    state.remove_user(id);
+    ok(json!({"status": true}))
+}
+
+fn get_user_api_key(state: &mut ChamiloState, ctx: &Caller, q: &FormPairs) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let Some(id) = state
+        .user_by_username(q.get("user").unwrap_or(""))
+        .map(|u| u.id)
+    else {
+        return err("User not found.");
+    };
+    let key = if q.get("force") == Some("1") {
+        Some(state.ensure_api_key(id))
+    } else {
+        state.api_key(id).map(str::to_owned)
+    };
+    let username = state
+        .user(id)
+        .map(|u| u.username.clone())
+        .unwrap_or_default();
+    ok(json!({"id": id, "username": username, "api_key": key}))
+}
+
+fn get_users_api_keys(state: &ChamiloState, ctx: &Caller, q: &FormPairs) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let page = php_int(q.get("page").unwrap_or("1")).max(1) as usize;
+    let per_page = php_int(q.get("per_page").unwrap_or("30")).max(1) as usize;
+    let total = state.user_count();
+    let list: Vec<Value> = state
+        .users()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|u| json!({"id": u.id, "username": u.username, "api_key": state.api_key(u.id)}))
+        .collect();
+    let next = if page * per_page < total {
+        json!(format!(
+            "/main/webservices/api/v2.php?api_key={}&username={}&page={}&per_page={}",
+            ctx.api_key,
+            ctx.username,
+            page + 1,
+            per_page
+        ))
+    } else {
+        Value::Null
+    };
+    ok(json!({"total": total, "list": list, "length": list.len(), "next": next}))
+}
+
+fn update_user_apikey(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    let id = php_int(p.get("user_id").unwrap_or("")) as u64;
+    let current = p.get("current_api_key").unwrap_or("");
+    let matches = state.api_key(id).is_some_and(|k| k == current);
+    if !(ctx.admin || ctx.id == id) || !matches {
+        return err(NOT_ALLOWED);
+    }
+    let key = state.new_api_key(id);
+    ok(json!({"api_key": key}))
+}
+
+fn group_json(g: &super::state::Group) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(g.id));
+    m.insert("name".into(), json!(g.name));
+    m.insert("description".into(), json!(g.description));
+    m.insert("visibility".into(), json!(g.visibility));
+    m.insert("type".into(), json!(g.group_type));
+    if g.group_type == 1 {
+        m.insert("type_name".into(), json!("social"));
+        let vis = match g.visibility.as_str() {
+            "1" => "open",
+            "2" => "closed",
+            _ => "",
+        };
+        m.insert("visibility_name".into(), json!(vis));
+    } else {
+        m.insert("type_name".into(), json!("class"));
+    }
+    Value::Object(m)
+}
+
+fn get_groups(state: &ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let wanted = match p.get("type").unwrap_or("*") {
+        "*" => None,
+        t => Some(php_int(t)),
+    };
+    let data: Vec<Value> = state
+        .groups()
+        .filter(|g| wanted.is_none_or(|t| g.group_type == t))
+        .map(group_json)
+        .collect();
+    ok(Value::Array(data))
+}
+
+fn add_group(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let name = p.get("name").unwrap_or("");
+    if state.group_by_name(name).is_some() {
+        return err(format!("{name} Already exists"));
+    }
+    let group_type = php_int(p.get("type").unwrap_or("0"));
+    let id = state.insert_group(
+        name,
+        p.get("description").unwrap_or(""),
+        p.get("visibility").unwrap_or(""),
+        group_type,
+    );
+    if group_type == 1 {
+        // A social group's creator becomes its administrator (relation 1).
+        if let Some(g) = state.group_mut(id) {
+            g.members.push((ctx.id, 1));
+        }
+    }
+    ok(json!([id]))
+}
+
+fn delete_group(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let Some(raw) = p.get("id") else {
+        return Reply::Fatal;
+    };
+    let id = php_int(raw) as u64;
+    if state.remove_group(id) {
+        ok(json!([id]))
+    } else {
+        err("NotDeleted")
+    }
+}
+
+fn add_group_sub_user(state: &mut ChamiloState, p: &FormPairs) -> Reply {
+    let raw = p.get("user_id").unwrap_or("");
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return err("user_id not provided");
+    }
+    let uid = php_int(raw) as u64;
+    let gid = php_int(p.get("group_id").unwrap_or("")) as u64;
+    let role = p.get("role").map_or(2, php_int);
+    if state.user(uid).is_none() || state.group(gid).is_none() {
+        return err("user_id or group_id does not exist");
+    }
+    if let Some(g) = state.group_mut(gid) {
+        if !g.members.iter().any(|(u, _)| *u == uid) {
+            g.members.push((uid, role));
+        }
+    }
+    ok(json!([true]))
+}
+
+fn delete_group_sub_user(state: &mut ChamiloState, p: &FormPairs) -> Reply {
+    let uid = php_int(p.get("user_id").unwrap_or("")) as u64;
+    let gid = php_int(p.get("group_id").unwrap_or("")) as u64;
+    if uid == 0 {
+        return ok(json!([false]));
+    }
+    if let Some(g) = state.group_mut(gid) {
+        g.members.retain(|(u, _)| *u != uid);
+    }
+    ok(json!([{}]))
+}
+
+fn get_group_sub_users(state: &ChamiloState, p: &FormPairs) -> Reply {
+    let Some(raw) = p.get("id") else {
+        return Reply::Fatal;
+    };
+    let Some(g) = state.group(php_int(raw) as u64) else {
+        return ok(json!([]));
+    };
+    let mut members: Vec<(usize, &User, i64)> = g
+        .members
+        .iter()
+        .enumerate()
+        .filter_map(|(row, (uid, rel))| state.user(*uid).map(|u| (row, u, *rel)))
+        .collect();
+    members.sort_by_cached_key(|(row, u, rel)| (*rel, u.firstname.as_deref().map(fold), *row));
+    if members.is_empty() {
+        return ok(json!([]));
+    }
+    let mut m = Map::new();
+    for (_, u, rel) in members {
+        m.insert(
+            u.id.to_string(),
+            json!({"id": u.id, "firstname": u.firstname, "lastname": u.lastname, "relation_type": rel}),
+        );
+    }
+    ok(Value::Object(m))
+}
+
+fn course_of(state: &ChamiloState, p: &FormPairs) -> Option<u64> {
+    if let Some(id) = p.get("course_id") {
+        let id = php_int(id) as u64;
+        return state.course(id).map(|c| c.id);
+    }
+    p.get("course_code").and_then(|c| state.course_by_code(c))
+}
+
+fn save_course(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    if !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let title = p.get("title").unwrap_or("");
+    let wanted: String = p
+        .get("wanted_code")
+        .unwrap_or(title)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<String>()
+        .to_uppercase();
+    let code = if p.get("remove_campus_id_from_wanted_code") == Some("1") {
+        wanted
+    } else {
+        format!("CAMPUS1{wanted}")
+    };
+    let Some(id) = state.insert_course(&code, title) else {
+        return ok(
+            json!({"status": false, "message": "The course has not been created due to an internal error."}),
+        );
+    };
+    if let Some(c) = state.course_mut(id) {
+        c.users.push((ctx.id, STATUS_TEACHER));
+    }
+    ok(json!({
+        "status": true,
+        "id": id,
+        "code_course": code,
+        "title_course": title,
+        "extra_fields": [],
+        "message": format!("Course {code} added"),
+    }))
+}
+
+fn subscribe_user_to_course(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    let uid = php_int(p.get("user_id").unwrap_or("")) as u64;
+    if !ctx.admin && uid != ctx.id {
+        return err(NOT_ALLOWED);
+    }
+    let status = if p.get("status").map(php_int) == Some(STATUS_TEACHER) {
+        STATUS_TEACHER
+    } else {
+        STATUS_STUDENT
+    };
+    let Some(cid) = course_of(state, p) else {
+        return ok(json!([false]));
+    };
+    if state.user(uid).is_none() {
+        return ok(json!([false]));
+    }
+    let Some(course) = state.course_mut(cid) else {
+        return ok(json!([false]));
+    };
+    if course.users.iter().any(|(u, _)| *u == uid) {
+        return ok(json!([false]));
+    }
+    course.users.push((uid, status));
+    ok(json!([true]))
+}
+
+fn unsubscribe_user_from_course(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
+    let uid = php_int(p.get("user_id").unwrap_or("")) as u64;
+    if !ctx.admin && uid != ctx.id {
+        return err(NOT_ALLOWED);
+    }
+    let Some(cid) = course_of(state, p) else {
+        return ok(json!([false]));
+    };
+    if let Some(course) = state.course_mut(cid) {
+        course.users.retain(|(u, _)| *u != uid);
+    }
+    ok(json!([true]))
+}
+
+fn get_users_subscribed_to_course(state: &ChamiloState, p: &FormPairs) -> Reply {
+    let Some(raw) = p.get("course") else {
+        return Reply::Fatal;
+    };
+    let Some(course) = state.course(php_int(raw) as u64) else {
+        return err("This course could not be found");
+    };
+    let mut rows: Vec<(&User, i64)> = course
+        .users
+        .iter()
+        .filter_map(|(uid, s)| state.user(*uid).map(|u| (u, *s)))
+        .collect();
+    rows.sort_by_cached_key(|(u, _)| (u.firstname.as_deref().map(fold), fold(&u.lastname)));
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|(u, s)| {
+            json!({"user_id": u.id, "username": u.username, "firstname": u.firstname, "lastname": u.lastname, "status_rel": s})
+        })
+        .collect();
+    ok(Value::Array(data))
+}
+
+/// Serialises like PHP's `json_encode` with default flags: compact, `/` escaped as `\/`,
+/// non-ASCII as `\uXXXX` (UTF-16 units).
+pub fn php_json(value: &Value) -> String {
+    let plain = value.to_string();
+    let mut out = String::with_capacity(plain.len() + 16);
+    for c in plain.chars() {
+        match c {
+            '/' => out.push_str("\\/"),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn php_json_escapes_like_php() {
+        let v = json!({"url": "http://x/", "n": "Zoé 😀"});
+        assert_eq!(
+            php_json(&v),
+            r#"{"url":"http:\/\/x\/","n":"Zo\u00e9 \ud83d\ude00"}"#
+        );
+    }
+
+    #[test]
+    fn username_rules() {
+        assert!(valid_username("a.b_c-d$e"));
+        assert!(valid_username(&"b".repeat(50)));
+        assert!(!valid_username(&"a".repeat(51)));
+        assert!(!valid_username("jane@example.com"));
+        assert!(!valid_username("jane doe"));
+        assert!(!valid_username("ñandu"));
+        assert!(!valid_username(""));
+    }
+
+    #[test]
+    fn email_rules() {
+        assert!(valid_email("ann@example.com"));
+        assert!(valid_email("jp+tag@example.com"));
+        assert!(!valid_email("jp tag@example.com"));
+        assert!(!valid_email("not-an-email"));
+        assert!(!valid_email(""));
+    }
+}

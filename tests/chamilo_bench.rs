@@ -1,0 +1,246 @@
+//! Cost of directory operations against the stand-in at 1k, 10k and 100k accounts with a
+//! 5 ms per-call latency: Chamilo calls per operation, p50/p99, and the proxy's own share
+//! (elapsed minus the time the stand-in spent answering, i.e. client, HTTP and directory work).
+//! Prints figures, asserts nothing about speed.
+//!
+//! `cargo test --release --test chamilo_bench -- --ignored --nocapture`
+//!
+//! Recorded 2026-11-29 on the shared 2-core build machine (release build, stand-in and client
+//! in one process; p99 figures are noisy there):
+//!
+//! | accounts | operation | Chamilo calls/op | p50 | own share |
+//! |---|---|---|---|---|
+//! | 1k | lookup userName / externalId / id / miss | 1 | 6.7–7.7 ms | 5–45 % (noisy) |
+//! | 10k | lookup userName / externalId / id / miss | 1 | 6.7–6.9 ms | 8–13 % |
+//! | 100k | lookup userName / externalId / id / miss | 1 | 6.7–6.9 ms | 9–11 % |
+//! | 100k | create (2 checks + save_user) | 3 | 20.2 ms | 8 % |
+//! | 100k | replace / deactivate | 2 | 13.4–13.8 ms | 7–11 % |
+//! | 100k | index build (one get_users, 2 extra fields, no modelled cost) | 1 | 3.8 s | |
+//!
+//! "Own share" is elapsed minus the time the stand-in spent answering; with 5 ms per call it is
+//! mostly the loopback HTTP round trip on a loaded machine (about 0.7 ms), not the directory.
+//! Index memory at 100k accounts: see `chamilo_index.rs` (RSS +31 MiB, estimate 26 MiB).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
+use chamilo_scim_proxy::chamilo::directory::{ChamiloDirectory, ChamiloMapping};
+use chamilo_scim_proxy::chamilo::index::{AccountLookup, UserIndex};
+use chamilo_scim_proxy::chamilo::ChamiloClient;
+use chamilo_scim_proxy::config::Secret;
+use chamilo_scim_proxy::directory::{Directory, ListQuery, User};
+use chamilo_scim_proxy::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
+use chamilo_scim_proxy::standin::{Cost, Standin, StandinConfig, StandinHandle};
+use serde_json::{json, Value};
+
+const LATENCY: Duration = Duration::from_millis(5);
+const OPS: usize = 60;
+
+fn user(i: usize) -> User {
+    match json!({
+        "userName": format!("bench.user{i}@example.org"),
+        "externalId": format!("bench-{i}"),
+        "name": {"givenName": "Bench", "familyName": format!("User{i}")},
+        "emails": [{"value": format!("bench.user{i}@example.org"), "primary": true}],
+    }) {
+        Value::Object(m) => User::from_json(m),
+        _ => unreachable!(),
+    }
+}
+
+fn eq(attr: &str, value: &str) -> ListQuery {
+    ListQuery {
+        filter: Some(Filter::Compare {
+            path: AttrPath {
+                urn: None,
+                name: attr.into(),
+                sub_attr: None,
+            },
+            op: CompareOp::Eq,
+            value: CompValue::Str(value.into()),
+        }),
+        sort: None,
+        start_index: 1,
+        count: 10,
+    }
+}
+
+struct Stats {
+    name: &'static str,
+    times: Vec<Duration>,
+    calls: u64,
+    /// Time the stand-in spent answering (its modelled latency and its own work).
+    chamilo: Duration,
+}
+
+impl Stats {
+    fn print(&mut self, accounts: usize) {
+        self.times.sort();
+        let n = self.times.len();
+        let p50 = self.times[n / 2];
+        let p99 = self.times[(n * 99 / 100).min(n - 1)];
+        let calls = self.calls as f64 / n as f64;
+        let total: Duration = self.times.iter().sum();
+        let own = total.saturating_sub(self.chamilo);
+        println!(
+            "{accounts:>7} accounts  {:<22} calls/op {calls:>4.2}  p50 {:>7.2} ms  p99 {:>7.2} ms  proxy's own share {:>5.1} %",
+            self.name,
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            own.as_secs_f64() / total.as_secs_f64() * 100.0
+        );
+    }
+}
+
+async fn measure<F, Fut>(chamilo: &StandinHandle, name: &'static str, mut op: F) -> Stats
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    chamilo.reset_calls();
+    let mut times = Vec::with_capacity(OPS);
+    for i in 0..OPS {
+        let t = Instant::now();
+        op(i).await;
+        times.push(t.elapsed());
+    }
+    Stats {
+        name,
+        times,
+        calls: chamilo.total_calls(),
+        chamilo: chamilo.busy_time(),
+    }
+}
+
+async fn run(accounts: usize) {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: accounts,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = Arc::new(
+        ChamiloClient::new(ClientSettings::new(
+            chamilo.base_url.clone(),
+            Credentials {
+                username: "admin".into(),
+                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+                password: None,
+                security_key: Some(Secret::new(chamilo.security_key.clone())),
+            },
+        ))
+        .unwrap(),
+    );
+    let mapping = ChamiloMapping::default();
+    let lookup = Arc::new(AccountLookup::new(
+        Arc::new(UserIndex::new()),
+        client.clone(),
+        mapping.fields.clone(),
+    ));
+    let dir = ChamiloDirectory::new(client, lookup.clone(), mapping);
+    let t = Instant::now();
+    lookup.rebuild().await.unwrap();
+    let build = t.elapsed();
+    chamilo.set_cost(Cost {
+        latency: LATENCY,
+        ..Cost::default()
+    });
+
+    let created = std::sync::Mutex::new(Vec::new());
+    let mut creates = measure(&chamilo, "create", |i| {
+        let dir = &dir;
+        let created = &created;
+        async move {
+            let id = dir.create(user(i)).await.unwrap().id().unwrap().to_owned();
+            created.lock().unwrap().push(id);
+        }
+    })
+    .await;
+    let ids = created.into_inner().unwrap();
+    let mut by_name = measure(&chamilo, "lookup userName", |i| {
+        let dir = &dir;
+        async move {
+            let p = dir
+                .find(&eq("userName", &format!("BENCH.user{i}@example.org")))
+                .await
+                .unwrap();
+            assert_eq!(p.total, 1);
+        }
+    })
+    .await;
+    let mut by_ext = measure(&chamilo, "lookup externalId", |i| {
+        let dir = &dir;
+        async move {
+            let p = dir
+                .find(&eq("externalId", &format!("bench-{i}")))
+                .await
+                .unwrap();
+            assert_eq!(p.total, 1);
+        }
+    })
+    .await;
+    let mut by_id = measure(&chamilo, "lookup id", |i| {
+        let dir = &dir;
+        let id = ids[i].clone();
+        async move {
+            assert!(dir.get(&id).await.unwrap().is_some());
+        }
+    })
+    .await;
+    let mut misses = measure(&chamilo, "lookup miss", |i| {
+        let dir = &dir;
+        async move {
+            let p = dir
+                .find(&eq("userName", &format!("nobody{i}@example.org")))
+                .await
+                .unwrap();
+            assert_eq!(p.total, 0);
+        }
+    })
+    .await;
+    let mut updates = measure(&chamilo, "update (replace)", |i| {
+        let dir = &dir;
+        let id = ids[i].clone();
+        async move {
+            let mut u = user(i);
+            u.as_json_mut().insert(
+                "name".into(),
+                json!({"givenName": "Renamed", "familyName": "X"}),
+            );
+            dir.replace(&id, u, None).await.unwrap();
+        }
+    })
+    .await;
+    let mut deactivations = measure(&chamilo, "deactivate (delete)", |i| {
+        let dir = &dir;
+        let id = ids[i].clone();
+        async move {
+            dir.delete(&id).await.unwrap();
+        }
+    })
+    .await;
+    println!(
+        "{accounts:>7} accounts  index build (one get_users, 2 extra fields, no modelled cost): {build:?}"
+    );
+    for s in [
+        &mut creates,
+        &mut by_name,
+        &mut by_ext,
+        &mut by_id,
+        &mut misses,
+        &mut updates,
+        &mut deactivations,
+    ] {
+        s.print(accounts + 2);
+    }
+    assert_eq!(chamilo.calls("get_users"), 0, "no listing per request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark, prints figures"]
+async fn directory_costs_at_1k_10k_100k() {
+    for n in [1_000, 10_000, 100_000] {
+        run(n).await;
+    }
+}

@@ -1,0 +1,409 @@
+//! The Chamilo `directory` against the stand-in: the SCIM operations the engine calls, the
+//! userName round trip, validation before any call, deprovisioning and protected accounts.
+
+use std::sync::Arc;
+
+use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
+use chamilo_scim_proxy::chamilo::directory::{ChamiloDirectory, ChamiloMapping, Deprovision};
+use chamilo_scim_proxy::chamilo::index::{AccountLookup, UserIndex};
+use chamilo_scim_proxy::chamilo::ChamiloClient;
+use chamilo_scim_proxy::config::Secret;
+use chamilo_scim_proxy::directory::{Directory, DirectoryError, ListQuery, User};
+use chamilo_scim_proxy::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
+use chamilo_scim_proxy::standin::state::STATUS_TEACHER;
+use chamilo_scim_proxy::standin::{Standin, StandinConfig, StandinHandle};
+use serde_json::{json, Value};
+
+async fn setup(mapping: ChamiloMapping) -> (StandinHandle, ChamiloDirectory) {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: 50,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = Arc::new(
+        ChamiloClient::new(ClientSettings::new(
+            chamilo.base_url.clone(),
+            Credentials {
+                username: "admin".into(),
+                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+                password: None,
+                security_key: Some(Secret::new(chamilo.security_key.clone())),
+            },
+        ))
+        .unwrap(),
+    );
+    let lookup = Arc::new(AccountLookup::new(
+        Arc::new(UserIndex::new()),
+        client.clone(),
+        mapping.fields.clone(),
+    ));
+    let dir = ChamiloDirectory::new(client, lookup, mapping);
+    (chamilo, dir)
+}
+
+fn user(v: Value) -> User {
+    match v {
+        Value::Object(m) => User::from_json(m),
+        _ => unreachable!(),
+    }
+}
+
+fn ann() -> User {
+    user(json!({
+        "userName": "Ann.Lee@Example.org",
+        "externalId": "0f1e-ann",
+        "name": {"givenName": "Ann", "familyName": "Lee"},
+        "emails": [{"value": "ann.lee@example.org", "type": "work", "primary": true}],
+        "active": true
+    }))
+}
+
+fn eq(attr: &str, value: &str) -> ListQuery {
+    ListQuery {
+        filter: Some(Filter::Compare {
+            path: AttrPath {
+                urn: None,
+                name: attr.into(),
+                sub_attr: None,
+            },
+            op: CompareOp::Eq,
+            value: CompValue::Str(value.into()),
+        }),
+        sort: None,
+        start_index: 1,
+        count: 100,
+    }
+}
+
+#[tokio::test]
+async fn entra_style_lifecycle() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+
+    // Entra's first step: is the user there? One fresh call confirms the miss.
+    let page = dir
+        .find(&eq("userName", "ann.lee@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 0);
+
+    let created = dir.create(ann()).await.unwrap();
+    let id = created.id().unwrap().to_owned();
+    // The identity provider gets back exactly the userName it sent.
+    assert_eq!(created.user_name(), Some("Ann.Lee@Example.org"));
+    {
+        let state = chamilo.state();
+        let u = state.user(id.parse().unwrap()).unwrap();
+        assert_eq!(
+            u.username, "Ann.Lee_Example.org",
+            "a valid Chamilo login was derived"
+        );
+        assert_eq!(u.password.len(), 40, "a long random password was sent");
+        assert_eq!(
+            u.extra.get("scim_external_id"),
+            Some(&Some("0f1e-ann".to_owned()))
+        );
+    }
+
+    // Found by userName (case-insensitively) and by externalId; one Chamilo call each.
+    chamilo.reset_calls();
+    let page = dir
+        .find(&eq("userName", "ANN.LEE@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.resources[0].id(), Some(id.as_str()));
+    assert_eq!(page.resources[0].user_name(), Some("Ann.Lee@Example.org"));
+    assert_eq!(chamilo.total_calls(), 1);
+    let page = dir.find(&eq("externalId", "0f1e-ann")).await.unwrap();
+    assert_eq!(page.total, 1);
+    let got = dir.get(&id).await.unwrap().unwrap();
+    assert_eq!(got.get_str("name.familyName"), Some("Lee"));
+    assert_eq!(chamilo.total_calls(), 3);
+
+    // A second create with the same userName is a conflict, not a duplicate.
+    assert!(matches!(
+        dir.create(ann()).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+
+    // Replace: rename (SOAP) and deactivate.
+    let mut renamed = ann();
+    renamed
+        .as_json_mut()
+        .insert("userName".into(), json!("ann.smith@example.org"));
+    renamed.as_json_mut().insert("active".into(), json!(false));
+    let after = dir.replace(&id, renamed, None).await.unwrap();
+    assert_eq!(after.user_name(), Some("ann.smith@example.org"));
+    assert_eq!(after.active(), Some(false));
+    {
+        let state = chamilo.state();
+        let u = state.user(id.parse().unwrap()).unwrap();
+        assert_eq!(u.username, "ann.smith_example.org");
+        assert_eq!(u.active, 0);
+    }
+    assert_eq!(chamilo.calls("WSEditUserCredentials"), 1);
+    let page = dir
+        .find(&eq("userName", "ann.smith@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert!(dir
+        .find(&eq("userName", "ann.lee@example.org"))
+        .await
+        .unwrap()
+        .resources
+        .is_empty());
+
+    // DELETE deactivates by default; the account stays.
+    dir.delete(&id).await.unwrap();
+    assert!(chamilo.state().user(id.parse().unwrap()).is_some());
+    assert_eq!(dir.get(&id).await.unwrap().unwrap().active(), Some(false));
+
+    // The listing holds SCIM-managed accounts only, in id order.
+    let all = dir
+        .find(&ListQuery {
+            filter: None,
+            sort: None,
+            start_index: 1,
+            count: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.total, 1);
+}
+
+#[tokio::test]
+async fn validation_happens_before_any_call() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    chamilo.reset_calls();
+    let mut bad = ann();
+    bad.as_json_mut().insert(
+        "name".into(),
+        json!({"givenName": "Zoé 😀", "familyName": "Lee"}),
+    );
+    match dir.create(bad).await.unwrap_err() {
+        DirectoryError::InvalidValue { attr, .. } => assert_eq!(attr, "name.givenName"),
+        other => panic!("{other}"),
+    }
+    let mut bad = ann();
+    bad.as_json_mut()
+        .insert("preferredLanguage".into(), json!("tlh"));
+    assert!(matches!(
+        dir.create(bad).await.unwrap_err(),
+        DirectoryError::InvalidValue { .. }
+    ));
+    assert_eq!(chamilo.calls("save_user"), 0);
+}
+
+#[tokio::test]
+async fn deprovisioning_policies_and_protected_accounts() {
+    let (chamilo, dir) = setup(ChamiloMapping {
+        deprovision: Deprovision::Delete,
+        ..ChamiloMapping::default()
+    })
+    .await;
+    let id = dir.create(ann()).await.unwrap().id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    {
+        let mut state = chamilo.state();
+        let course = state.insert_course("C1", "Course").unwrap();
+        state
+            .course_mut(course)
+            .unwrap()
+            .users
+            .push((uid, STATUS_TEACHER));
+    }
+    assert!(matches!(
+        dir.delete(&id).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+    chamilo.state().course_mut(1).unwrap().users.clear();
+    dir.delete(&id).await.unwrap();
+    assert!(chamilo.state().user(uid).is_none());
+    assert!(dir.get(&id).await.unwrap().is_none());
+
+    // The admin account cannot be deleted or changed through SCIM.
+    assert!(matches!(
+        dir.delete("1").await.unwrap_err(),
+        DirectoryError::Forbidden { .. }
+    ));
+    assert!(chamilo.state().user(1).is_some());
+
+    let (chamilo, dir) = setup(ChamiloMapping {
+        deprovision: Deprovision::DeleteOrDeactivate,
+        ..ChamiloMapping::default()
+    })
+    .await;
+    let id = dir.create(ann()).await.unwrap().id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    {
+        let mut state = chamilo.state();
+        let course = state.insert_course("C1", "Course").unwrap();
+        state
+            .course_mut(course)
+            .unwrap()
+            .users
+            .push((uid, STATUS_TEACHER));
+    }
+    dir.delete(&id).await.unwrap();
+    assert_eq!(chamilo.state().user(uid).map(|u| u.active), Some(0));
+}
+
+#[tokio::test]
+async fn a_round_trip_without_unreadable_attributes_keeps_them() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let mut teacher = ann();
+    teacher
+        .as_json_mut()
+        .insert("roles".into(), json!([{"value": "teacher"}]));
+    teacher
+        .as_json_mut()
+        .insert("preferredLanguage".into(), json!("fr"));
+    let id = dir.create(teacher).await.unwrap().id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    chamilo.state().user_mut(uid).unwrap().phone = "555-0100".into();
+
+    // What a PATCH active=false does: get, change, replace with what get returned.
+    let mut current = dir.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        current.get("phoneNumbers"),
+        Some(&json!([{"value": "555-0100", "type": "work"}]))
+    );
+    current.as_json_mut().insert("active".into(), json!(false));
+    dir.replace(&id, current, None).await.unwrap();
+    let state = chamilo.state();
+    let u = state.user(uid).unwrap();
+    assert_eq!(u.active, 0);
+    assert_eq!(u.status, STATUS_TEACHER, "status not reset to student");
+    assert_eq!(
+        u.language, "french",
+        "language not readable, so not touched"
+    );
+    assert_eq!(u.phone, "555-0100");
+}
+
+fn directory_on(chamilo: &StandinHandle, mapping: ChamiloMapping) -> ChamiloDirectory {
+    let client = Arc::new(
+        ChamiloClient::new(ClientSettings::new(
+            chamilo.base_url.clone(),
+            Credentials {
+                username: "admin".into(),
+                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+                password: None,
+                security_key: Some(Secret::new(chamilo.security_key.clone())),
+            },
+        ))
+        .unwrap(),
+    );
+    let lookup = Arc::new(AccountLookup::new(
+        Arc::new(UserIndex::new()),
+        client.clone(),
+        mapping.fields.clone(),
+    ));
+    ChamiloDirectory::new(client, lookup, mapping)
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_one_chamilo_stay_correct() {
+    let (chamilo, a) = setup(ChamiloMapping {
+        deprovision: Deprovision::Delete,
+        ..ChamiloMapping::default()
+    })
+    .await;
+    let b = directory_on(
+        &chamilo,
+        ChamiloMapping {
+            deprovision: Deprovision::Delete,
+            ..ChamiloMapping::default()
+        },
+    );
+    // Both indexes are built before the user exists.
+    assert_eq!(a.find(&eq("userName", "x")).await.unwrap().total, 0);
+    assert_eq!(b.find(&eq("userName", "x")).await.unwrap().total, 0);
+
+    let id = a.create(ann()).await.unwrap().id().unwrap().to_owned();
+    // Replica B has never seen it: found by userName, by externalId and by id.
+    let page = b
+        .find(&eq("userName", "ann.lee@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.resources[0].id(), Some(id.as_str()));
+    assert_eq!(
+        b.find(&eq("externalId", "0f1e-ann")).await.unwrap().total,
+        1
+    );
+    assert!(b.get(&id).await.unwrap().is_some());
+    // B cannot create it a second time.
+    assert!(matches!(
+        b.create(ann()).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+
+    // B deactivates; A (whose index says active) does not hide it.
+    let mut off = b.get(&id).await.unwrap().unwrap();
+    off.as_json_mut().insert("active".into(), json!(false));
+    b.replace(&id, off, None).await.unwrap();
+    {
+        // B never knew the names or e-mail (Chamilo gives no lookup by id): they are kept.
+        let state = chamilo.state();
+        let u = state.user(id.parse().unwrap()).unwrap();
+        assert_eq!(u.firstname.as_deref(), Some("Ann"));
+        assert_eq!(u.lastname, "Lee");
+        assert_eq!(u.email, "ann.lee@example.org");
+        assert_eq!(u.active, 0);
+    }
+    assert_eq!(a.get(&id).await.unwrap().unwrap().active(), Some(false));
+    let page = a
+        .find(&eq("userName", "ann.lee@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.resources[0].active(), Some(false));
+
+    // A deletes; B does not return it any more.
+    a.delete(&id).await.unwrap();
+    assert!(b.get(&id).await.unwrap().is_none());
+    assert_eq!(
+        b.find(&eq("userName", "ann.lee@example.org"))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+}
+
+#[tokio::test]
+async fn okta_style_paging_is_stable() {
+    let (_chamilo, dir) = setup(ChamiloMapping::default()).await;
+    for i in 0..7 {
+        let mut u = ann();
+        let m = u.as_json_mut();
+        m.insert("userName".into(), json!(format!("user{i}@example.org")));
+        m.insert("externalId".into(), json!(format!("ext-{i}")));
+        dir.create(u).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut start = 1;
+    loop {
+        let page = dir
+            .find(&ListQuery {
+                filter: None,
+                sort: None,
+                start_index: start,
+                count: 3,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, 7);
+        if page.resources.is_empty() {
+            break;
+        }
+        seen.extend(page.resources.iter().map(|u| u.id().unwrap().to_owned()));
+        start += 3;
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|s| s.parse::<u64>().unwrap());
+    sorted.dedup();
+    assert_eq!(seen, sorted, "every user once, in id order");
+    assert_eq!(seen.len(), 7);
+}
