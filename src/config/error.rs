@@ -140,7 +140,7 @@ impl<'a> Document<'a> {
 
     /// Converts a typed-parse error (syntax, wrong type, unknown key, bad CIDR) into one that
     /// names its key and line.
-    pub(crate) fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
+    pub(crate) fn toml_error(&self, error: &toml::de::Error) -> ConfigError {
         let span = error.span();
         let key = span.as_ref().and_then(|s| self.key_at(s.start));
         ConfigError {

@@ -154,7 +154,7 @@ fn parse_and_prepare(
     reader: &mut SecretReader,
 ) -> Result<Prepared, Vec<ConfigError>> {
     let doc = Document::parse(text);
-    let mut config: Config = toml::from_str(text).map_err(|e| vec![doc.from_toml(&e)])?;
+    let mut config: Config = toml::from_str(text).map_err(|e| vec![doc.toml_error(&e)])?;
     apply_overrides(&mut config, &source.overrides);
     let mut errors = Vec::new();
     resolve_tokens(&mut config, &source.env, reader, &doc, &mut errors);
