@@ -46,6 +46,13 @@ impl ReloadMetrics {
             "Unix time of the last successful configuration load",
             metrics.last_success.clone(),
         );
+        // Both series exist from the start, so alerts on `increase(...{result="error"})` work.
+        let _ = metrics
+            .reloads
+            .get_or_create(&ResultLabel { result: "success" });
+        let _ = metrics
+            .reloads
+            .get_or_create(&ResultLabel { result: "error" });
         metrics.mark_success_time();
         metrics
     }
