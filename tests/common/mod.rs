@@ -257,3 +257,42 @@ pub fn config_text(server_keys: &str, extra: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n"
     )
 }
+
+/// A trivial upstream ("Chamilo") on a loopback port: answers every request with 200 and
+/// `"{method} {path}"`, after `delay` (for in-flight and timeout tests).
+pub struct Upstream {
+    pub addr: SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(delay: Duration) -> Self {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        let body = format!("{} {}", req.method(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(Bytes::from(body)),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, _task: task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
