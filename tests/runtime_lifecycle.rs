@@ -22,7 +22,10 @@ async fn readiness_goes_down_first_then_the_listener_closes() {
     std::fs::write(&path, shutdown_config("1500ms", "5s", "")).unwrap();
     let mut proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
 
-    assert_eq!(get(&proxy.admin_url("/readyz")).await.unwrap(), (200, "ready\n".to_owned()));
+    assert_eq!(
+        get(&proxy.admin_url("/readyz")).await.unwrap(),
+        (200, "ready\n".to_owned())
+    );
     assert_eq!(get(&proxy.admin_url("/livez")).await.unwrap().0, 200);
 
     let sent = Instant::now();
@@ -33,13 +36,24 @@ async fn readiness_goes_down_first_then_the_listener_closes() {
     .await;
     assert!(draining, "readyz did not turn 503");
     // During the drain delay the public listener still serves.
-    assert_eq!(get(&proxy.url("/scim/v2/Users")).await.unwrap().0, 501);
-    assert!(sent.elapsed() < Duration::from_millis(1500), "the test itself was too slow");
+    assert!(is_scim_answer(
+        get(&proxy.url("/scim/v2/Users")).await.unwrap().0
+    ));
+    assert!(
+        sent.elapsed() < Duration::from_millis(1500),
+        "the test itself was too slow"
+    );
 
     let status = proxy.wait_exit(Duration::from_secs(8)).expect("no exit");
     assert!(status.success(), "{status:?}");
-    assert!(sent.elapsed() >= Duration::from_millis(1500), "exited before the drain delay");
-    assert!(get(&proxy.url("/")).await.is_err(), "still accepting after exit");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(1500),
+        "exited before the drain delay"
+    );
+    assert!(
+        get(&proxy.url("/")).await.is_err(),
+        "still accepting after exit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,10 +66,16 @@ async fn idle_keep_alive_connections_do_not_hold_shutdown() {
     // An HTTP/1.1 connection left open and idle after one request.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut idle = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
-    idle.write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = idle.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 501"));
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        head.starts_with("HTTP/1.1 501") || head.starts_with("HTTP/1.1 401"),
+        "{head}"
+    );
 
     let sent = Instant::now();
     proxy.signal("TERM");
@@ -112,5 +132,8 @@ async fn grace_period_bounds_the_exit() {
     let status = proxy.wait_exit(Duration::from_secs(10)).expect("no exit");
     assert!(status.success());
     let took = sent.elapsed();
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }

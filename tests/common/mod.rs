@@ -276,13 +276,15 @@ impl Upstream {
                     break;
                 };
                 tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
-                        tokio::time::sleep(delay).await;
-                        let body = format!("{} {}", req.method(), req.uri().path());
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(Bytes::from(body)),
-                        ))
-                    });
+                    let service = service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| async move {
+                            tokio::time::sleep(delay).await;
+                            let body = format!("{} {}", req.method(), req.uri().path());
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(Bytes::from(body)),
+                            ))
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -295,4 +297,10 @@ impl Upstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// Whether `status` is what the SCIM route answers a request without a token: the stub's 501
+/// now, the engine's 401 once it lands. (404 means the route is switched off.)
+pub fn is_scim_answer(status: u16) -> bool {
+    status == 501 || status == 401
 }
