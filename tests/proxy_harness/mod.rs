@@ -384,6 +384,35 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     parse_response(&buf)
 }
 
+/// Sends `request` and reads one response that has a `Content-Length`, leaving the
+/// connection open (for requests that cannot ask for `Connection: close`).
+pub async fn raw_one(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            let mut piece = [0u8; 4096];
+            let n = stream.read(&mut piece).await.unwrap();
+            assert!(n > 0, "connection closed early");
+            buf.extend_from_slice(&piece[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let resp = parse_response(&buf[..end + 4]);
+                let len: usize = resp
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    return parse_response(&buf[..end + 4 + len]);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("response within 30 s")
+}
+
 pub fn parse_response(mut buf: &[u8]) -> RawResponse {
     loop {
         let end = buf
