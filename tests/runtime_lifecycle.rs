@@ -94,7 +94,6 @@ async fn idle_keep_alive_connections_do_not_hold_shutdown() {
 /// The request that is in flight when SIGTERM arrives is answered in full. It goes through the
 /// pass-through to a slow upstream, so it needs the real `Proxy::forward` (branch `proxy`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the pass-through (Proxy::forward) to reach the slow upstream"]
 async fn in_flight_request_completes_during_shutdown() {
     let upstream = Upstream::start(Duration::from_millis(1500)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +114,6 @@ async fn in_flight_request_completes_during_shutdown() {
 
 /// A request slower than the grace period does not keep the process alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the pass-through (Proxy::forward) to reach the slow upstream"]
 async fn grace_period_bounds_the_exit() {
     let upstream = Upstream::start(Duration::from_secs(30)).await;
     let dir = tempfile::tempdir().unwrap();
