@@ -139,3 +139,29 @@ fn refuses_to_start_with_an_invalid_configuration() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2, column 1: upstream.url"), "{err}");
 }
+
+#[test]
+fn the_kubernetes_configmap_is_valid() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml"))
+            .unwrap();
+    // The block scalar under `config.toml: |`, indented by four spaces.
+    let mut lines = manifest
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("config.toml: |"));
+    lines.next();
+    let toml: String = lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert!(toml.contains("[upstream]"), "block not found");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("scim-token");
+    std::fs::write(&token, "a-token\n").unwrap();
+    let toml = toml.replace(
+        "/etc/chamilo-scim-proxy/secrets/scim-token",
+        &token.display().to_string(),
+    );
+    let (ok, _, err) = check(&toml, &[]);
+    assert!(ok, "{err}");
+}
