@@ -110,3 +110,63 @@ async fn credentials_and_query_strings_are_not_logged() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_clients_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config_text("header_read_timeout = \"500ms\"", "")).unwrap();
+    let proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+
+    // A client that never sends a byte.
+    let mut silent = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    // A client that sends half a request head and stops (slow loris).
+    let mut slow = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    slow.write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+
+    for (name, stream) in [("silent", &mut silent), ("slow", &mut slow)] {
+        let mut buf = [0u8; 256];
+        let started = std::time::Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        let closed = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            // hyper may answer 408 before closing.
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+            Err(_) => false,
+        };
+        assert!(closed, "{name} client was not cut off: {read:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_holds_back_further_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config_text("max_connections = 2", "")).unwrap();
+    let proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+
+    let request = b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    for s in [&mut first, &mut second] {
+        s.write_all(request).await.unwrap();
+        read_response(s).await;
+    }
+    // The third connection completes in the kernel backlog but is not served...
+    let mut third = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond max_connections: {early:?}");
+    // ...until one of the first two closes.
+    drop(first);
+    let head = read_response(&mut third).await;
+    assert!(head.starts_with("HTTP/1.1 "), "{head}");
+}

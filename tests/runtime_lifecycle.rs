@@ -135,3 +135,63 @@ async fn grace_period_bounds_the_exit() {
         "{took:?}"
     );
 }
+
+/// A WebSocket tunnel open at SIGTERM keeps working after accepting stops, and the process
+/// exits as soon as it closes (long before the grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tunnel_is_waited_for_then_exit_follows_its_close() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    // Upstream: a WebSocket echo server.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = upstream.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let extra = format!("[upstream]\nurl = \"http://{upstream_addr}\"\n");
+    std::fs::write(&path, shutdown_config("200ms", "20s", &extra)).unwrap();
+    let mut proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.public))
+        .await
+        .unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("before"));
+
+    let sent = Instant::now();
+    proxy.signal("TERM");
+    assert!(proxy.wait_for_log(Duration::from_secs(3), |l| l.contains("stopped accepting")));
+    // Accepting has stopped, the tunnel still carries messages.
+    ws.send(Message::text("during")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("during"));
+    assert!(
+        proxy.wait_exit(Duration::from_millis(500)).is_none(),
+        "exited with a tunnel open"
+    );
+
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("no exit");
+    assert!(status.success());
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
+}

@@ -101,8 +101,9 @@ impl ProxyProcess {
 
     /// Sends a signal by name (`HUP`, `TERM`, `INT`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.pid().to_string()])
+        // The shell's built-in `kill`: no procps needed on a clean machine.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -s {name} {}", self.pid())])
             .status()
             .unwrap();
         assert!(status.success());
