@@ -80,6 +80,9 @@ fn check_config(file: PathBuf) -> ExitCode {
     };
     match load(&source) {
         Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
             println!(
                 "{}: OK ({} SCIM token(s), {} file(s) read)",
                 file.display(),

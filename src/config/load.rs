@@ -73,6 +73,8 @@ pub struct Loaded {
     pub fingerprint: [u8; 32],
     /// Every file read (the configuration, token files, certificate, key).
     pub files: Vec<PathBuf>,
+    /// Legal but probably unintended settings (e.g. SCIM on without any token).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// A load that failed; the fingerprint and files let the reloader watch for the fix.
@@ -121,9 +123,10 @@ pub fn load(source: &Source) -> Result<Loaded, LoadFailure> {
     reader.mix(format!("{:?}", source.overrides).as_bytes());
     let (files, fingerprint) = reader.finish();
     match outcome {
-        Ok((config, tls)) => Ok(Loaded {
+        Ok((config, tls, warnings)) => Ok(Loaded {
             config,
             tls,
+            warnings,
             fingerprint,
             files,
         }),
@@ -146,7 +149,7 @@ fn plain_error(message: impl Into<String>) -> ConfigError {
     }
 }
 
-type Prepared = (Config, Option<Arc<TlsMaterial>>);
+type Prepared = (Config, Option<Arc<TlsMaterial>>, Vec<ConfigError>);
 
 fn parse_and_prepare(
     text: &str,
@@ -159,9 +162,10 @@ fn parse_and_prepare(
     let mut errors = Vec::new();
     resolve_tokens(&mut config, &source.env, reader, &doc, &mut errors);
     validate(&config, &source.overrides, &doc, &mut errors);
+    let warnings = warnings(&config, &doc, &errors);
     let tls = prepare_tls(&config, reader, &doc, &mut errors);
     if errors.is_empty() {
-        Ok((config, tls))
+        Ok((config, tls, warnings))
     } else {
         Err(errors)
     }
@@ -295,14 +299,6 @@ fn validate(
             ),
         ));
     }
-    if config.scim.enabled && config.scim.tokens.is_empty() && !has_token_errors(errors) {
-        errors.push(doc.error_at(
-            "scim.enabled",
-            "SCIM is enabled but no token is configured: set scim.tokens, scim.token_files, \
-             SCIM_TOKEN or SCIM_TOKEN_FILE (or scim.enabled = false)",
-        ));
-    }
-
     for (i, rule) in config.access.rules.iter().enumerate() {
         if !rule.path_prefix.starts_with('/') {
             errors.push(doc.error_at(
@@ -322,6 +318,21 @@ fn validate(
             "must differ from server.listen (the admin port is never the proxied one)",
         ));
     }
+}
+
+/// Settings that are valid but leave something switched off by accident.
+fn warnings(config: &Config, doc: &Document<'_>, errors: &[ConfigError]) -> Vec<ConfigError> {
+    let mut warnings = Vec::new();
+    // Fail closed rather than refuse to start: the pass-through works, and every SCIM request
+    // is refused until a token is configured.
+    if config.scim.enabled && config.scim.tokens.is_empty() && !has_token_errors(errors) {
+        warnings.push(doc.error_at(
+            "scim.enabled",
+            "SCIM is enabled but no token is configured, so every SCIM request will be refused: \
+             set scim.tokens, scim.token_files, SCIM_TOKEN or SCIM_TOKEN_FILE (or scim.enabled = false)",
+        ));
+    }
+    warnings
 }
 
 fn has_token_errors(errors: &[ConfigError]) -> bool {
@@ -518,10 +529,12 @@ mod tests {
     }
 
     #[test]
-    fn enabled_scim_needs_a_token() {
-        let err = load_text("", EnvSecrets::default()).unwrap_err();
-        assert_eq!(err.errors.errors[0].key.as_deref(), Some("scim.enabled"));
-        assert!(load_text("[scim]\nenabled = false\n", EnvSecrets::default()).is_ok());
+    fn enabled_scim_without_a_token_is_a_warning() {
+        let loaded = load_text("", EnvSecrets::default()).unwrap();
+        assert_eq!(loaded.warnings[0].key.as_deref(), Some("scim.enabled"));
+        let loaded = load_text("[scim]\nenabled = false\n", EnvSecrets::default()).unwrap();
+        assert!(loaded.warnings.is_empty());
+        assert!(load_text("", with_token()).unwrap().warnings.is_empty());
     }
 
     #[test]

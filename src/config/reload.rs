@@ -223,6 +223,7 @@ impl Reloader {
                 } else {
                     None
                 };
+                log_warnings(&loaded.warnings);
                 self.live.install(config, tls);
                 self.metrics.count("success");
                 self.metrics.mark_success_time();
@@ -263,6 +264,13 @@ impl Reloader {
                 next_poll = tokio::time::Instant::now() + poll_every;
             }
         }
+    }
+}
+
+/// Logs the load's warnings (at start and after each reload).
+pub fn log_warnings(warnings: &[super::error::ConfigError]) {
+    for warning in warnings {
+        tracing::warn!(key = ?warning.key, position = ?warning.position, "{}", warning.message);
     }
 }
 

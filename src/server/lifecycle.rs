@@ -52,6 +52,7 @@ pub async fn run(
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
 
+    crate::config::reload::log_warnings(&initial.warnings);
     let live = Live::new(&initial);
     let health = Arc::new(Health::default());
     health.set_config_loaded();
