@@ -195,3 +195,72 @@ async fn reloads_under_load_fail_no_request() {
         .unwrap();
     assert!(reloads >= 5.0, "only {reloads} reloads happened");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_only_changes_are_reported_and_not_applied() {
+    let mut volume = KubeVolume::new(&[("config.toml", &scim_enabled(true))]);
+    let proxy = ProxyProcess::start(&volume.path("config.toml"), &[TOKEN_ENV]);
+    let public = proxy.public;
+
+    // Moves the listener (restart only) and switches SCIM off (reloadable) in one change.
+    let moved =
+        scim_enabled(false).replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"", 1);
+    assert!(moved.starts_with("[server]\nlisten = \"127.0.0.1:1\""));
+    volume.swap(&[("config.toml", &moved)]);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            scim_status(&proxy).await == 404
+        })
+        .await
+    );
+    assert!(
+        proxy.wait_for_log(Duration::from_secs(1), |l| l.contains("\"level\":\"WARN\"")
+            && l.contains("only take effect after a restart")
+            && l.contains("server.listen"))
+    );
+    // Still on the same port.
+    assert_eq!(proxy.public, public);
+    assert_eq!(
+        get(&format!("http://{public}/scim/v2/Users"))
+            .await
+            .unwrap()
+            .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_volume_token_file_is_watched_and_an_empty_one_refused() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("config.toml");
+    std::fs::write(&config, scim_enabled(true)).unwrap();
+    let mut secrets = KubeVolume::new(&[("scim-token", "first-token\n")]);
+    let token_path = secrets.path("scim-token").display().to_string();
+    let proxy = ProxyProcess::start(&config, &[("SCIM_TOKEN_FILE", token_path.as_str())]);
+
+    // Rotation through the Secret volume: a real change, counted as a successful reload.
+    secrets.swap(&[("scim-token", "second-token\n")]);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            admin_metric(&proxy, "config_reloads_total{result=\"success\"}").await == Some(1.0)
+        })
+        .await,
+        "token rotation not noticed:\n{}",
+        proxy.logs().join("\n")
+    );
+
+    // An empty token is refused and named, without its (empty) value mattering.
+    secrets.swap(&[("scim-token", "\n")]);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            admin_metric(&proxy, "config_reloads_total{result=\"error\"}").await == Some(1.0)
+        })
+        .await
+    );
+    assert!(
+        proxy.wait_for_log(Duration::from_secs(1), |l| l.contains("SCIM_TOKEN_FILE")
+            && l.contains("empty"))
+    );
+    let logs = proxy.logs().join("\n");
+    assert!(!logs.contains("first-token") && !logs.contains("second-token"));
+}
