@@ -85,46 +85,84 @@ fn serve_upstream(addr: SocketAddr) -> Result<(), BoxError> {
     })
 }
 
-/// The library's pass-through behind a minimal server loop.
+/// The library's pass-through behind a minimal server loop. `BENCH_PROXY_MODE=per-core`
+/// runs one single-threaded runtime per core, each with its own `SO_REUSEPORT` listener and
+/// `Proxy` (nginx's model); the default is one multi-threaded runtime with two workers.
 fn serve_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), BoxError> {
-    runtime()?.block_on(async move {
-        let mut cfg = Config::default();
-        cfg.upstream.url = format!("http://{upstream}");
-        let mut registry = prometheus_client::registry::Registry::default();
-        let tunnels = tokio_util::task::TaskTracker::new();
-        let proxy = Arc::new(Proxy::new(&cfg.upstream, &mut registry, tunnels)?);
-        let cfg = Arc::new(arc_swap::ArcSwap::from_pointee(cfg));
-        let listener = TcpListener::bind(listen).await?;
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            let proxy = proxy.clone();
-            let cfg = cfg.clone();
-            tokio::spawn(async move {
-                let client = ClientInfo { peer, tls: false };
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let proxy = proxy.clone();
-                    let cfg = cfg.load_full();
-                    async move {
-                        let resp = match classify(req.uri()) {
-                            Route::PassThrough { path } => {
-                                proxy.forward(req, client, &cfg, &path).await
-                            }
-                            Route::Scim { .. } => status(StatusCode::NOT_IMPLEMENTED),
-                            Route::Reject { status: s, .. } => status(s),
-                        };
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder.http1().timer(TokioTimer::new());
-                let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let mut cfg = Config::default();
+    cfg.upstream.url = format!("http://{upstream}");
+    let cfg = Arc::new(arc_swap::ArcSwap::from_pointee(cfg));
+    let threads: usize = std::env::var("BENCH_PROXY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    if std::env::var("BENCH_PROXY_MODE").as_deref() == Ok("per-core") {
+        let threads: Vec<_> = (0..threads)
+            .map(|_| {
+                let cfg = cfg.clone();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    rt.block_on(proxy_loop(listen, cfg, true))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
         }
-    })
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?
+        .block_on(proxy_loop(listen, cfg, false))
+}
+
+async fn proxy_loop(
+    listen: SocketAddr,
+    cfg: Arc<arc_swap::ArcSwap<Config>>,
+    reuse_port: bool,
+) -> Result<(), BoxError> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let tunnels = tokio_util::task::TaskTracker::new();
+    let proxy = Arc::new(Proxy::new(&cfg.load().upstream, &mut registry, tunnels)?);
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(reuse_port)?;
+    socket.bind(listen)?;
+    let listener = socket.listen(1024)?;
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            let client = ClientInfo { peer, tls: false };
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let proxy = proxy.clone();
+                let cfg = cfg.load_full();
+                async move {
+                    let resp = match classify(req.uri()) {
+                        Route::PassThrough { path } => {
+                            proxy.forward(req, client, &cfg, &path).await
+                        }
+                        Route::Scim { .. } => status(StatusCode::NOT_IMPLEMENTED),
+                        Route::Reject { status: s, .. } => status(s),
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new());
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }
 
 fn status(status: StatusCode) -> Response<BoxBody> {
