@@ -4,8 +4,10 @@
 //! `server` → (`scim` | `proxy` | `admin`); `scim` → `directory`; `chamilo` → `directory`;
 //! everything → `config`. See `../shared/docs/design.md`.
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod proxy;
 pub mod scim;
 pub mod server;
+pub mod telemetry;

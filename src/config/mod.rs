@@ -1,7 +1,19 @@
 //! Typed configuration: one TOML file plus a few environment variables.
 //!
 //! This module is a leaf: every other layer reads its section from here, nothing here knows
-//! about them. Loading, validation, secrets from files and hot reload live in submodules.
+//! about them. Loading, validation, secrets from files and hot reload live in submodules:
+//! [`load`] (file + overrides + environment → validated [`load::Loaded`]), [`error`] (errors
+//! with key and line), [`secret`] (secret files), [`tls`] (certificate/key preparation),
+//! [`live`] (the atomically swapped configuration) and [`reload`] (watching and reloading).
+
+pub mod error;
+pub mod live;
+pub mod load;
+pub mod reload;
+pub mod secret;
+pub mod tls;
+
+pub use live::Live;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,6 +35,7 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub scim: ScimConfig,
+    pub reload: ReloadConfig,
 }
 
 /// The public listener. `listen` and the TLS on/off choice cannot change at run time.
@@ -207,6 +220,30 @@ impl Default for ScimConfig {
             max_filter_length: 4096,
             max_results: 1000,
             default_count: 100,
+        }
+    }
+}
+
+/// How configuration changes are noticed. `watch` cannot change at run time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Watch the directories of the configuration and every referenced file (inotify).
+    pub watch: bool,
+    /// Events within this window are handled as one.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Re-read everything this often in any case (missed events, network file systems).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce: Duration::from_millis(250),
+            poll_interval: Duration::from_secs(10),
         }
     }
 }
