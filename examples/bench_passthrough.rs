@@ -91,8 +91,8 @@ fn serve_upstream(addr: SocketAddr) -> Result<(), BoxError> {
 }
 
 /// The library's pass-through behind a minimal server loop. `BENCH_PROXY_MODE=per-core`
-/// runs one single-threaded runtime per core, each with its own `SO_REUSEPORT` listener and
-/// `Proxy` (nginx's model); the default is one multi-threaded runtime with two workers.
+/// runs one single-threaded runtime per core, each with its own `SO_REUSEPORT` listener, all
+/// sharing one `Proxy` (nginx's model); the default is one multi-threaded runtime.
 fn serve_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), BoxError> {
     let mut cfg = Config::default();
     cfg.upstream.url = format!("http://{upstream}");
@@ -101,16 +101,20 @@ fn serve_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), BoxError>
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let tunnels = tokio_util::task::TaskTracker::new();
+    let proxy = Arc::new(Proxy::new(&cfg.load().upstream, &mut registry, tunnels)?);
     if std::env::var("BENCH_PROXY_MODE").as_deref() == Ok("per-core") {
         let threads: Vec<_> = (0..threads)
             .map(|_| {
                 let cfg = cfg.clone();
+                let proxy = proxy.clone();
                 std::thread::spawn(move || -> Result<(), String> {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .map_err(|e| e.to_string())?;
-                    rt.block_on(proxy_loop(listen, cfg, true))
+                    rt.block_on(proxy_loop(listen, proxy, cfg, true))
                         .map_err(|e| e.to_string())
                 })
             })
@@ -124,17 +128,15 @@ fn serve_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), BoxError>
         .worker_threads(threads)
         .enable_all()
         .build()?
-        .block_on(proxy_loop(listen, cfg, false))
+        .block_on(proxy_loop(listen, proxy, cfg, false))
 }
 
 async fn proxy_loop(
     listen: SocketAddr,
+    proxy: Arc<Proxy>,
     cfg: Arc<arc_swap::ArcSwap<Config>>,
     reuse_port: bool,
 ) -> Result<(), BoxError> {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let tunnels = tokio_util::task::TaskTracker::new();
-    let proxy = Arc::new(Proxy::new(&cfg.load().upstream, &mut registry, tunnels)?);
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(reuse_port)?;

@@ -12,7 +12,9 @@ pub mod idle;
 mod metrics;
 mod upgrade;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -48,9 +50,10 @@ pub struct ClientInfo {
 #[error("{0}")]
 pub struct ProxyError(pub String);
 
-/// The pass-through: one pooled upstream client shared by all connections.
+/// The pass-through: pooled upstream clients shared by all connections.
 pub struct Proxy {
-    client: Client<HttpConnector, BoxBody>,
+    /// One pool per slot; a thread always uses the same slot (see [`Proxy::client`]).
+    clients: Box<[Client<HttpConnector, BoxBody>]>,
     /// The parsed `upstream.url`, re-parsed only when a reload changes the text.
     target: ArcSwap<UpstreamTarget>,
     tunnels: TaskTracker,
@@ -129,15 +132,24 @@ impl Proxy {
         connector.set_connect_timeout(Some(upstream.connect_timeout));
         connector.enforce_http(true);
 
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(upstream.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        // One pool per core: a connection's task is spawned on the thread (and runtime) that
+        // opened it, so a thread reusing its own connections avoids cross-thread wake-ups, and
+        // works unchanged when the server runs one single-threaded runtime per core.
+        let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let idle_per_slot = upstream.pool_max_idle_per_host.div_ceil(slots);
+        let clients = (0..slots)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(upstream.pool_idle_timeout)
+                    .pool_max_idle_per_host(idle_per_slot)
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .build(connector.clone())
+            })
+            .collect();
 
         Ok(Self {
-            client,
+            clients,
             target: ArcSwap::from_pointee(target),
             tunnels,
             metrics: ProxyMetrics::register(registry),
@@ -222,7 +234,7 @@ impl Proxy {
         };
 
         let result = tokio::select! {
-            result = self.client.request(Request::from_parts(parts, body)) => result,
+            result = self.client().request(Request::from_parts(parts, body)) => result,
             () = header_deadline => {
                 self.metrics.error(ErrorKind::ResponseTimeout);
                 tracing::warn!(timeout = ?header_timeout, "upstream response headers timed out");
@@ -281,6 +293,21 @@ impl Proxy {
         let (mut parts, _) = resp.into_parts();
         headers::restore_upgrade(&mut parts.headers, granted);
         Response::from_parts(parts, crate::body::empty())
+    }
+
+    /// The pool of the calling thread: threads take slots round-robin on first use.
+    fn client(&self) -> &Client<HttpConnector, BoxBody> {
+        static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        let slot = SLOT.with(|slot| {
+            if slot.get() == usize::MAX {
+                slot.set(NEXT_SLOT.fetch_add(1, Ordering::Relaxed));
+            }
+            slot.get()
+        });
+        &self.clients[slot % self.clients.len()]
     }
 
     fn target(&self, url: &str) -> Result<Arc<UpstreamTarget>, ProxyError> {
