@@ -28,7 +28,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::body::{full, BoxBody};
@@ -217,28 +216,34 @@ impl Proxy {
         }
 
         // The response-header timeout runs from the moment the request body is fully sent
-        // (or dropped): a long upload is not a slow upstream.
-        let (body_sent, body_sent_rx) = oneshot::channel();
-        let body_sent = if body.is_end_stream() {
-            drop(body_sent);
-            None
-        } else {
-            Some(body_sent)
-        };
+        // (or dropped): a long upload is not a slow upstream. Until then, an upload that
+        // makes no progress for `body_idle_timeout` (client silent, or upstream not reading)
+        // ends the request.
         let idle = cfg.upstream.body_idle_timeout;
-        let body = IdleTimeout::new(body, idle, body_sent).boxed();
+        let (body, watch) = if body.is_end_stream() {
+            (IdleTimeout::new(body, idle, None).boxed(), None)
+        } else {
+            let (signal, watch) = idle::upload_watch();
+            (
+                IdleTimeout::new(body, idle, Some(signal)).boxed(),
+                Some(watch),
+            )
+        };
         let header_timeout = cfg.upstream.response_header_timeout;
-        let header_deadline = async move {
-            let _ = body_sent_rx.await;
+        let deadline = async move {
+            if let Some(watch) = watch {
+                watch.sent(idle).await.map_err(|_| ErrorKind::BodyTimeout)?;
+            }
             tokio::time::sleep(header_timeout).await;
+            Err::<(), _>(ErrorKind::ResponseTimeout)
         };
 
         let result = tokio::select! {
             result = self.client().request(Request::from_parts(parts, body)) => result,
-            () = header_deadline => {
-                self.metrics.error(ErrorKind::ResponseTimeout);
-                tracing::warn!(timeout = ?header_timeout, "upstream response headers timed out");
-                return gateway_error(StatusCode::GATEWAY_TIMEOUT);
+            Err(kind) = deadline => {
+                self.metrics.error(kind);
+                tracing::warn!(kind = kind.as_str(), "upstream request timed out");
+                return gateway_error(kind.status());
             }
         };
         let mut resp = match result {
