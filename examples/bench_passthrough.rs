@@ -2,17 +2,21 @@
 //!
 //! ```sh
 //! apt-get install -y nginx wrk        # Debian packages
-//! cargo run --release --example bench_passthrough -- [SECONDS] [CONNECTIONS]
+//! cargo build --release --bin chamilo-scim-proxy --example bench_passthrough
+//! target/release/examples/bench_passthrough [SECONDS=5] [CONNECTIONS=64] [ROUNDS=3]
 //! ```
 //!
 //! Starts, on loopback, each in its own process: a trivial hyper upstream (this program with
 //! `--upstream`), the proxy and nginx (`worker_processes 2`, keepalive pool to the upstream,
-//! access log off). The proxy is the real binary when `BENCH_PROXY_BIN` names it (started with
-//! `--config FILE`), otherwise this program with `--proxy`: the library's `Proxy` and `route`
-//! behind a plain hyper-util server loop, like the integration tests. Each target is driven by
-//! `wrk --latency` with the same threads, connections and duration; the figures printed are
-//! req/s, p50, p99 and the ratios proxy÷nginx and proxy÷direct. Then 1 GiB is uploaded
-//! through the proxy while its peak resident memory (`VmHWM`) is read from `/proc`.
+//! access log off). The proxy is the real binary (`BENCH_PROXY_BIN`, else
+//! `chamilo-scim-proxy` next to `examples/`, started with `--config FILE`); with
+//! `BENCH_PROXY_MODE=multi-thread|per-core` it is this program with `--proxy` instead: the
+//! library's `Proxy` and `route` behind a plain hyper-util server loop. Each target is driven
+//! by `wrk --latency` with the same threads, connections and duration, in interleaved rounds
+//! (the machine is shared: interleaving spreads background load over all three); printed are
+//! every round, the medians of req/s, p50 and p99, and the ratios proxy÷nginx and
+//! proxy÷direct. Then 1 GiB is uploaded through the proxy while its peak resident memory
+//! (`VmHWM`) is read from `/proc`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,9 +44,10 @@ fn main() -> Result<(), BoxError> {
         Some("--upstream") => serve_upstream(args[2].parse()?),
         Some("--proxy") => serve_proxy(args[2].parse()?, args[3].parse()?),
         _ => {
-            let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+            let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
             let connections: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
-            run(seconds, connections)
+            let rounds: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3);
+            run(seconds, connections, rounds.max(1))
         }
     }
 }
@@ -85,46 +90,86 @@ fn serve_upstream(addr: SocketAddr) -> Result<(), BoxError> {
     })
 }
 
-/// The library's pass-through behind a minimal server loop.
+/// The library's pass-through behind a minimal server loop. `BENCH_PROXY_MODE=per-core`
+/// runs one single-threaded runtime per core, each with its own `SO_REUSEPORT` listener, all
+/// sharing one `Proxy` (nginx's model); the default is one multi-threaded runtime.
 fn serve_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), BoxError> {
-    runtime()?.block_on(async move {
-        let mut cfg = Config::default();
-        cfg.upstream.url = format!("http://{upstream}");
-        let mut registry = prometheus_client::registry::Registry::default();
-        let tunnels = tokio_util::task::TaskTracker::new();
-        let proxy = Arc::new(Proxy::new(&cfg.upstream, &mut registry, tunnels)?);
-        let cfg = Arc::new(arc_swap::ArcSwap::from_pointee(cfg));
-        let listener = TcpListener::bind(listen).await?;
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            let proxy = proxy.clone();
-            let cfg = cfg.clone();
-            tokio::spawn(async move {
-                let client = ClientInfo { peer, tls: false };
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let proxy = proxy.clone();
-                    let cfg = cfg.load_full();
-                    async move {
-                        let resp = match classify(req.uri()) {
-                            Route::PassThrough { path } => {
-                                proxy.forward(req, client, &cfg, &path).await
-                            }
-                            Route::Scim { .. } => status(StatusCode::NOT_IMPLEMENTED),
-                            Route::Reject { status: s, .. } => status(s),
-                        };
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder.http1().timer(TokioTimer::new());
-                let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let mut cfg = Config::default();
+    cfg.upstream.url = format!("http://{upstream}");
+    let cfg = Arc::new(arc_swap::ArcSwap::from_pointee(cfg));
+    let threads: usize = std::env::var("BENCH_PROXY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let tunnels = tokio_util::task::TaskTracker::new();
+    let proxy = Arc::new(Proxy::new(&cfg.load().upstream, &mut registry, tunnels)?);
+    if std::env::var("BENCH_PROXY_MODE").as_deref() == Ok("per-core") {
+        let threads: Vec<_> = (0..threads)
+            .map(|_| {
+                let cfg = cfg.clone();
+                let proxy = proxy.clone();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    rt.block_on(proxy_loop(listen, proxy, cfg, true))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
         }
-    })
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?
+        .block_on(proxy_loop(listen, proxy, cfg, false))
+}
+
+async fn proxy_loop(
+    listen: SocketAddr,
+    proxy: Arc<Proxy>,
+    cfg: Arc<arc_swap::ArcSwap<Config>>,
+    reuse_port: bool,
+) -> Result<(), BoxError> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(reuse_port)?;
+    socket.bind(listen)?;
+    let listener = socket.listen(1024)?;
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            let client = ClientInfo { peer, tls: false };
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let proxy = proxy.clone();
+                let cfg = cfg.load_full();
+                async move {
+                    let resp = match classify(req.uri()) {
+                        Route::PassThrough { path } => {
+                            proxy.forward(req, client, &cfg, &path).await
+                        }
+                        Route::Scim { .. } => status(StatusCode::NOT_IMPLEMENTED),
+                        Route::Reject { status: s, .. } => status(s),
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new());
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }
 
 fn status(status: StatusCode) -> Response<BoxBody> {
@@ -137,7 +182,19 @@ fn status(status: StatusCode) -> Response<BoxBody> {
 struct Process(Child);
 
 impl Drop for Process {
+    /// SIGTERM first (nginx's master then stops its workers; SIGKILL would orphan them), then
+    /// SIGKILL after 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -279,7 +336,12 @@ fn upload_peak_kib(addr: SocketAddr, pid: u32, chunks: usize) -> Result<(u64, u6
     Ok((before, read_kib("VmHWM:"), secs))
 }
 
-fn run(seconds: u64, connections: u64) -> Result<(), BoxError> {
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn run(seconds: u64, connections: u64, rounds: usize) -> Result<(), BoxError> {
     let exe = std::env::current_exe()?;
     let upstream = free_port()?;
     let _upstream = Process(
@@ -289,17 +351,27 @@ fn run(seconds: u64, connections: u64) -> Result<(), BoxError> {
     );
     wait_until_listening(upstream)?;
 
+    // The real binary: `BENCH_PROXY_BIN`, else the release binary next to this example.
     let dir = tempfile::tempdir()?;
     let proxy = free_port()?;
-    let (proxy_child, proxy_kind) = match std::env::var("BENCH_PROXY_BIN") {
-        Ok(bin) => {
+    let sibling = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|release| release.join("chamilo-scim-proxy"));
+    let binary = std::env::var("BENCH_PROXY_BIN")
+        .ok()
+        .map(std::path::PathBuf::from)
+        .or(sibling.filter(|p| p.is_file()));
+    let (proxy_child, proxy_kind) = match binary {
+        Some(bin) if std::env::var("BENCH_PROXY_MODE").is_err() => {
             let config = dir.path().join("proxy.toml");
             let admin = free_port()?;
             std::fs::write(
                 &config,
                 format!(
                     "[server]\nlisten = \"{proxy}\"\n[upstream]\nurl = \"http://{upstream}\"\n\
-                     [admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"warn\"\n"
+                     [admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"warn\"\n\
+                     [scim]\nenabled = false\n"
                 ),
             )?;
             let child = Command::new(&bin)
@@ -307,15 +379,16 @@ fn run(seconds: u64, connections: u64) -> Result<(), BoxError> {
                 .arg(&config)
                 .stdout(Stdio::null())
                 .spawn()?;
-            (child, format!("binary {bin}"))
+            (child, format!("the binary {}", bin.display()))
         }
-        Err(_) => {
+        _ => {
             let child = Command::new(&exe)
                 .args(["--proxy", &proxy.to_string(), &upstream.to_string()])
                 .spawn()?;
+            let mode = std::env::var("BENCH_PROXY_MODE").unwrap_or_else(|_| "multi-thread".into());
             (
                 child,
-                "library Proxy behind the example's hyper-util server loop".to_owned(),
+                format!("the library's Proxy behind this example's server loop ({mode})"),
             )
         }
     };
@@ -338,39 +411,54 @@ fn run(seconds: u64, connections: u64) -> Result<(), BoxError> {
     wait_until_listening(nginx)?;
 
     println!(
-        "wrk -t2 -c{connections} -d{seconds}s --latency, GET /index.php ({} byte body)",
+        "wrk -t2 -c{connections} -d{seconds}s --latency, GET /index.php ({} byte body), \
+         {rounds} interleaved rounds, medians",
         BODY.len()
     );
-    println!("proxy: {proxy_kind}; nginx: worker_processes 2, keepalive 256 to the upstream");
+    println!("proxy: {proxy_kind}");
+    println!("nginx: worker_processes 2, keepalive 256 to the upstream, access_log off");
     // A short warm-up for each, so pools and caches are filled before measuring.
     for addr in [upstream, proxy, nginx] {
         wrk(addr, 1, connections)?;
     }
-    let direct = wrk(upstream, seconds, connections)?;
-    let ours = wrk(proxy, seconds, connections)?;
-    let theirs = wrk(nginx, seconds, connections)?;
-
-    println!(
-        "\n{:<8} {:>12} {:>10} {:>10}  errors",
-        "target", "req/s", "p50 ms", "p99 ms"
-    );
-    for (name, f) in [("direct", &direct), ("proxy", &ours), ("nginx", &theirs)] {
-        println!(
-            "{:<8} {:>12.0} {:>10.3} {:>10.3}  {}",
-            name,
-            f.rps,
-            f.p50_ms,
-            f.p99_ms,
-            if f.errors.is_empty() { "-" } else { &f.errors }
-        );
+    let targets = [("direct", upstream), ("proxy", proxy), ("nginx", nginx)];
+    let mut runs: Vec<Vec<Figures>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    println!("\nround  target        req/s     p50 ms     p99 ms  errors");
+    for round in 1..=rounds {
+        for (i, (name, addr)) in targets.iter().enumerate() {
+            let f = wrk(*addr, seconds, connections)?;
+            println!(
+                "{round:>5}  {name:<8} {:>10.0} {:>10.3} {:>10.3}  {}",
+                f.rps,
+                f.p50_ms,
+                f.p99_ms,
+                if f.errors.is_empty() { "-" } else { &f.errors }
+            );
+            runs[i].push(f);
+        }
     }
-    println!("\nthroughput proxy÷nginx  {:.2}", ours.rps / theirs.rps);
-    println!("throughput proxy÷direct {:.2}", ours.rps / direct.rps);
+    let summary: Vec<(f64, f64, f64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                median(&mut r.iter().map(|f| f.rps).collect::<Vec<_>>()),
+                median(&mut r.iter().map(|f| f.p50_ms).collect::<Vec<_>>()),
+                median(&mut r.iter().map(|f| f.p99_ms).collect::<Vec<_>>()),
+            )
+        })
+        .collect();
+    println!("\nmedian  target        req/s     p50 ms     p99 ms");
+    for ((name, _), (rps, p50, p99)) in targets.iter().zip(&summary) {
+        println!("        {name:<8} {rps:>10.0} {p50:>10.3} {p99:>10.3}");
+    }
+    let (direct, ours, theirs) = (summary[0], summary[1], summary[2]);
+    println!("\nthroughput proxy÷nginx  {:.2}", ours.0 / theirs.0);
+    println!("throughput proxy÷direct {:.2}", ours.0 / direct.0);
     println!(
-        "added p99 (ms) proxy {:.3}, nginx {:.3}; p99 proxy÷nginx {:.2}",
-        ours.p99_ms - direct.p99_ms,
-        theirs.p99_ms - direct.p99_ms,
-        ours.p99_ms / theirs.p99_ms
+        "p99 proxy÷nginx {:.2}; added p99 over direct (ms): proxy {:.3}, nginx {:.3}",
+        ours.2 / theirs.2,
+        ours.2 - direct.2,
+        theirs.2 - direct.2
     );
 
     let (before, peak, secs) = upload_peak_kib(proxy, proxy_pid, 16 * 1024)?;

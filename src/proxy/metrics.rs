@@ -14,6 +14,8 @@ pub enum ErrorKind {
     ConnectTimeout,
     /// No response headers within `upstream.response_header_timeout`.
     ResponseTimeout,
+    /// The request body made no progress for `upstream.body_idle_timeout`.
+    BodyTimeout,
     /// The connection broke or the upstream spoke invalid HTTP.
     Reset,
     /// `upstream.url` unusable.
@@ -29,6 +31,7 @@ impl ErrorKind {
             Self::Connect => "connect",
             Self::ConnectTimeout => "connect_timeout",
             Self::ResponseTimeout => "response_timeout",
+            Self::BodyTimeout => "body_timeout",
             Self::Reset => "reset",
             Self::Config => "config",
             Self::Upgrade => "upgrade",
@@ -38,7 +41,9 @@ impl ErrorKind {
     /// The status the client gets.
     pub fn status(self) -> http::StatusCode {
         match self {
-            Self::ConnectTimeout | Self::ResponseTimeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Self::ConnectTimeout | Self::ResponseTimeout | Self::BodyTimeout => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -50,6 +55,9 @@ impl ErrorKind {
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<std::io::Error>() {
                 timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            }
+            if cause.is::<super::idle::BodyIdleTimeout>() {
+                return Self::BodyTimeout;
             }
             source = cause.source();
         }

@@ -12,7 +12,9 @@ pub mod idle;
 mod metrics;
 mod upgrade;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -26,7 +28,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::body::{full, BoxBody};
@@ -48,9 +49,10 @@ pub struct ClientInfo {
 #[error("{0}")]
 pub struct ProxyError(pub String);
 
-/// The pass-through: one pooled upstream client shared by all connections.
+/// The pass-through: pooled upstream clients shared by all connections.
 pub struct Proxy {
-    client: Client<HttpConnector, BoxBody>,
+    /// One pool per slot; a thread always uses the same slot (see [`Proxy::client`]).
+    clients: Box<[Client<HttpConnector, BoxBody>]>,
     /// The parsed `upstream.url`, re-parsed only when a reload changes the text.
     target: ArcSwap<UpstreamTarget>,
     tunnels: TaskTracker,
@@ -129,15 +131,24 @@ impl Proxy {
         connector.set_connect_timeout(Some(upstream.connect_timeout));
         connector.enforce_http(true);
 
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(upstream.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        // One pool per core: a connection's task is spawned on the thread (and runtime) that
+        // opened it, so a thread reusing its own connections avoids cross-thread wake-ups, and
+        // works unchanged when the server runs one single-threaded runtime per core.
+        let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let idle_per_slot = upstream.pool_max_idle_per_host.div_ceil(slots);
+        let clients = (0..slots)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(upstream.pool_idle_timeout)
+                    .pool_max_idle_per_host(idle_per_slot)
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .build(connector.clone())
+            })
+            .collect();
 
         Ok(Self {
-            client,
+            clients,
             target: ArcSwap::from_pointee(target),
             tunnels,
             metrics: ProxyMetrics::register(registry),
@@ -205,28 +216,34 @@ impl Proxy {
         }
 
         // The response-header timeout runs from the moment the request body is fully sent
-        // (or dropped): a long upload is not a slow upstream.
-        let (body_sent, body_sent_rx) = oneshot::channel();
-        let body_sent = if body.is_end_stream() {
-            drop(body_sent);
-            None
-        } else {
-            Some(body_sent)
-        };
+        // (or dropped): a long upload is not a slow upstream. Until then, an upload that
+        // makes no progress for `body_idle_timeout` (client silent, or upstream not reading)
+        // ends the request.
         let idle = cfg.upstream.body_idle_timeout;
-        let body = IdleTimeout::new(body, idle, body_sent).boxed();
+        let (body, watch) = if body.is_end_stream() {
+            (IdleTimeout::new(body, idle, None).boxed(), None)
+        } else {
+            let (signal, watch) = idle::upload_watch();
+            (
+                IdleTimeout::new(body, idle, Some(signal)).boxed(),
+                Some(watch),
+            )
+        };
         let header_timeout = cfg.upstream.response_header_timeout;
-        let header_deadline = async move {
-            let _ = body_sent_rx.await;
+        let deadline = async move {
+            if let Some(watch) = watch {
+                watch.sent(idle).await.map_err(|_| ErrorKind::BodyTimeout)?;
+            }
             tokio::time::sleep(header_timeout).await;
+            Err::<(), _>(ErrorKind::ResponseTimeout)
         };
 
         let result = tokio::select! {
-            result = self.client.request(Request::from_parts(parts, body)) => result,
-            () = header_deadline => {
-                self.metrics.error(ErrorKind::ResponseTimeout);
-                tracing::warn!(timeout = ?header_timeout, "upstream response headers timed out");
-                return gateway_error(StatusCode::GATEWAY_TIMEOUT);
+            result = self.client().request(Request::from_parts(parts, body)) => result,
+            Err(kind) = deadline => {
+                self.metrics.error(kind);
+                tracing::warn!(kind = kind.as_str(), "upstream request timed out");
+                return gateway_error(kind.status());
             }
         };
         let mut resp = match result {
@@ -281,6 +298,21 @@ impl Proxy {
         let (mut parts, _) = resp.into_parts();
         headers::restore_upgrade(&mut parts.headers, granted);
         Response::from_parts(parts, crate::body::empty())
+    }
+
+    /// The pool of the calling thread: threads take slots round-robin on first use.
+    fn client(&self) -> &Client<HttpConnector, BoxBody> {
+        static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        let slot = SLOT.with(|slot| {
+            if slot.get() == usize::MAX {
+                slot.set(NEXT_SLOT.fetch_add(1, Ordering::Relaxed));
+            }
+            slot.get()
+        });
+        &self.clients[slot % self.clients.len()]
     }
 
     fn target(&self, url: &str) -> Result<Arc<UpstreamTarget>, ProxyError> {
