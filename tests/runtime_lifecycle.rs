@@ -19,7 +19,7 @@ fn shutdown_config(drain: &str, grace: &str, extra: &str) -> String {
 async fn readiness_goes_down_first_then_the_listener_closes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, shutdown_config("1500ms", "5s", "")).unwrap();
+    std::fs::write(&path, shutdown_config("3s", "5s", "")).unwrap();
     let mut proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
 
     assert_eq!(
@@ -40,14 +40,14 @@ async fn readiness_goes_down_first_then_the_listener_closes() {
         get(&proxy.url("/scim/v2/Users")).await.unwrap().0
     ));
     assert!(
-        sent.elapsed() < Duration::from_millis(1500),
+        sent.elapsed() < Duration::from_secs(3),
         "the test itself was too slow"
     );
 
     let status = proxy.wait_exit(Duration::from_secs(8)).expect("no exit");
     assert!(status.success(), "{status:?}");
     assert!(
-        sent.elapsed() >= Duration::from_millis(1500),
+        sent.elapsed() >= Duration::from_secs(3),
         "exited before the drain delay"
     );
     assert!(
@@ -131,7 +131,7 @@ async fn grace_period_bounds_the_exit() {
     assert!(status.success());
     let took = sent.elapsed();
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
         "{took:?}"
     );
 }
