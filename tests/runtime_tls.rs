@@ -191,3 +191,33 @@ async fn certificate_reloads_and_a_mismatched_key_is_refused() {
         .contains("does not belong to the certificate")));
     assert_eq!(connect(&proxy, &trusted, &[b"h2"]).await.1, second.der);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_after_the_handshake_is_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let cert = make_cert(2035);
+    let volume = KubeVolume::new(&[("tls.crt", &cert.cert_pem), ("tls.key", &cert.key_pem)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let server = format!(
+        "header_read_timeout = \"500ms\"\ntls = {{ cert_file = {:?}, key_file = {:?} }}",
+        volume.path("tls.crt").display().to_string(),
+        volume.path("tls.key").display().to_string()
+    );
+    std::fs::write(&path, config_text(&server, "")).unwrap();
+    let proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+
+    let (mut tls, _) = connect(&proxy, &[&cert], &[b"h2", b"http/1.1"]).await;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent TLS client was not cut off: {read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -138,14 +138,8 @@ async fn serve_plain(
     live: Live,
     watcher: Watcher,
 ) {
-    // The auto builder's protocol sniffing has no timeout of its own: a client that connects
-    // and sends nothing would hold a connection slot forever.
     let wait = live.current().server.header_read_timeout;
-    let mut probe = [0u8; 1];
-    match tokio::time::timeout(wait, stream.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        _ => return,
-    }
+    let stream = FirstByteDeadline::new(stream, wait);
     serve_io(stream, client, dispatcher, live, watcher).await;
 }
 
@@ -159,7 +153,11 @@ async fn serve_tls(
 ) {
     let wait = live.current().server.tls_handshake_timeout;
     match tokio::time::timeout(wait, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve_io(tls, client, dispatcher, live, watcher).await,
+        Ok(Ok(tls)) => {
+            let wait = live.current().server.header_read_timeout;
+            let tls = FirstByteDeadline::new(tls, wait);
+            serve_io(tls, client, dispatcher, live, watcher).await
+        }
         Ok(Err(e)) => tracing::debug!(peer = %client.peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(peer = %client.peer, "TLS handshake timed out"),
     }
@@ -191,5 +189,96 @@ async fn serve_io<I>(
         .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(peer = %client.peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Fails the first read with `TimedOut` when no byte arrives within the deadline.
+///
+/// hyper-util's auto builder sniffs the protocol (HTTP/1 or the HTTP/2 preface) before hyper's
+/// own header-read timeout starts, and that sniffing has no timeout: a client that connects
+/// (or completes a TLS handshake) and then stays silent would hold a connection slot forever.
+/// Wrapping the stream covers plain and TLS alike, including bytes rustls already buffered.
+struct FirstByteDeadline<I> {
+    io: I,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> FirstByteDeadline<I> {
+    fn new(io: I, wait: std::time::Duration) -> Self {
+        Self {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(wait))),
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.deadline = None;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let expired = match this.deadline.as_mut() {
+                    Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
+                    None => false,
+                };
+                if expired {
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no request received",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<I> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
