@@ -75,11 +75,10 @@ impl LogControl {
             if new == level {
                 continue;
             }
+            // Logged under the old filter, so the change is visible even when it silences info.
+            tracing::info!(from = %level, to = %new, "changing the log level");
             match self.set_level(&new) {
-                Ok(()) => {
-                    tracing::info!(from = %level, to = %new, "log level changed");
-                    level = new;
-                }
+                Ok(()) => level = new,
                 Err(e) => tracing::error!(error = %e, "cannot apply the new log level"),
             }
         }

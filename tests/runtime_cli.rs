@@ -165,3 +165,22 @@ fn the_kubernetes_configmap_is_valid() {
     let (ok, _, err) = check(&toml, &[]);
     assert!(ok, "{err}");
 }
+
+#[test]
+fn check_config_is_not_confused_by_run_settings_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[scim]\nenabled = false\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&path)
+        .env("CHAMILO_SCIM_PROXY_CONFIG", "/nonexistent.toml")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -170,3 +170,29 @@ async fn max_connections_holds_back_further_clients() {
     let head = read_response(&mut third).await;
     assert!(head.starts_with("HTTP/1.1 "), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_http2_with_prior_knowledge_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config_text("", "")).unwrap();
+    let proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+
+    let tcp = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<bytes::Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = http::Request::get(format!("http://{}/scim/v2/Users", proxy.public))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert!(is_scim_answer(resp.status().as_u16()));
+    }
+}

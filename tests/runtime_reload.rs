@@ -264,3 +264,32 @@ async fn secret_volume_token_file_is_watched_and_an_empty_one_refused() {
     let logs = proxy.logs().join("\n");
     assert!(!logs.contains("first-token") && !logs.contains("second-token"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reload_endpoint_triggers_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let text = |on: bool| {
+        config_text(
+            "",
+            &format!("[scim]\nenabled = {on}\n\n[reload]\nwatch = false\npoll_interval = \"1h\"\n"),
+        )
+    };
+    std::fs::write(&path, text(true)).unwrap();
+    let proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+    std::fs::write(&path, text(false)).unwrap();
+    assert!(is_scim_answer(scim_status(&proxy).await));
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let req = http::Request::post(proxy.admin_url("/reload"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 202);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            scim_status(&proxy).await == 404
+        })
+        .await
+    );
+}

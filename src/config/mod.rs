@@ -38,7 +38,8 @@ pub struct Config {
     pub reload: ReloadConfig,
 }
 
-/// The public listener. `listen` and the TLS on/off choice cannot change at run time.
+/// The public listener. `listen`, `max_connections`, `workers` and the TLS on/off choice
+/// cannot change at run time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub tls_handshake_timeout: Duration,
     pub max_connections: usize,
+    /// Event loops serving the public listener, each a single-threaded runtime on its own
+    /// thread with its own `SO_REUSEPORT` socket; 0 means one per available CPU.
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            workers: 0,
         }
     }
 }

@@ -292,6 +292,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
     }
     keep!("server.listen", server.listen);
     keep!("server.max_connections", server.max_connections);
+    keep!("server.workers", server.workers);
     keep!("admin.listen", admin.listen);
     keep!("upstream.connect_timeout", upstream.connect_timeout);
     keep!("upstream.pool_idle_timeout", upstream.pool_idle_timeout);

@@ -39,6 +39,81 @@ pub enum StartError {
     Tls(#[from] rustls::Error),
     #[error("pass-through setup: {0}")]
     Proxy(#[from] crate::proxy::ProxyError),
+    #[error("cannot start a worker thread: {0}")]
+    Worker(std::io::Error),
+}
+
+/// One event loop: a single-threaded runtime on its own thread, accepting on its own
+/// `SO_REUSEPORT` socket. A connection, its upstream connection and its tunnel all stay on
+/// this thread, which avoids cross-thread wake-ups on every hop.
+struct Worker {
+    index: usize,
+    listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    dispatcher: Arc<Dispatcher>,
+    live: Live,
+    metrics: HttpMetrics,
+    limit: Arc<tokio::sync::Semaphore>,
+    /// Stop accepting, drain this worker's connections, then report on `done`.
+    stop: CancellationToken,
+    /// Leave: the grace period is over or everything is drained.
+    exit: CancellationToken,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Worker {
+    fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(worker = self.index, error = %e, "cannot start a worker runtime");
+                return;
+            }
+        };
+        let Worker {
+            index,
+            listener,
+            tls,
+            dispatcher,
+            live,
+            metrics,
+            limit,
+            stop,
+            exit,
+            done,
+        } = self;
+        runtime.block_on(async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot register the listener");
+                    return;
+                }
+            };
+            let public = PublicListener {
+                listener,
+                limit,
+                tls,
+                dispatcher,
+                live,
+                metrics,
+            };
+            let serve = async {
+                let graceful = accept(public, stop).await;
+                graceful.shutdown().await;
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = exit.cancelled() => {}
+            }
+            let _ = done.send(());
+            // Tunnels spawned on this runtime need it driven until the process is done.
+            exit.cancelled().await;
+        });
+    }
 }
 
 /// Runs the sidecar until a shutdown signal, then drains. `initial` must come from
@@ -85,7 +160,19 @@ pub async fn run(
         Some(_) => Some(tls::acceptor(live.clone())?),
         None => None,
     };
-    let listener = bind("public", cfg.server.listen).await?;
+    let workers = super::worker_count(cfg.server.workers);
+    let listeners =
+        super::bind_reuseport(cfg.server.listen, workers).map_err(|source| StartError::Bind {
+            which: "public",
+            addr: cfg.server.listen,
+            source,
+        })?;
+    let bound = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(cfg.server.listen);
+    // Tests and scripts read the bound address (port 0 picks a free one) from this line.
+    tracing::info!(listener = "public", address = %bound, workers, "listening");
     follow_certificate(&live, &http_metrics, background.clone());
     let dispatcher = Arc::new(Dispatcher::new(
         live.clone(),
@@ -93,17 +180,32 @@ pub async fn run(
         Arc::new(ScimService::default()),
         http_metrics.clone(),
     ));
-    let stop_accepting = CancellationToken::new();
-    let acceptor = tokio::spawn(accept(
-        PublicListener {
-            listener,
-            tls,
-            dispatcher,
-            live: live.clone(),
-            metrics: http_metrics,
-        },
-        stop_accepting.clone(),
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        cfg.server.max_connections.max(1),
     ));
+    let stop_accepting = CancellationToken::new();
+    let exit_workers = CancellationToken::new();
+    let mut drained_workers = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let (done, drained) = tokio::sync::oneshot::channel();
+        drained_workers.push(drained);
+        let worker = Worker {
+            index,
+            listener,
+            tls: tls.clone(),
+            dispatcher: dispatcher.clone(),
+            live: live.clone(),
+            metrics: http_metrics.clone(),
+            limit: limit.clone(),
+            stop: stop_accepting.clone(),
+            exit: exit_workers.clone(),
+            done,
+        };
+        std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || worker.run())
+            .map_err(StartError::Worker)?;
+    }
     health.set_listener_bound();
 
     tokio::spawn(reloader.run(background.clone()));
@@ -143,21 +245,15 @@ pub async fn run(
     }
 
     stop_accepting.cancel();
-    let graceful = match acceptor.await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!(error = %e, "the accept loop failed");
-            return Ok(());
-        }
-    };
     tracing::info!(
-        connections = graceful.count(),
         tunnels = tunnels.len(),
         "stopped accepting; waiting for in-flight requests and tunnels"
     );
     tunnels.close();
     let drained = async {
-        graceful.shutdown().await;
+        for worker in drained_workers {
+            let _ = worker.await;
+        }
         tunnels.wait().await;
     };
     let finished = wait_or_signal(
@@ -166,6 +262,8 @@ pub async fn run(
         &mut interrupt,
     )
     .await;
+    // Workers keep driving their tunnels until here; dropping their runtimes ends the rest.
+    exit_workers.cancel();
     background.cancel();
     if finished {
         tracing::info!("all requests finished; exiting");
