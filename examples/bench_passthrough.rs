@@ -92,7 +92,9 @@ fn serve_upstream(addr: SocketAddr) -> Result<(), BoxError> {
 
 /// The library's pass-through behind a minimal server loop. `BENCH_PROXY_MODE=per-core`
 /// runs one single-threaded runtime per core, each with its own `SO_REUSEPORT` listener, all
-/// sharing one `Proxy` (nginx's model); the default is one multi-threaded runtime.
+/// sharing one `Proxy` (nginx's model); `handoff` accepts on a multi-threaded runtime and
+/// serves each connection on one of several single-threaded runtimes; the default is one
+/// multi-threaded runtime.
 fn serve_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), BoxError> {
     let mut cfg = Config::default();
     cfg.upstream.url = format!("http://{upstream}");
@@ -104,6 +106,9 @@ fn serve_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), BoxError>
     let mut registry = prometheus_client::registry::Registry::default();
     let tunnels = tokio_util::task::TaskTracker::new();
     let proxy = Arc::new(Proxy::new(&cfg.load().upstream, &mut registry, tunnels)?);
+    if std::env::var("BENCH_PROXY_MODE").as_deref() == Ok("handoff") {
+        return serve_handoff(listen, proxy, cfg, threads);
+    }
     if std::env::var("BENCH_PROXY_MODE").as_deref() == Ok("per-core") {
         let threads: Vec<_> = (0..threads)
             .map(|_| {
@@ -144,32 +149,68 @@ async fn proxy_loop(
     let listener = socket.listen(1024)?;
     loop {
         let (stream, peer) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let cfg = cfg.clone();
-        tokio::spawn(async move {
-            let client = ClientInfo { peer, tls: false };
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let proxy = proxy.clone();
-                let cfg = cfg.load_full();
-                async move {
-                    let resp = match classify(req.uri()) {
-                        Route::PassThrough { path } => {
-                            proxy.forward(req, client, &cfg, &path).await
-                        }
-                        Route::Scim { .. } => status(StatusCode::NOT_IMPLEMENTED),
-                        Route::Reject { status: s, .. } => status(s),
-                    };
-                    Ok::<_, Infallible>(resp)
+        tokio::spawn(serve_connection(stream, peer, proxy.clone(), cfg.clone()));
+    }
+}
+
+/// `handoff`: accept on a multi-threaded runtime, serve each connection on one of `threads`
+/// single-threaded runtimes, round-robin.
+fn serve_handoff(
+    listen: SocketAddr,
+    proxy: Arc<Proxy>,
+    cfg: Arc<arc_swap::ArcSwap<Config>>,
+    threads: usize,
+) -> Result<(), BoxError> {
+    let mut handles = Vec::new();
+    for _ in 0..threads {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        handles.push(rt.handle().clone());
+        std::thread::spawn(move || rt.block_on(std::future::pending::<()>()));
+    }
+    runtime()?.block_on(async move {
+        let listener = TcpListener::bind(listen).await?;
+        let mut next = 0usize;
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let std_stream = stream.into_std()?;
+            let (proxy, cfg) = (proxy.clone(), cfg.clone());
+            handles[next % handles.len()].spawn(async move {
+                if let Ok(stream) = TcpStream::from_std(std_stream) {
+                    serve_connection(stream, peer, proxy, cfg).await;
                 }
             });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new());
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+            next = next.wrapping_add(1);
+        }
+    })
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    cfg: Arc<arc_swap::ArcSwap<Config>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let client = ClientInfo { peer, tls: false };
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        let cfg = cfg.load_full();
+        async move {
+            let resp = match classify(req.uri()) {
+                Route::PassThrough { path } => proxy.forward(req, client, &cfg, &path).await,
+                Route::Scim { .. } => status(StatusCode::NOT_IMPLEMENTED),
+                Route::Reject { status: s, .. } => status(s),
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await;
 }
 
 fn status(status: StatusCode) -> Response<BoxBody> {

@@ -290,4 +290,75 @@ mod tests {
         }
         assert!(is_reject(&route("/scim%5cv2/Users")));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Percent-encodes a random subset of the bytes of `text`, with random hex case.
+        fn disguise(text: &str, mask: &[bool], upper: &[bool]) -> String {
+            let mut out = String::new();
+            for (i, byte) in text.bytes().enumerate() {
+                if mask.get(i).copied().unwrap_or(false) {
+                    if upper.get(i).copied().unwrap_or(false) {
+                        out.push_str(&format!("%{byte:02X}"));
+                    } else {
+                        out.push_str(&format!("%{byte:02x}"));
+                    }
+                } else {
+                    out.push(byte as char);
+                }
+            }
+            out
+        }
+
+        proptest! {
+            /// However the SCIM prefix is spelled (escapes, case, doubled slashes), the request
+            /// goes to the SCIM service or is refused; it never passes through.
+            #[test]
+            fn disguised_scim_paths_never_pass_through(
+                case in proptest::collection::vec(any::<bool>(), 8),
+                mask in proptest::collection::vec(any::<bool>(), 32),
+                upper in proptest::collection::vec(any::<bool>(), 32),
+                slashes in 1usize..4,
+                rest in "(/[A-Za-z0-9]{1,8}){0,3}",
+            ) {
+                let prefix: String = "scimv2"
+                    .chars()
+                    .zip(&case)
+                    .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+                    .collect();
+                let plain = format!(
+                    "{}{}/{}{}",
+                    "/".repeat(slashes),
+                    &prefix[..4],
+                    &prefix[4..],
+                    rest
+                );
+                let target = disguise(&plain, &mask, &upper);
+                let Ok(uri) = target.parse::<Uri>() else { return Ok(()) };
+                let route = classify(&uri);
+                prop_assert!(
+                    !matches!(route, Route::PassThrough { .. }),
+                    "{target} passed through"
+                );
+            }
+
+            /// Whatever the target, classification never panics, and a pass-through path is
+            /// absolute, free of `//`, dot segments, backslashes and control characters.
+            #[test]
+            fn any_target_gives_a_clean_path(target in "/[ -~]{0,40}") {
+                let Ok(uri) = target.parse::<Uri>() else { return Ok(()) };
+                if let Route::PassThrough { path } = classify(&uri) {
+                    prop_assert!(path.starts_with('/'));
+                    prop_assert!(!path.contains("//"), "{path}");
+                    prop_assert!(!path.contains('\\'));
+                    prop_assert!(!path.chars().any(char::is_control));
+                    prop_assert!(path.split('/').all(|s| s != "." && s != ".."), "{path}");
+                    prop_assert!(!path.to_ascii_lowercase().starts_with("/scim/v2/"));
+                    prop_assert!(!path.eq_ignore_ascii_case("/scim/v2"));
+                }
+            }
+        }
+    }
 }
