@@ -4,6 +4,7 @@
 //! `server` → (`scim` | `proxy` | `admin`); `scim` → `directory`; `chamilo` → `directory`;
 //! everything → `config`. See `../shared/docs/design.md`.
 
+pub mod admin;
 pub mod body;
 pub mod chamilo;
 pub mod config;
@@ -12,3 +13,4 @@ pub mod proxy;
 pub mod scim;
 pub mod server;
 pub mod standin;
+pub mod telemetry;

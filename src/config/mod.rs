@@ -1,7 +1,19 @@
 //! Typed configuration: one TOML file plus a few environment variables.
 //!
 //! This module is a leaf: every other layer reads its section from here, nothing here knows
-//! about them. Loading, validation, secrets from files and hot reload live in submodules.
+//! about them. Loading, validation, secrets from files and hot reload live in submodules:
+//! [`load`] (file + overrides + environment → validated [`load::Loaded`]), [`error`] (errors
+//! with key and line), [`secret`] (secret files), [`tls`] (certificate/key preparation),
+//! [`live`] (the atomically swapped configuration) and [`reload`] (watching and reloading).
+
+pub mod error;
+pub mod live;
+pub mod load;
+pub mod reload;
+pub mod secret;
+pub mod tls;
+
+pub use live::Live;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,11 +35,12 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub scim: ScimConfig,
-    #[serde(default)]
+    pub reload: ReloadConfig,
     pub chamilo: ChamiloConfig,
 }
 
-/// The public listener. `listen` and the TLS on/off choice cannot change at run time.
+/// The public listener. `listen`, `max_connections`, `workers` and the TLS on/off choice
+/// cannot change at run time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -38,6 +51,9 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub tls_handshake_timeout: Duration,
     pub max_connections: usize,
+    /// Event loops serving the public listener, each a single-threaded runtime on its own
+    /// thread with its own `SO_REUSEPORT` socket; 0 means one per available CPU.
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +64,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            workers: 0,
         }
     }
 }
@@ -209,6 +226,30 @@ impl Default for ScimConfig {
             max_filter_length: 4096,
             max_results: 1000,
             default_count: 100,
+        }
+    }
+}
+
+/// How configuration changes are noticed. `watch` cannot change at run time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Watch the directories of the configuration and every referenced file (inotify).
+    pub watch: bool,
+    /// Events within this window are handled as one.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Re-read everything this often in any case (missed events, network file systems).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce: Duration::from_millis(250),
+            poll_interval: Duration::from_secs(10),
         }
     }
 }

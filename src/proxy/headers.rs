@@ -1,0 +1,175 @@
+//! Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never the message, and so never cross the proxy.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the headers named in `Connection` (read first), then the standard hop-by-hop set.
+///
+/// When the message asks for a protocol upgrade (`Connection: upgrade` plus `Upgrade`), the
+/// `Upgrade` value is returned so the caller can put the pair back for the next hop.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let mut upgrade_requested = false;
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        // Work on bytes: a value that is not UTF-8 may still name headers in its other tokens.
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if token.eq_ignore_ascii_case(b"upgrade") {
+                upgrade_requested = true;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
+        }
+    }
+    let upgrade = if upgrade_requested {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    for name in named {
+        // `Host` is a property of the message; a client naming it would only break routing.
+        if name != header::HOST {
+            headers.remove(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    upgrade
+}
+
+/// Puts `Connection: upgrade` and `Upgrade: <protocol>` back for the next hop.
+pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
+/// Joins several `cookie` fields (HTTP/2 splits them, RFC 9113 §8.2.3) into one with `; `, as
+/// an HTTP/1.1 upstream (PHP) expects.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let Some(first) = values.next() else { return };
+    if values.next().is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::with_capacity(first.len() * 2);
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    // Each part was already a valid value, so the join is too; keep the fields if not.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn removes_standard_set_and_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", b"close, X-Secret"),
+            ("connection", b"x-other"),
+            ("x-secret", b"1"),
+            ("x-other", b"2"),
+            ("keep-alive", b"timeout=5"),
+            ("proxy-connection", b"keep-alive"),
+            ("proxy-authorization", b"Basic x"),
+            ("proxy-authenticate", b"Basic"),
+            ("te", b"trailers"),
+            ("trailer", b"x"),
+            ("transfer-encoding", b"chunked"),
+            ("upgrade", b"h2c"),
+            ("x-kept", b"3"),
+            ("cookie", b"a=1"),
+        ]);
+        let upgrade = strip_hop_by_hop(&mut h);
+        assert!(upgrade.is_none());
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept", "cookie"]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_host() {
+        let mut h = map(&[("connection", b"Host"), ("host", b"chamilo.example")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get("host").unwrap(), "chamilo.example");
+    }
+
+    #[test]
+    fn upgrade_is_reported_and_restorable() {
+        let mut h = map(&[
+            ("connection", b"keep-alive, Upgrade"),
+            ("upgrade", b"websocket"),
+            ("sec-websocket-key", b"k"),
+        ]);
+        let upgrade = strip_hop_by_hop(&mut h).unwrap();
+        assert_eq!(upgrade, "websocket");
+        assert!(h.get("upgrade").is_none());
+        restore_upgrade(&mut h, upgrade);
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("sec-websocket-key").unwrap(), "k");
+    }
+
+    #[test]
+    fn upgrade_without_connection_token_is_not_an_upgrade() {
+        let mut h = map(&[("upgrade", b"websocket")]);
+        assert!(strip_hop_by_hop(&mut h).is_none());
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn non_utf8_connection_value_does_not_panic() {
+        let mut h = map(&[("connection", b"\xff\xfe, x-a"), ("x-a", b"\xe9t\xe9")]);
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("connection").is_none());
+        // The unreadable token names nothing; `x-a` is still named and goes.
+        assert!(h.get("x-a").is_none());
+    }
+
+    #[test]
+    fn cookies_are_joined() {
+        let mut h = map(&[
+            ("cookie", b"a=1"),
+            ("cookie", b"PHPSESSID=x"),
+            ("cookie", b"c=\xe9"),
+        ]);
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].as_bytes(), b"a=1; PHPSESSID=x; c=\xe9");
+
+        let mut single = map(&[("cookie", b"a=1")]);
+        join_cookies(&mut single);
+        assert_eq!(single.get("cookie").unwrap(), "a=1");
+    }
+}

@@ -1,0 +1,136 @@
+//! The pass-through's Prometheus metrics.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Why a request could not be passed to the upstream (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// TCP connect refused or failed.
+    Connect,
+    /// TCP connect took longer than `upstream.connect_timeout`.
+    ConnectTimeout,
+    /// No response headers within `upstream.response_header_timeout`.
+    ResponseTimeout,
+    /// The request body made no progress for `upstream.body_idle_timeout`.
+    BodyTimeout,
+    /// The connection broke or the upstream spoke invalid HTTP.
+    Reset,
+    /// `upstream.url` unusable.
+    Config,
+    /// A `101` that does not match the upgrade asked for, or a failed tunnel.
+    Upgrade,
+}
+
+impl ErrorKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::ResponseTimeout => "response_timeout",
+            Self::BodyTimeout => "body_timeout",
+            Self::Reset => "reset",
+            Self::Config => "config",
+            Self::Upgrade => "upgrade",
+        }
+    }
+
+    /// The status the client gets.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Self::ConnectTimeout | Self::ResponseTimeout | Self::BodyTimeout => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
+            _ => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Classifies a failed upstream request.
+    pub fn of(err: &hyper_util::client::legacy::Error) -> Self {
+        let mut source = std::error::Error::source(err);
+        let mut timed_out = false;
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            }
+            if cause.is::<super::idle::BodyIdleTimeout>() {
+                return Self::BodyTimeout;
+            }
+            source = cause.source();
+        }
+        match (err.is_connect(), timed_out) {
+            (true, true) => Self::ConnectTimeout,
+            (true, false) => Self::Connect,
+            (false, _) => Self::Reset,
+        }
+    }
+}
+
+/// Handles to the registered metrics; cheap to clone.
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    upstream_errors: Family<[(&'static str, &'static str); 1], Counter>,
+    /// WebSocket (and other upgraded) tunnels open now.
+    pub open_tunnels: Gauge,
+    /// Requests refused by an access rule.
+    pub access_denied: Counter,
+}
+
+impl ProxyMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            upstream_errors: Family::default(),
+            open_tunnels: Gauge::default(),
+            access_denied: Counter::default(),
+        };
+        registry.register(
+            "proxy_upstream_errors",
+            "Pass-through requests that failed at the upstream, by kind",
+            metrics.upstream_errors.clone(),
+        );
+        registry.register(
+            "proxy_open_tunnels",
+            "Upgraded (WebSocket) tunnels currently open",
+            metrics.open_tunnels.clone(),
+        );
+        registry.register(
+            "proxy_access_denied",
+            "Pass-through requests refused by an access rule",
+            metrics.access_denied.clone(),
+        );
+        metrics
+    }
+
+    /// Counts one upstream error.
+    pub fn error(&self, kind: ErrorKind) {
+        self.upstream_errors
+            .get_or_create(&[("kind", kind.as_str())])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_exposed() {
+        let mut registry = Registry::default();
+        let m = ProxyMetrics::register(&mut registry);
+        m.error(ErrorKind::ConnectTimeout);
+        m.error(ErrorKind::ConnectTimeout);
+        m.open_tunnels.inc();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("proxy_upstream_errors_total{kind=\"connect_timeout\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("proxy_open_tunnels 1"), "{text}");
+        assert!(text.contains("proxy_access_denied_total 0"), "{text}");
+    }
+}
