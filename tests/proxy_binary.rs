@@ -208,3 +208,68 @@ async fn binary_streams_one_gib_each_way_with_flat_memory() {
     println!("binary VmHWM: {before} KiB before, {after} KiB after 2 GiB");
     assert!(after - before < 64 * 1024, "grew by {} KiB", after - before);
 }
+
+/// An HTTP/2 client over TLS in front of the binary, the HTTP/1.1 echo upstream behind it.
+#[tokio::test]
+async fn binary_h2_over_tls_host_from_authority_and_cookies_joined() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::ServerName;
+    use std::sync::Arc;
+
+    let up = start_upstream().await;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("tls.crt");
+    let key_path = dir.path().join("tls.key");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &format!(
+                "tls = {{ cert_file = {:?}, key_file = {:?} }}",
+                cert_path.display().to_string(),
+                key_path.display().to_string()
+            ),
+            &format!("[upstream]\nurl = \"http://{}\"\n", up.addr),
+        ),
+    )
+    .unwrap();
+    let proxy = ProxyProcess::start(&config, &[]);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(proxy.public).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+
+    let authority = format!("localhost:{}", proxy.public.port());
+    let req = Request::get(format!("https://{authority}/main/index.php"))
+        .header("cookie", "PHPSESSID=s1")
+        .header("cookie", "ch_lang=fr")
+        .body(chamilo_scim_proxy::body::empty())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let echo = Echo::parse(&body_bytes(resp).await);
+    assert_eq!(echo.0["version"], "HTTP/1.1");
+    assert_eq!(echo.header("host").unwrap(), authority);
+    assert_eq!(echo.header_all("cookie"), ["PHPSESSID=s1; ch_lang=fr"]);
+    assert_eq!(echo.header("x-forwarded-proto").unwrap(), "https");
+}

@@ -18,14 +18,14 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Other client-address headers that applications (PHP ones especially) read; an untrusted
 /// peer may not set them.
-const SPOOFABLE: [&str; 7] = [
-    "x-real-ip",
-    "client-ip",
-    "x-client-ip",
-    "x-cluster-client-ip",
-    "true-client-ip",
-    "x-forwarded-port",
-    "x-forwarded-server",
+const SPOOFABLE: [HeaderName; 7] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-server"),
 ];
 
 /// Whether `ip` lies in one of `networks`.
@@ -97,14 +97,15 @@ pub fn apply(
         headers.remove(&X_FORWARDED_PROTO);
         headers.remove(&X_FORWARDED_HOST);
         headers.remove(&FORWARDED);
-        for name in SPOOFABLE {
+        for name in &SPOOFABLE {
             headers.remove(name);
         }
     }
 
     // X-Forwarded-For: existing fields (trusted peer only, all removed otherwise) joined, then
     // the peer.
-    let mut chain: Vec<u8> = Vec::new();
+    let peer_text = peer.to_string();
+    let mut chain: Vec<u8> = Vec::with_capacity(peer_text.len() + 64);
     for value in headers.get_all(&X_FORWARDED_FOR) {
         let part = value.as_bytes().trim_ascii();
         if part.is_empty() {
@@ -118,7 +119,7 @@ pub fn apply(
     if !chain.is_empty() {
         chain.extend_from_slice(b", ");
     }
-    chain.extend_from_slice(peer.to_string().as_bytes());
+    chain.extend_from_slice(peer_text.as_bytes());
     if let Ok(value) = HeaderValue::from_bytes(&chain) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
@@ -135,11 +136,11 @@ pub fn apply(
     // Forwarded: append our element to whatever a trusted peer sent.
     let mut element = String::with_capacity(64);
     match peer {
-        IpAddr::V4(v4) => {
-            let _ = write!(element, "for={v4}");
+        IpAddr::V4(_) => {
+            let _ = write!(element, "for={peer_text}");
         }
-        IpAddr::V6(v6) => {
-            let _ = write!(element, "for=\"[{v6}]\"");
+        IpAddr::V6(_) => {
+            let _ = write!(element, "for=\"[{peer_text}]\"");
         }
     }
     if let Some(host) = host.and_then(|h| h.to_str().ok()) {
