@@ -236,6 +236,8 @@ pub struct GroupMember {
 pub struct Capabilities {
     /// The service account's user id.
     pub service_user_id: Option<u64>,
+    /// Ids of the anonymous users (status 6): never returned or changed through SCIM.
+    pub anonymous_ids: Vec<u64>,
 }
 
 /// The client. Cheap to share behind an `Arc`; connections are pooled.
@@ -936,6 +938,10 @@ impl ChamiloClient {
             .call("get_users", &[("status", "6")])
             .await
             .map_err(&not_admin)?;
+        let anonymous_ids: Vec<u64> = data
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| as_id(r.get("id"))).collect())
+            .unwrap_or_default();
         if data.as_array().is_some_and(Vec::is_empty) {
             data = self
                 .call("get_users", &[("status", "1")])
@@ -982,7 +988,10 @@ impl ChamiloClient {
             }
             Err(e) => return Err(not_admin(e)),
         }
-        Ok(Capabilities { service_user_id })
+        Ok(Capabilities {
+            service_user_id,
+            anonymous_ids,
+        })
     }
 }
 

@@ -274,6 +274,9 @@ pub struct ChamiloConfig {
     /// How often the user index reloads the full listing in the background.
     #[serde(with = "humantime_serde")]
     pub index_refresh: Duration,
+    /// Accounts `GET /Users` lists: `all` (every account but protected and anonymous ones, so
+    /// that imports can link existing accounts) or `managed` (made or adopted through SCIM).
+    pub list_scope: String,
 }
 
 impl Default for ChamiloConfig {
@@ -305,6 +308,7 @@ impl Default for ChamiloConfig {
             languages: std::collections::BTreeMap::new(),
             protected_logins: vec!["admin".to_owned()],
             index_refresh: Duration::from_secs(300),
+            list_scope: "all".to_owned(),
         }
     }
 }
