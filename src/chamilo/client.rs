@@ -915,6 +915,23 @@ impl ChamiloClient {
         }
     }
 
+    /// Which of the user extra fields `fields` do not exist in Chamilo. `get_users` leaves
+    /// unknown field names out of its rows, so a listing of a small status (anonymous, then
+    /// teachers) tells; when both are empty nothing can be told and none is reported missing.
+    pub async fn missing_extra_fields(&self, fields: &[&str]) -> Result<Vec<String>, ChamiloError> {
+        for status in [6, 1] {
+            let rows = self.get_users(Some(status), fields).await?;
+            if let Some(first) = rows.first() {
+                return Ok(fields
+                    .iter()
+                    .filter(|f| !first.extra.iter().any(|(n, _)| n == f.trim()))
+                    .map(|f| (*f).to_owned())
+                    .collect());
+            }
+        }
+        Ok(Vec::new())
+    }
+
     /// Start-up check: the key works, the service account is a platform administrator, and the
     /// web services are the current 1.11.x ones (`get_users` returns usernames and the active
     /// flag; `users_profiles_by_extra_field` exists). Costs two small calls.

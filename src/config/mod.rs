@@ -277,6 +277,9 @@ pub struct ChamiloConfig {
     /// Accounts `GET /Users` lists: `all` (every account but protected and anonymous ones, so
     /// that imports can link existing accounts) or `managed` (made or adopted through SCIM).
     pub list_scope: String,
+    /// At start-up, create the userName/externalId extra fields when they are missing
+    /// (through a placeholder account deleted at once); when false, refuse and explain.
+    pub create_extra_fields: bool,
 }
 
 impl Default for ChamiloConfig {
@@ -309,6 +312,7 @@ impl Default for ChamiloConfig {
             protected_logins: vec!["admin".to_owned()],
             index_refresh: Duration::from_secs(300),
             list_scope: "all".to_owned(),
+            create_extra_fields: true,
         }
     }
 }
