@@ -75,7 +75,14 @@ struct Stats {
 }
 
 impl Stats {
-    fn print(&mut self, accounts: usize) {
+    /// Per Chamilo call: elapsed minus the stand-in's time, i.e. the loopback HTTP round trip
+    /// and the client's encoding/decoding (measured with a no-op directory: one bare call).
+    fn transport_per_call(&self) -> Duration {
+        let total: Duration = self.times.iter().sum();
+        total.saturating_sub(self.chamilo) / (self.calls.max(1) as u32)
+    }
+
+    fn print(&mut self, accounts: usize, transport: Duration) {
         self.times.sort();
         let n = self.times.len();
         let p50 = self.times[n / 2];
@@ -83,12 +90,15 @@ impl Stats {
         let calls = self.calls as f64 / n as f64;
         let total: Duration = self.times.iter().sum();
         let own = total.saturating_sub(self.chamilo);
+        let directory = own.saturating_sub(transport * (self.calls as u32));
         println!(
-            "{accounts:>7} accounts  {:<22} calls/op {calls:>4.2}  p50 {:>7.2} ms  p99 {:>7.2} ms  proxy's own share {:>5.1} %",
+            "{accounts:>7} accounts  {:<22} calls/op {calls:>4.2}  p50 {:>7.2} ms  p99 {:>7.2} ms  own share {:>5.1} % (directory {:>4.1} %, {:>6.1} µs/op)",
             self.name,
             p50.as_secs_f64() * 1000.0,
             p99.as_secs_f64() * 1000.0,
-            own.as_secs_f64() / total.as_secs_f64() * 100.0
+            own.as_secs_f64() / total.as_secs_f64() * 100.0,
+            directory.as_secs_f64() / total.as_secs_f64() * 100.0,
+            directory.as_secs_f64() * 1e6 / n as f64
         );
     }
 }
@@ -138,7 +148,7 @@ async fn run(accounts: usize) {
         client.clone(),
         mapping.fields.clone(),
     ));
-    let dir = ChamiloDirectory::new(client, lookup.clone(), mapping);
+    let dir = ChamiloDirectory::new(client.clone(), lookup.clone(), mapping);
     let t = Instant::now();
     lookup.rebuild().await.unwrap();
     let build = t.elapsed();
@@ -147,6 +157,14 @@ async fn run(accounts: usize) {
         ..Cost::default()
     });
 
+    // The baseline: one bare web-service call per operation, no directory work.
+    let mut noop = measure(&chamilo, "no-op (one bare call)", |i| {
+        let client = &client;
+        async move {
+            assert!(!client.username_exists(&format!("nobody{i}")).await.unwrap());
+        }
+    })
+    .await;
     let created = std::sync::Mutex::new(Vec::new());
     let mut creates = measure(&chamilo, "create", |i| {
         let dir = &dir;
@@ -223,7 +241,13 @@ async fn run(accounts: usize) {
     println!(
         "{accounts:>7} accounts  index build (one get_users, 2 extra fields, no modelled cost): {build:?}"
     );
+    let transport = noop.transport_per_call();
+    println!(
+        "{accounts:>7} accounts  loopback round trip + client per call: {:.1} µs",
+        transport.as_secs_f64() * 1e6
+    );
     for s in [
+        &mut noop,
         &mut creates,
         &mut by_name,
         &mut by_ext,
@@ -232,7 +256,7 @@ async fn run(accounts: usize) {
         &mut updates,
         &mut deactivations,
     ] {
-        s.print(accounts + 2);
+        s.print(accounts + 2, transport);
     }
     assert_eq!(chamilo.calls("get_users"), 0, "no listing per request");
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
-use chamilo_scim_proxy::chamilo::directory::{ChamiloDirectory, ChamiloMapping, Deprovision};
+use chamilo_scim_proxy::chamilo::directory::{
+    ChamiloDirectory, ChamiloMapping, Deprovision, ListScope,
+};
 use chamilo_scim_proxy::chamilo::index::{AccountLookup, UserIndex};
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
@@ -38,6 +40,9 @@ async fn setup(mapping: ChamiloMapping) -> (StandinHandle, ChamiloDirectory) {
         client.clone(),
         mapping.fields.clone(),
     ));
+    // What `Backend::prepare` does at start-up: learn the anonymous users.
+    let caps = client.check_capabilities().await.unwrap();
+    lookup.set_anonymous_ids(caps.anonymous_ids);
     let dir = ChamiloDirectory::new(client, lookup, mapping);
     (chamilo, dir)
 }
@@ -160,17 +165,21 @@ async fn entra_style_lifecycle() {
     assert!(chamilo.state().user(id.parse().unwrap()).is_some());
     assert_eq!(dir.get(&id).await.unwrap().unwrap().active(), Some(false));
 
-    // The listing holds SCIM-managed accounts only, in id order.
+    // The listing (scope "all") holds the SCIM-managed account and the 50 existing ones,
+    // never the admin (protected) or the anonymous user.
     let all = dir
         .find(&ListQuery {
             filter: None,
             sort: None,
             start_index: 1,
-            count: 10,
+            count: 100,
         })
         .await
         .unwrap();
-    assert_eq!(all.total, 1);
+    assert_eq!(all.total, 51);
+    let names: Vec<&str> = all.resources.iter().filter_map(|u| u.user_name()).collect();
+    assert!(names.contains(&"user000001"), "{names:?}");
+    assert!(!names.iter().any(|n| *n == "admin" || *n == "anon"));
 }
 
 #[tokio::test]
@@ -374,7 +383,11 @@ async fn two_replicas_sharing_one_chamilo_stay_correct() {
 
 #[tokio::test]
 async fn okta_style_paging_is_stable() {
-    let (_chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let (_chamilo, dir) = setup(ChamiloMapping {
+        list_scope: ListScope::Managed,
+        ..ChamiloMapping::default()
+    })
+    .await;
     for i in 0..7 {
         let mut u = ann();
         let m = u.as_json_mut();
@@ -406,4 +419,172 @@ async fn okta_style_paging_is_stable() {
     sorted.dedup();
     assert_eq!(seen, sorted, "every user once, in id order");
     assert_eq!(seen.len(), 7);
+}
+
+async fn find_ids(dir: &ChamiloDirectory, attr: &str, value: &str) -> Vec<String> {
+    dir.find(&eq(attr, value))
+        .await
+        .unwrap()
+        .resources
+        .iter()
+        .map(|u| u.id().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn existing_accounts_are_adopted() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    // A first SCIM user makes the extra fields exist (Backend::prepare does it in production).
+    let ann_id = dir.create(ann()).await.unwrap().id().unwrap().to_owned();
+    let seeded = chamilo.state().user_by_username("user000003").unwrap().id;
+
+    // The IdP's matching finds the existing login, case-insensitively.
+    let found = dir.find(&eq("userName", "USER000003")).await.unwrap();
+    assert_eq!(found.total, 1);
+    assert_eq!(found.resources[0].id(), Some(seeded.to_string().as_str()));
+    assert_eq!(found.resources[0].user_name(), Some("user000003"));
+
+    // A create with that userName is a uniqueness conflict, not a second account.
+    let mut dup = ann();
+    let m = dup.as_json_mut();
+    m.insert("userName".into(), json!("user000003"));
+    m.insert("externalId".into(), json!("ext-3"));
+    assert!(matches!(
+        dir.create(dup.clone()).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+
+    // The IdP links (PUT): the first write sets the extra fields; nothing else moves.
+    let linked = dir.replace(&seeded.to_string(), dup, None).await.unwrap();
+    assert_eq!(linked.user_name(), Some("user000003"));
+    {
+        let state = chamilo.state();
+        let u = state.user(seeded).unwrap();
+        assert_eq!(u.username, "user000003");
+        assert_eq!(
+            u.extra.get("scim_user_name").cloned().flatten().as_deref(),
+            Some("user000003")
+        );
+        assert_eq!(
+            u.extra
+                .get("scim_external_id")
+                .cloned()
+                .flatten()
+                .as_deref(),
+            Some("ext-3")
+        );
+    }
+    assert_eq!(
+        find_ids(&dir, "externalId", "ext-3").await,
+        vec![seeded.to_string()]
+    );
+
+    // Precedence: a derived login never answers to itself as a userName.
+    let ann_login = chamilo
+        .state()
+        .user(ann_id.parse().unwrap())
+        .unwrap()
+        .username
+        .clone();
+    assert_ne!(ann_login, "Ann.Lee@Example.org");
+    assert!(find_ids(&dir, "userName", &ann_login).await.is_empty());
+    assert_eq!(
+        find_ids(&dir, "userName", "ann.lee@example.org").await,
+        vec![ann_id.clone()]
+    );
+
+    // Renaming an account made outside SCIM: it gets a handle, then the new login.
+    let other = chamilo.state().user_by_username("user000004").unwrap().id;
+    let mut renamed = ann();
+    let m = renamed.as_json_mut();
+    m.insert("userName".into(), json!("dora.new"));
+    m.remove("externalId");
+    let r = dir
+        .replace(&other.to_string(), renamed, None)
+        .await
+        .unwrap();
+    assert_eq!(r.user_name(), Some("dora.new"));
+    assert_eq!(chamilo.state().user(other).unwrap().username, "dora.new");
+    assert!(find_ids(&dir, "userName", "user000004").await.is_empty());
+
+    // Deactivation adopts too.
+    let third = chamilo.state().user_by_username("user000005").unwrap().id;
+    dir.delete(&third.to_string()).await.unwrap();
+    {
+        let state = chamilo.state();
+        let u = state.user(third).unwrap();
+        assert_eq!(u.active, 0);
+        assert_eq!(
+            u.extra.get("scim_user_name").cloned().flatten().as_deref(),
+            Some("user000005")
+        );
+    }
+
+    // An account made in Chamilo after the index was built is learned by the next listing
+    // (rate-limited); until then a create with its login is a conflict, never a duplicate.
+    let late = chamilo.seed_users(1)[0];
+    let late_login = chamilo.state().user(late).unwrap().username.clone();
+    let users_before = chamilo.state().user_count();
+    let mut u = ann();
+    let m = u.as_json_mut();
+    m.insert("userName".into(), json!(late_login));
+    m.remove("externalId");
+    assert!(matches!(
+        dir.create(u).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+    assert_eq!(chamilo.state().user_count(), users_before);
+}
+
+#[tokio::test]
+async fn reserved_accounts_are_never_returned_or_changed() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    dir.create(ann()).await.unwrap();
+    for login in ["admin", "ANON"] {
+        assert!(
+            find_ids(&dir, "userName", login).await.is_empty(),
+            "{login}"
+        );
+        let mut u = ann();
+        let m = u.as_json_mut();
+        m.insert("userName".into(), json!(login));
+        m.remove("externalId");
+        match dir.create(u).await.unwrap_err() {
+            DirectoryError::Conflict { detail } => {
+                assert!(detail.contains("may not manage"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Admin is id 1, the anonymous user id 2.
+    assert!(dir.get("1").await.unwrap().is_none());
+    assert!(dir.get("2").await.unwrap().is_none());
+    assert!(matches!(
+        dir.delete("2").await.unwrap_err(),
+        DirectoryError::Forbidden { .. }
+    ));
+    assert_eq!(chamilo.state().user(2).unwrap().active, 1);
+}
+
+#[tokio::test]
+async fn managed_scope_lists_only_scim_accounts() {
+    let (_chamilo, dir) = setup(ChamiloMapping {
+        list_scope: ListScope::Managed,
+        ..ChamiloMapping::default()
+    })
+    .await;
+    let id = dir.create(ann()).await.unwrap().id().unwrap().to_owned();
+    let all = dir
+        .find(&ListQuery {
+            filter: None,
+            sort: None,
+            start_index: 1,
+            count: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.total, 1);
+    assert_eq!(all.resources[0].id(), Some(id.as_str()));
+    // Lookups still adopt: the scope is about listings only.
+    assert_eq!(find_ids(&dir, "userName", "user000007").await.len(), 1);
 }

@@ -256,3 +256,58 @@ async fn index_memory_at_100k_accounts() {
     );
     assert_eq!(chamilo.calls("get_users"), 1);
 }
+
+#[tokio::test]
+async fn unmanaged_logins_answer_as_user_names_with_fresh_checks() {
+    let (chamilo, lookup) = setup(3).await;
+    scim_user(&chamilo, "ann_example.org", "ann@example.org", "E-ann");
+    lookup.rebuild().await.unwrap();
+    chamilo.reset_calls();
+
+    // An existing login without the userName field answers to itself, confirmed fresh.
+    let a = lookup.by_user_name("User000002").await.unwrap().unwrap();
+    assert_eq!(a.login, "user000002");
+    assert_eq!(a.user_name, None);
+    assert_eq!(chamilo.calls("username_exist"), 1);
+
+    // A derived login belongs to its SCIM userName only.
+    assert!(lookup
+        .by_user_name("ann_example.org")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(lookup
+        .by_user_name("ann@example.org")
+        .await
+        .unwrap()
+        .is_some());
+
+    // An e-mail-style userName cannot be a login (no `login_is_email`): no extra call.
+    chamilo.reset_calls();
+    assert!(lookup
+        .by_user_name("nobody@example.org")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(chamilo.calls("username_exist"), 0);
+
+    // Deleted behind the proxy's back: not found, and dropped from the index.
+    let gone = lookup.index.by_login("user000003").unwrap().id;
+    chamilo.state().remove_user(gone);
+    assert!(lookup.by_user_name("user000003").await.unwrap().is_none());
+    assert!(lookup.index.by_id(gone).is_none());
+
+    // Made in Chamilo since the listing: learned by a (rate-limited) rebuild.
+    let late = chamilo.seed_users(1)[0];
+    let found = lookup.by_user_name("user000004").await.unwrap().unwrap();
+    assert_eq!(found.id, late);
+
+    // Protected logins never answer.
+    lookup.set_protected_logins(
+        &["User000001".to_owned()],
+        chamilo_scim_proxy::chamilo::username::LoginRules {
+            login_is_email: false,
+        },
+    );
+    assert!(lookup.by_user_name("user000001").await.unwrap().is_none());
+}

@@ -236,6 +236,8 @@ pub struct GroupMember {
 pub struct Capabilities {
     /// The service account's user id.
     pub service_user_id: Option<u64>,
+    /// Ids of the anonymous users (status 6): never returned or changed through SCIM.
+    pub anonymous_ids: Vec<u64>,
 }
 
 /// The client. Cheap to share behind an `Arc`; connections are pooled.
@@ -913,6 +915,23 @@ impl ChamiloClient {
         }
     }
 
+    /// Which of the user extra fields `fields` do not exist in Chamilo. `get_users` leaves
+    /// unknown field names out of its rows, so a listing of a small status (anonymous, then
+    /// teachers) tells; when both are empty nothing can be told and none is reported missing.
+    pub async fn missing_extra_fields(&self, fields: &[&str]) -> Result<Vec<String>, ChamiloError> {
+        for status in [6, 1] {
+            let rows = self.get_users(Some(status), fields).await?;
+            if let Some(first) = rows.first() {
+                return Ok(fields
+                    .iter()
+                    .filter(|f| !first.extra.iter().any(|(n, _)| n == f.trim()))
+                    .map(|f| (*f).to_owned())
+                    .collect());
+            }
+        }
+        Ok(Vec::new())
+    }
+
     /// Start-up check: the key works, the service account is a platform administrator, and the
     /// web services are the current 1.11.x ones (`get_users` returns usernames and the active
     /// flag; `users_profiles_by_extra_field` exists). Costs two small calls.
@@ -936,6 +955,10 @@ impl ChamiloClient {
             .call("get_users", &[("status", "6")])
             .await
             .map_err(&not_admin)?;
+        let anonymous_ids: Vec<u64> = data
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| as_id(r.get("id"))).collect())
+            .unwrap_or_default();
         if data.as_array().is_some_and(Vec::is_empty) {
             data = self
                 .call("get_users", &[("status", "1")])
@@ -982,7 +1005,10 @@ impl ChamiloClient {
             }
             Err(e) => return Err(not_admin(e)),
         }
-        Ok(Capabilities { service_user_id })
+        Ok(Capabilities {
+            service_user_id,
+            anonymous_ids,
+        })
     }
 }
 

@@ -52,6 +52,16 @@ pub enum Deprovision {
     DeleteOrDeactivate,
 }
 
+/// Which accounts `GET /Users` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListScope {
+    /// Every account except reserved ones (so that Okta imports can link existing accounts).
+    #[default]
+    All,
+    /// Only accounts whose userName field is set (made or adopted through SCIM).
+    Managed,
+}
+
 /// The configurable part of the mapping.
 #[derive(Debug, Clone)]
 pub struct ChamiloMapping {
@@ -67,8 +77,9 @@ pub struct ChamiloMapping {
     /// `auth_source` of created users (`platform`, or an SSO source name).
     pub auth_source: String,
     pub deprovision: Deprovision,
-    /// Logins that SCIM may never modify or delete (case-insensitive).
+    /// Logins that SCIM may never see, modify or delete (case-insensitive).
     pub protected_logins: Vec<String>,
+    pub list_scope: ListScope,
 }
 
 impl Default for ChamiloMapping {
@@ -105,6 +116,7 @@ impl Default for ChamiloMapping {
             auth_source: "platform".into(),
             deprovision: Deprovision::default(),
             protected_logins: vec!["admin".into()],
+            list_scope: ListScope::default(),
         }
     }
 }
@@ -135,6 +147,15 @@ impl ChamiloMapping {
             )))
             }
         };
+        let list_scope = match c.list_scope.as_str() {
+            "all" => ListScope::All,
+            "managed" => ListScope::Managed,
+            other => {
+                return Err(config_error(format!(
+                    "chamilo.list_scope: unknown '{other}' (all, managed)"
+                )))
+            }
+        };
         let mut protected_logins = c.protected_logins.clone();
         protected_logins.push(c.username.clone());
         Ok(Self {
@@ -163,6 +184,7 @@ impl ChamiloMapping {
             auth_source: c.auth_source.clone(),
             deprovision,
             protected_logins,
+            list_scope,
         })
     }
 }
@@ -348,6 +370,12 @@ fn random_password() -> String {
         .collect()
 }
 
+fn reserved_account() -> DirectoryError {
+    DirectoryError::Forbidden {
+        detail: "this Chamilo account cannot be managed through SCIM".into(),
+    }
+}
+
 fn from_chamilo(e: ChamiloError) -> DirectoryError {
     match e {
         ChamiloError::LoginTaken { .. } => DirectoryError::Conflict {
@@ -378,6 +406,7 @@ impl ChamiloDirectory {
         lookup: Arc<AccountLookup>,
         mapping: ChamiloMapping,
     ) -> Self {
+        lookup.set_protected_logins(&mapping.protected_logins, mapping.login_rules);
         Self {
             client,
             lookup,
@@ -450,6 +479,14 @@ impl ChamiloDirectory {
         let firstname = m.firstname.clone().unwrap_or_default();
         let lastname = m.lastname.clone().unwrap_or_default();
         self.ensure_index().await?;
+        if self.lookup.is_reserved_login(&m.user_name) {
+            return Err(DirectoryError::Conflict {
+                detail: format!(
+                    "userName '{}' is a Chamilo account that SCIM may not manage (the service account, a protected login or the anonymous user)",
+                    m.user_name
+                ),
+            });
+        }
         if self
             .lookup
             .by_user_name(&m.user_name)
@@ -552,16 +589,12 @@ impl ChamiloDirectory {
     async fn replace_user(&self, id: &str, user: User) -> Result<User, DirectoryError> {
         let m = self.mapping.map(&user)?;
         let current = self.account(id).await?.ok_or(DirectoryError::NotFound)?;
-        if self.mapping.is_protected(&current.login) {
-            return Err(DirectoryError::Forbidden {
-                detail: "this Chamilo account cannot be managed through SCIM".into(),
-            });
+        if self.mapping.is_protected(&current.login) || self.lookup.is_reserved(&current) {
+            return Err(reserved_account());
         }
-        if !current
-            .user_name
-            .as_deref()
-            .is_some_and(|u| u.eq_ignore_ascii_case(&m.user_name))
-        {
+        // The userName the account answers to now: its field, or (not yet adopted) its login.
+        let answers_to = current.user_name.as_deref().unwrap_or(&current.login);
+        if !answers_to.eq_ignore_ascii_case(&m.user_name) {
             if let Some(other) = self
                 .lookup
                 .by_user_name(&m.user_name)
@@ -576,9 +609,20 @@ impl ChamiloDirectory {
             }
         }
         let mut login = current.login.clone();
-        let renamed = current.user_name.as_deref() != Some(m.user_name.as_str());
+        let renamed = match current.user_name.as_deref() {
+            Some(u) => u != m.user_name,
+            // Adoption: the login already is the userName (Chamilo compares logins
+            // case-insensitively), so only the field is set below.
+            None => !current.login.eq_ignore_ascii_case(&m.user_name),
+        };
         if renamed || m.password.is_some() {
-            login = self.edit_credentials(&current, &m).await?;
+            let mut current = current.clone();
+            if current.user_name.is_none() {
+                // SOAP addresses users by a userName-field handle: give the account one.
+                self.adopt(&current).await?;
+                current.user_name = Some(current.login.clone());
+            }
+            login = self.edit_credentials(&current, &m, renamed).await?;
         }
         // A value the proxy never knew (an account learned from a fresh lookup only) is
         // left alone when the new state lacks it; a known one is cleared.
@@ -652,16 +696,11 @@ impl ChamiloDirectory {
         &self,
         current: &Account,
         m: &Mapped,
+        renamed: bool,
     ) -> Result<String, DirectoryError> {
-        let handle = current
-            .user_name
-            .clone()
-            .ok_or_else(|| DirectoryError::Forbidden {
-                detail: "this Chamilo account was not created through SCIM and cannot be renamed"
-                    .into(),
-            })?;
+        let handle = current.user_name.clone().unwrap_or(current.login.clone());
         let field = self.mapping.fields.user_name.clone();
-        let logins = if current.user_name.as_deref() == Some(m.user_name.as_str()) {
+        let logins = if !renamed {
             vec![current.login.clone()]
         } else {
             login_candidates(
@@ -709,20 +748,48 @@ impl ChamiloDirectory {
         result
     }
 
+    /// Sets the userName field of an account made outside SCIM to its login (the userName it
+    /// answers to), so that it is SCIM-managed from now on.
+    async fn adopt(&self, current: &Account) -> Result<(), DirectoryError> {
+        self.client
+            .update_user(
+                &current.login,
+                &[],
+                &[(self.mapping.fields.user_name.clone(), current.login.clone())],
+            )
+            .await
+            .map_err(from_chamilo)?;
+        let mut a = current.clone();
+        a.user_name = Some(current.login.clone());
+        self.lookup.index.upsert(a);
+        tracing::info!(
+            chamilo.user_id = current.id,
+            "adopted existing Chamilo account"
+        );
+        Ok(())
+    }
+
     async fn delete_user(&self, id: &str) -> Result<(), DirectoryError> {
         let current = self.account(id).await?.ok_or(DirectoryError::NotFound)?;
-        if self.mapping.is_protected(&current.login) {
-            return Err(DirectoryError::Forbidden {
-                detail: "this Chamilo account cannot be managed through SCIM".into(),
-            });
+        if self.mapping.is_protected(&current.login) || self.lookup.is_reserved(&current) {
+            return Err(reserved_account());
         }
         let deactivate = || async {
+            // The first write through SCIM adopts an account made outside it.
+            let adopt: Vec<(String, String)> = if current.user_name.is_none() {
+                vec![(self.mapping.fields.user_name.clone(), current.login.clone())]
+            } else {
+                Vec::new()
+            };
             self.client
-                .update_user(&current.login, &[("active", "0".into())], &[])
+                .update_user(&current.login, &[("active", "0".into())], &adopt)
                 .await
                 .map_err(from_chamilo)?;
             let mut a = current.clone();
             a.active = false;
+            if a.user_name.is_none() {
+                a.user_name = Some(a.login.clone());
+            }
             self.lookup.index.upsert(a);
             Ok(())
         };
@@ -752,6 +819,17 @@ impl ChamiloDirectory {
         }
     }
 
+    /// The index's accounts in the configured list scope.
+    fn listed(&self) -> Vec<Account> {
+        let managed_only = self.mapping.list_scope == ListScope::Managed;
+        self.lookup
+            .index
+            .snapshot()
+            .iter()
+            .filter(|a| !managed_only || a.user_name.is_some())
+            .collect()
+    }
+
     async fn find_users(&self, query: &ListQuery) -> Result<Page, DirectoryError> {
         self.ensure_index().await?;
         let str_of = |v: &CompValue| match v {
@@ -778,22 +856,15 @@ impl ChamiloDirectory {
                 } else if let Some(v) = f.equality_on("id").and_then(str_of) {
                     self.account(&v).await?.into_iter().collect()
                 } else {
-                    self.lookup
-                        .index
-                        .snapshot()
-                        .iter()
-                        .filter(|a| a.user_name.is_some())
-                        .collect()
+                    self.listed()
                 }
             }
-            None => self
-                .lookup
-                .index
-                .snapshot()
-                .iter()
-                .filter(|a| a.user_name.is_some())
-                .collect(),
+            None => self.listed(),
         };
+        let candidates: Vec<Account> = candidates
+            .into_iter()
+            .filter(|a| !self.mapping.is_protected(&a.login) && !self.lookup.is_reserved(a))
+            .collect();
         let users = candidates.iter().map(|a| self.to_user(a)).collect();
         Ok(query.select(users))
     }
@@ -833,7 +904,13 @@ impl Directory for ChamiloDirectory {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<User>> {
-        Box::pin(async move { Ok(self.account(id).await?.map(|a| self.to_user(&a))) })
+        Box::pin(async move {
+            Ok(self
+                .account(id)
+                .await?
+                .filter(|a| !self.mapping.is_protected(&a.login) && !self.lookup.is_reserved(a))
+                .map(|a| self.to_user(&a)))
+        })
     }
 
     fn find<'a>(&'a self, query: &'a ListQuery) -> DirFuture<'a, Page> {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::client::{ChamiloClient, ListedUser, Profile};
 use super::error::ChamiloError;
+use super::username::LoginRules;
 
 /// The extra fields that carry the SCIM identity in Chamilo.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -530,6 +531,18 @@ pub struct AccountLookup {
     /// replica or in Chamilo): the refresher then rebuilds early to fill in its names.
     refresh_hint: tokio::sync::Notify,
     min_rebuild_interval: Duration,
+    reserved: RwLock<Reserved>,
+}
+
+/// Accounts SCIM never returns or changes, and the login rules used to tell whether a
+/// `userName` could be an existing login at all.
+#[derive(Debug, Clone)]
+struct Reserved {
+    /// Lower-cased logins (the service account, `protected_logins`).
+    logins: Vec<String>,
+    /// Anonymous users (status 6), learned at start-up.
+    anonymous_ids: Vec<u64>,
+    rules: LoginRules,
 }
 
 impl AccountLookup {
@@ -542,7 +555,68 @@ impl AccountLookup {
             rebuild_lock: tokio::sync::Mutex::new(()),
             refresh_hint: tokio::sync::Notify::new(),
             min_rebuild_interval: MIN_REBUILD_INTERVAL,
+            reserved: RwLock::new(Reserved {
+                logins: Vec::new(),
+                anonymous_ids: Vec::new(),
+                rules: LoginRules {
+                    login_is_email: false,
+                },
+            }),
         }
+    }
+
+    /// Sets the logins SCIM may never see or change, and the site's login rules (the
+    /// directory does this from its mapping).
+    pub fn set_protected_logins(&self, logins: &[String], rules: LoginRules) {
+        let mut r = self.reserved.write().unwrap_or_else(|p| p.into_inner());
+        r.logins = logins.iter().map(|l| l.trim().to_lowercase()).collect();
+        r.rules = rules;
+    }
+
+    /// Sets the anonymous users' ids (from [`ChamiloClient::check_capabilities`]).
+    pub fn set_anonymous_ids(&self, ids: Vec<u64>) {
+        self.reserved
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .anonymous_ids = ids;
+    }
+
+    fn reserved(&self) -> Reserved {
+        self.reserved
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether SCIM must neither return nor change this account: a protected login (the
+    /// service account, `protected_logins`) or an anonymous user.
+    pub fn is_reserved(&self, account: &Account) -> bool {
+        let r = self.reserved();
+        account.status == Some(6)
+            || r.anonymous_ids.contains(&account.id)
+            || r.logins.contains(&account.login.trim().to_lowercase())
+    }
+
+    /// Whether `login` names a reserved account (protected, or a known anonymous user).
+    pub fn is_reserved_login(&self, login: &str) -> bool {
+        let norm = login.trim().to_lowercase();
+        let r = self.reserved();
+        r.logins.contains(&norm)
+            || r.anonymous_ids.iter().any(|id| {
+                self.index
+                    .by_id(*id)
+                    .is_some_and(|a| a.login.trim().to_lowercase() == norm)
+            })
+    }
+
+    /// Whether a listing may run now to learn accounts made elsewhere since the last one
+    /// (rate-limited: a listing is the most expensive call there is).
+    fn may_rebuild_for_unknown(&self) -> bool {
+        !self.index.is_ready()
+            || self
+                .index
+                .age()
+                .is_none_or(|age| age >= self.min_rebuild_interval)
     }
 
     /// Changes the shortest time between two listings triggered by lookups of ids newer than
@@ -612,17 +686,59 @@ impl AccountLookup {
     }
 
     /// The account whose SCIM `userName` is `user_name` (case-insensitive), confirmed fresh.
+    ///
+    /// Precedence: an account whose userName field is set answers only to that value; an
+    /// account without it (made outside SCIM) answers to its login (adoption). So a derived
+    /// login (`ann_example.org` made from `ann@example.org`) never answers to itself.
+    /// Reserved accounts (protected logins, anonymous users) never answer.
     pub async fn by_user_name(&self, user_name: &str) -> Result<Option<Account>, ChamiloError> {
         let known = self.index.by_user_name(user_name);
         let field = self.fields.user_name.clone();
         let wanted = user_name.trim().to_lowercase();
         // An indexed account without the value (stale, or partial) may be the match too.
-        self.confirm(&field, user_name, known, |a| {
-            a.user_name
-                .as_deref()
-                .is_none_or(|v| v.trim().to_lowercase() == wanted)
-        })
-        .await
+        let managed = self
+            .confirm(&field, user_name, known, |a| {
+                a.user_name
+                    .as_deref()
+                    .is_none_or(|v| v.trim().to_lowercase() == wanted)
+            })
+            .await?;
+        match managed {
+            Some(a) if self.is_reserved(&a) => Ok(None),
+            Some(a) => Ok(Some(a)),
+            None => self.by_unmanaged_login(user_name).await,
+        }
+    }
+
+    /// An account made outside SCIM (no userName field) whose login is `login`, confirmed
+    /// with `username_exist`. No call at all when `login` cannot be a Chamilo login (an
+    /// e-mail-style userName on a site without `login_is_email`) or is reserved.
+    async fn by_unmanaged_login(&self, login: &str) -> Result<Option<Account>, ChamiloError> {
+        let reserved = self.reserved();
+        if !reserved.rules.is_valid(login.trim()) || self.is_reserved_login(login) {
+            return Ok(None);
+        }
+        let known = self.index.by_login(login);
+        if known.as_ref().is_some_and(|k| k.user_name.is_some()) {
+            // The login belongs to an account managed under another userName.
+            return Ok(None);
+        }
+        if !self.client.username_exists(login.trim()).await? {
+            if let Some(k) = known {
+                self.index.remove(k.id);
+            }
+            return Ok(None);
+        }
+        let found = match known {
+            Some(k) => Some(k),
+            // Made in Chamilo since the last listing: learn it (rate-limited).
+            None if self.may_rebuild_for_unknown() => {
+                self.rebuild().await?;
+                self.index.by_login(login)
+            }
+            None => None,
+        };
+        Ok(found.filter(|a| a.user_name.is_none() && !self.is_reserved(a)))
     }
 
     /// The account whose `externalId` is `external_id` (exact), confirmed fresh.
@@ -642,11 +758,7 @@ impl AccountLookup {
         let known = match self.index.by_id(id) {
             Some(a) => a,
             None if !self.index.is_ready()
-                || (id > self.index.max_id()
-                    && self
-                        .index
-                        .age()
-                        .is_none_or(|age| age >= self.min_rebuild_interval)) =>
+                || (id > self.index.max_id() && self.may_rebuild_for_unknown()) =>
             {
                 // Possibly created by another replica since the last listing. Rate-limited:
                 // ids are guessable, and a listing is the most expensive call there is.

@@ -3,10 +3,17 @@
 //!
 //! Chamilo stays the only store of accounts: nothing here persists anything.
 //!
-//! Wiring (see [`Backend::from_config`]): build the backend, run
-//! [`ChamiloClient::check_capabilities`] before becoming ready, start
-//! [`index::AccountLookup::spawn_refresh`] and report ready once
-//! `backend.lookup.index.is_ready()`; hand `backend.directory` to the SCIM engine.
+//! Wiring, for the runtime (the whole API):
+//! 1. [`Backend::from_config`] builds everything; no call is made.
+//! 2. [`Backend::start`] (async) checks Chamilo ([`ChamiloClient::check_capabilities`]: the
+//!    service account is a platform administrator, the web services are the current 1.11.x
+//!    ones), makes sure the user extra fields the proxy relies on exist (creating them when
+//!    `chamilo.create_extra_fields` is on), learns the anonymous users, and spawns the
+//!    background index refresh (first listing at once, then every `chamilo.index_refresh`)
+//!    until `stop` is cancelled. An `Err` is a refusal whose message says what is missing:
+//!    stay not ready and log it (retrying `start` later is safe).
+//! 3. [`Backend::is_ready`] for `/readyz`: `start` succeeded and the first listing is loaded.
+//! 4. `backend.directory` is the SCIM engine's `Directory`.
 
 pub mod client;
 pub mod directory;
@@ -15,18 +22,26 @@ pub mod index;
 pub mod soap;
 pub mod username;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
 pub use client::{ChamiloClient, ClientSettings, Credentials};
 pub use error::{CallOutcome, ChamiloError};
 
-use crate::config::ChamiloConfig;
+use crate::config::{ChamiloConfig, Secret};
 
 /// The pieces of the Chamilo backend, built from configuration.
 pub struct Backend {
     pub client: Arc<ChamiloClient>,
     pub lookup: Arc<index::AccountLookup>,
     pub directory: Arc<directory::ChamiloDirectory>,
+    refresh_every: Duration,
+    create_extra_fields: bool,
+    started: AtomicBool,
 }
 
 impl Backend {
@@ -52,7 +67,97 @@ impl Backend {
             client,
             lookup,
             directory,
+            refresh_every: config.index_refresh,
+            create_extra_fields: config.create_extra_fields,
+            started: AtomicBool::new(false),
         })
+    }
+
+    /// Checks Chamilo, ensures the extra fields, and spawns the index refresh (see the module
+    /// documentation). Costs four small calls, plus two to create missing fields.
+    pub async fn start(
+        &self,
+        stop: CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>, ChamiloError> {
+        let caps = self.client.check_capabilities().await?;
+        self.lookup.set_anonymous_ids(caps.anonymous_ids);
+        self.ensure_extra_fields().await?;
+        self.started.store(true, Ordering::Release);
+        tracing::info!("Chamilo web services checked; building the user index");
+        Ok(self.lookup.clone().spawn_refresh(self.refresh_every, stop))
+    }
+
+    /// Whether SCIM requests can be served: [`Backend::start`] succeeded and the user index
+    /// holds a full listing.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::Acquire) && self.lookup.index.is_ready()
+    }
+
+    /// Makes sure the userName and externalId extra fields exist. Updates of accounts made
+    /// outside SCIM (adoption) fail on a missing field, while `save_user` creates the fields it
+    /// is given: the only way through the web services is a short-lived placeholder account
+    /// created with both fields and deleted at once.
+    async fn ensure_extra_fields(&self) -> Result<(), ChamiloError> {
+        let f = &self.lookup.fields;
+        let wanted = [f.user_name.as_str(), f.external_id.as_str()];
+        let missing = self.client.missing_extra_fields(&wanted).await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let explain = |missing: &[String]| {
+            format!(
+                "the Chamilo user extra fields {} do not exist; create them (Administration > Users > Profiling: add a text field with that variable name, not visible or changeable by users) or set chamilo.create_extra_fields = true",
+                missing.join(", ")
+            )
+        };
+        if !self.create_extra_fields {
+            return Err(ChamiloError::Incompatible {
+                detail: explain(&missing),
+            });
+        }
+        let mut rng = rand::rng();
+        let tag: String = (0..12)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+            .collect();
+        let password: String = (0..40)
+            .map(|_| {
+                char::from(
+                    b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+                        [rng.random_range(0..57)],
+                )
+            })
+            .collect();
+        let placeholder = client::NewAccount {
+            username: format!("scim_setup_{tag}"),
+            password: Secret::new(password),
+            firstname: "SCIM".into(),
+            lastname: "field setup (deleted at once)".into(),
+            email: format!("scim-setup-{tag}@example.invalid"),
+            status: 5,
+            language: None,
+            phone: None,
+            auth_source: Some("platform".into()),
+            expiration_date: None,
+            handle: None,
+            extra: missing.iter().map(|m| (m.clone(), String::new())).collect(),
+        };
+        let id = self.client.save_user(&placeholder).await?;
+        match self.client.delete_user(id).await {
+            Ok(client::DeleteOutcome::Deleted) => {}
+            other => tracing::warn!(
+                chamilo.user_id = id,
+                outcome = ?other.map(|_| "refused"),
+                "could not delete the placeholder account used to create extra fields"
+            ),
+        }
+        let still = self.client.missing_extra_fields(&wanted).await?;
+        if !still.is_empty() {
+            return Err(ChamiloError::Incompatible {
+                detail: explain(&still),
+            });
+        }
+        tracing::info!(fields = ?missing, "created Chamilo user extra fields");
+        Ok(())
     }
 }
 

@@ -315,6 +315,12 @@ pub struct ChamiloConfig {
     /// How often the user index reloads the full listing in the background.
     #[serde(with = "humantime_serde")]
     pub index_refresh: Duration,
+    /// Accounts `GET /Users` lists: `all` (every account but protected and anonymous ones, so
+    /// that imports can link existing accounts) or `managed` (made or adopted through SCIM).
+    pub list_scope: String,
+    /// At start-up, create the userName/externalId extra fields when they are missing
+    /// (through a placeholder account deleted at once); when false, refuse and explain.
+    pub create_extra_fields: bool,
 }
 
 impl Default for ChamiloConfig {
@@ -346,6 +352,8 @@ impl Default for ChamiloConfig {
             languages: std::collections::BTreeMap::new(),
             protected_logins: vec!["admin".to_owned()],
             index_refresh: Duration::from_secs(300),
+            list_scope: "all".to_owned(),
+            create_extra_fields: true,
         }
     }
 }

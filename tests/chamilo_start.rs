@@ -1,0 +1,135 @@
+//! `Backend::start` / `is_ready` against the stand-in: the capability check refuses with a
+//! message saying what is missing, the extra fields are created (or their absence explained),
+//! and readiness follows the first index listing.
+
+use std::time::Duration;
+
+use chamilo_scim_proxy::chamilo::{Backend, ChamiloError};
+use chamilo_scim_proxy::config::Config;
+use chamilo_scim_proxy::directory::Directory;
+use chamilo_scim_proxy::standin::{NewUser, Standin, StandinConfig, StandinHandle};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn backend(chamilo: &StandinHandle, extra: &str) -> Backend {
+    let text = format!(
+        "[chamilo]\nurl = \"{}\"\nusername = \"admin\"\napi_key = \"{}\"\nsecurity_key = \"{}\"\n{extra}",
+        chamilo.base_url, chamilo.admin_api_key, chamilo.security_key
+    );
+    let config: Config = toml::from_str(&text).unwrap();
+    Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap()
+}
+
+async fn wait_ready(b: &Backend) -> bool {
+    for _ in 0..200 {
+        if b.is_ready() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn start_creates_missing_extra_fields_and_becomes_ready() {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: 5,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(chamilo.state().extra_field("scim_user_name").is_none());
+    let users_before = chamilo.state().user_count();
+    let b = backend(&chamilo, "");
+    assert!(!b.is_ready());
+    let stop = CancellationToken::new();
+    let refresh = b.start(stop.clone()).await.unwrap();
+    assert!(chamilo.state().extra_field("scim_user_name").is_some());
+    assert!(chamilo.state().extra_field("scim_external_id").is_some());
+    // The placeholder account used to create them is gone.
+    assert_eq!(chamilo.state().user_count(), users_before);
+    assert!(wait_ready(&b).await);
+
+    // Adoption can now write the field on an account made outside SCIM.
+    let id = chamilo.state().user_by_username("user000002").unwrap().id;
+    let user = chamilo_scim_proxy::directory::User::from_json(
+        json!({
+            "userName": "user000002",
+            "externalId": "hr-2",
+            "emails": [{"value": "user000002@example.org", "primary": true}],
+            "active": true
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    );
+    b.directory
+        .replace(&id.to_string(), user, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        chamilo
+            .state()
+            .user(id)
+            .unwrap()
+            .extra
+            .get("scim_external_id")
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("hr-2")
+    );
+
+    // A second start finds the fields and creates nothing.
+    chamilo.reset_calls();
+    let again = backend(&chamilo, "");
+    let refresh2 = again.start(stop.clone()).await.unwrap();
+    assert_eq!(chamilo.calls("save_user"), 0);
+    stop.cancel();
+    refresh.await.unwrap();
+    refresh2.await.unwrap();
+}
+
+#[tokio::test]
+async fn start_explains_missing_fields_when_told_not_to_create_them() {
+    let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
+    let b = backend(&chamilo, "create_extra_fields = false\n");
+    match b.start(CancellationToken::new()).await.unwrap_err() {
+        ChamiloError::Incompatible { detail } => {
+            assert!(detail.contains("scim_user_name"), "{detail}");
+            assert!(detail.contains("scim_external_id"), "{detail}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(chamilo.calls("save_user"), 0);
+    assert!(!b.is_ready());
+}
+
+#[tokio::test]
+async fn start_refuses_a_service_account_that_is_not_an_administrator() {
+    let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
+    chamilo
+        .state()
+        .insert_user(NewUser {
+            username: "teacher1".into(),
+            lastname: "T".into(),
+            email: "t@example.org".into(),
+            password: "Secret123".into(),
+            status: 1,
+            ..NewUser::default()
+        })
+        .unwrap();
+    let text = format!(
+        "[chamilo]\nurl = \"{}\"\nusername = \"teacher1\"\npassword = \"Secret123\"\n",
+        chamilo.base_url
+    );
+    let config: Config = toml::from_str(&text).unwrap();
+    let b = Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap();
+    match b.start(CancellationToken::new()).await.unwrap_err() {
+        ChamiloError::Incompatible { detail } => {
+            assert!(detail.contains("platform administrator"), "{detail}")
+        }
+        other => panic!("{other}"),
+    }
+    assert!(!b.is_ready());
+}
