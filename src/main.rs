@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use chamilo_scim_proxy::config::load::{load, EnvSecrets, Overrides, Source};
+use chamilo_scim_proxy::standin::{Standin, StandinConfig};
 
 /// SCIM 2.0 provisioning sidecar for Chamilo LMS: answers /scim/v2, passes everything else
 /// through to Chamilo.
@@ -31,6 +32,22 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Try it out: start a SIMULATED Chamilo (the built-in stand-in) and the proxy in front of
+    /// it, and print the SCIM base URL, a token and a `curl` to try.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct DemoArgs {
+    /// Public listen address of the proxy.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Admin listen address (`/livez`, `/readyz`, `/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Accounts the simulated Chamilo starts with.
+    #[arg(long, default_value_t = 20)]
+    users: usize,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -68,6 +85,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::Run(args)) => run(args),
+        Some(Command::Demo(args)) => demo(args),
         None => run(cli.run),
     }
 }
@@ -136,6 +154,92 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The README's "run" command: the stand-in and the proxy, one process.
+fn demo(args: DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let standin = Standin::start(StandinConfig {
+            seed_users: args.users,
+            ..StandinConfig::default()
+        })
+        .await
+        .map_err(|e| format!("cannot start the simulated Chamilo: {e}"))?;
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        let dir = std::env::temp_dir().join(format!("chamilo-scim-proxy-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let file = dir.join("demo.toml");
+        let text = format!(
+            r#"# chamilo-scim-proxy demo, in front of a SIMULATED Chamilo (the built-in stand-in).
+# Edit this file while the demo runs: changes apply live (see README, "Reloading").
+[server]
+listen = "{listen}"
+
+[admin]
+listen = "{admin}"
+
+[upstream]
+url = "{chamilo}"
+
+[log]
+format = "text"
+
+[scim]
+tokens = ["{token}"]
+
+[chamilo]
+username = "{user}"
+api_key = "{key}"
+security_key = "{security}"
+"#,
+            listen = args.listen,
+            admin = args.admin_listen,
+            chamilo = standin.base_url,
+            user = standin.admin_username,
+            key = standin.admin_api_key,
+            security = standin.security_key,
+        );
+        std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        let source = Source {
+            path: Some(file.clone()),
+            overrides: Overrides::default(),
+            env: EnvSecrets::default(),
+        };
+        let loaded = load(&source).map_err(|failure| failure.errors.to_string())?;
+        let base = format!("http://{}/scim/v2", args.listen);
+        println!(
+            "chamilo-scim-proxy demo: the proxy in front of a SIMULATED Chamilo (built-in stand-in, {users} accounts), not a real one.\n\n  SCIM base URL      {base}\n  Bearer token       {token}\n  Simulated Chamilo  {chamilo}\n  Admin port         http://{admin}/metrics\n  Configuration      {file} (edit it: changes apply live)\n\nTry:\n  curl -s -H 'Authorization: Bearer {token}' '{base}/Users?count=2'\n  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' \\\n       -d '{{\"userName\":\"ann@example.org\",\"name\":{{\"givenName\":\"Ann\",\"familyName\":\"Lee\"}},\"emails\":[{{\"value\":\"ann@example.org\",\"primary\":true}}]}}' '{base}/Users'\n\nCtrl-C stops it.\n",
+            users = args.users,
+            chamilo = standin.base_url,
+            admin = args.admin_listen,
+            file = file.display(),
+        );
+        let log = chamilo_scim_proxy::telemetry::init(&loaded.config.log).map_err(|e| e.to_string())?;
+        let outcome = chamilo_scim_proxy::server::lifecycle::run(source, loaded, Some(log))
+            .await
+            .map_err(|e| e.to_string());
+        standin.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        outcome
+    });
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)
         }

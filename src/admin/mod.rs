@@ -26,6 +26,8 @@ pub struct Health {
     config_loaded: AtomicBool,
     listener_bound: AtomicBool,
     draining: AtomicBool,
+    backend_required: AtomicBool,
+    backend_ready: AtomicBool,
 }
 
 impl Health {
@@ -41,6 +43,21 @@ impl Health {
         self.draining.store(true, Ordering::Release);
     }
 
+    /// Makes readiness wait for [`Health::set_backend_ready`] (`scim.ready_requires_backend`).
+    pub fn require_backend(&self, required: bool) {
+        self.backend_required.store(required, Ordering::Release);
+    }
+
+    /// The SCIM backend is checked and its user index loaded.
+    pub fn set_backend_ready(&self, ready: bool) {
+        self.backend_ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether the SCIM backend is ready, required or not.
+    pub fn backend_ready(&self) -> bool {
+        self.backend_ready.load(Ordering::Acquire)
+    }
+
     /// `Ok` when ready, otherwise the reason.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Acquire) {
@@ -49,6 +66,10 @@ impl Health {
             Err("configuration not loaded")
         } else if !self.listener_bound.load(Ordering::Acquire) {
             Err("listener not bound")
+        } else if self.backend_required.load(Ordering::Acquire)
+            && !self.backend_ready.load(Ordering::Acquire)
+        {
+            Err("SCIM backend not ready")
         } else {
             Ok(())
         }
@@ -174,6 +195,18 @@ mod tests {
         assert_eq!(h.readiness(), Ok(()));
         h.set_draining();
         assert_eq!(h.readiness(), Err("draining"));
+    }
+
+    #[test]
+    fn readiness_waits_for_the_backend_only_when_required() {
+        let h = Health::default();
+        h.set_config_loaded();
+        h.set_listener_bound();
+        assert_eq!(h.readiness(), Ok(()));
+        h.require_backend(true);
+        assert_eq!(h.readiness(), Err("SCIM backend not ready"));
+        h.set_backend_ready(true);
+        assert_eq!(h.readiness(), Ok(()));
     }
 
     #[test]

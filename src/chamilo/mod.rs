@@ -115,18 +115,24 @@ impl Backend {
                 detail: explain(&missing),
             });
         }
-        let mut rng = rand::rng();
-        let tag: String = (0..12)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-            .collect();
-        let password: String = (0..40)
-            .map(|_| {
-                char::from(
-                    b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-                        [rng.random_range(0..57)],
-                )
-            })
-            .collect();
+        // The thread-local generator is not `Send`: drop it before the first await.
+        let (tag, password) = {
+            let mut rng = rand::rng();
+            let tag: String = (0..12)
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
+                })
+                .collect();
+            let password: String = (0..40)
+                .map(|_| {
+                    char::from(
+                        b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+                            [rng.random_range(0..57)],
+                    )
+                })
+                .collect();
+            (tag, password)
+        };
         let placeholder = client::NewAccount {
             username: format!("scim_setup_{tag}"),
             password: Secret::new(password),

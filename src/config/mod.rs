@@ -213,6 +213,22 @@ pub struct ScimConfig {
     pub max_results: usize,
     /// `count` used when a list request gives none.
     pub default_count: usize,
+    /// Where accounts live: `chamilo` (the `[chamilo]` section) or `memory` (testing only:
+    /// accounts vanish at exit). Fixed at start.
+    pub directory: DirectoryKind,
+    /// Whether `/readyz` waits for the SCIM backend (Chamilo checked, user index loaded).
+    /// Off by default: in a sidecar, readiness gates Chamilo's own traffic, which must not
+    /// stop because provisioning cannot work; SCIM answers 503 meanwhile.
+    pub ready_requires_backend: bool,
+}
+
+/// The account store behind the SCIM engine.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryKind {
+    #[default]
+    Chamilo,
+    Memory,
 }
 
 impl Default for ScimConfig {
@@ -226,6 +242,8 @@ impl Default for ScimConfig {
             max_filter_length: 4096,
             max_results: 1000,
             default_count: 100,
+            directory: DirectoryKind::Chamilo,
+            ready_requires_backend: false,
         }
     }
 }

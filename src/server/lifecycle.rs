@@ -21,7 +21,6 @@ use crate::config::load::{Loaded, Source};
 use crate::config::reload::{ReloadMetrics, Reloader};
 use crate::config::Live;
 use crate::proxy::Proxy;
-use crate::scim::ScimService;
 use crate::telemetry::LogControl;
 
 /// Why the process could not start.
@@ -177,7 +176,11 @@ pub async fn run(
     let dispatcher = Arc::new(Dispatcher::new(
         live.clone(),
         proxy,
-        Arc::new(ScimService::default()),
+        Arc::new(super::scim_backend::scim_service(
+            &cfg,
+            health.clone(),
+            background.clone(),
+        )),
         http_metrics.clone(),
     ));
     let limit = Arc::new(tokio::sync::Semaphore::new(

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod lifecycle;
 pub mod metrics;
 pub mod route;
+pub mod scim_backend;
 pub mod tls;
 
 use std::convert::Infallible;

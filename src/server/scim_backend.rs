@@ -1,0 +1,146 @@
+//! The SCIM engine's account store, chosen and started from configuration.
+//!
+//! This is where `scim` meets `chamilo`: the server layer owns the composition so that
+//! neither knows the other. The Chamilo backend is checked and its user index loaded in the
+//! background; until then SCIM requests answer 503 with `Retry-After` (the pass-through is
+//! not affected), and start-up is retried with back-off while Chamilo refuses or is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Health;
+use crate::chamilo::Backend;
+use crate::config::{Config, DirectoryKind};
+use crate::directory::memory::MemoryDirectory;
+use crate::directory::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
+use crate::scim::ScimService;
+
+/// How long a client is told to wait while the backend starts.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Back-off between start attempts: first, and the ceiling.
+const START_RETRY_FIRST: Duration = Duration::from_secs(2);
+const START_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Builds the SCIM service for `cfg` and starts its backend in the background; `health`
+/// learns when the backend is ready. Never fails: a backend that cannot be built is logged
+/// and SCIM fails closed (503) while the pass-through keeps serving.
+pub fn scim_service(cfg: &Config, health: Arc<Health>, stop: CancellationToken) -> ScimService {
+    health.require_backend(cfg.scim.ready_requires_backend && cfg.scim.enabled);
+    match cfg.scim.directory {
+        DirectoryKind::Memory => {
+            tracing::warn!(
+                "scim.directory = \"memory\": accounts are kept in this process only and vanish at exit (testing only)"
+            );
+            health.set_backend_ready(true);
+            ScimService::new(Arc::new(MemoryDirectory::new()))
+        }
+        DirectoryKind::Chamilo => {
+            let backend = match Backend::from_config(&cfg.chamilo, &cfg.upstream.url) {
+                Ok(b) => Arc::new(b),
+                Err(e) => {
+                    if cfg.scim.enabled {
+                        tracing::warn!(error = %e, "SCIM: the Chamilo backend is not configured; SCIM requests answer 503");
+                    }
+                    return ScimService::default();
+                }
+            };
+            tokio::spawn(start_with_retry(backend.clone(), health.clone(), stop));
+            ScimService::new(Arc::new(StartingDirectory { backend, health }))
+        }
+    }
+}
+
+/// Runs [`Backend::start`] until it succeeds, then follows the index until it is ready.
+async fn start_with_retry(backend: Arc<Backend>, health: Arc<Health>, stop: CancellationToken) {
+    let mut wait = START_RETRY_FIRST;
+    loop {
+        match backend.start(stop.clone()).await {
+            Ok(_refresh) => break,
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_s = wait.as_secs(), "SCIM: Chamilo backend refused to start");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(START_RETRY_MAX);
+            }
+        }
+    }
+    loop {
+        if backend.is_ready() {
+            health.set_backend_ready(true);
+            tracing::info!("SCIM: Chamilo backend ready");
+            return;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// The Chamilo directory, answering 503 until the backend is started and its index loaded.
+struct StartingDirectory {
+    backend: Arc<Backend>,
+    health: Arc<Health>,
+}
+
+impl StartingDirectory {
+    fn gate(&self) -> Result<&dyn Directory, DirectoryError> {
+        if self.health.backend_ready() {
+            Ok(self.backend.directory.as_ref())
+        } else {
+            Err(DirectoryError::Unavailable {
+                retry_after: Some(RETRY_AFTER),
+            })
+        }
+    }
+}
+
+impl Directory for StartingDirectory {
+    fn capabilities(&self) -> Capabilities {
+        self.backend.directory.capabilities()
+    }
+
+    fn create(&self, user: User) -> DirFuture<'_, User> {
+        match self.gate() {
+            Ok(d) => d.create(user),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<User>> {
+        match self.gate() {
+            Ok(d) => d.get(id),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn find<'a>(&'a self, query: &'a ListQuery) -> DirFuture<'a, Page> {
+        match self.gate() {
+            Ok(d) => d.find(query),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn replace<'a>(
+        &'a self,
+        id: &'a str,
+        user: User,
+        expected_version: Option<&'a str>,
+    ) -> DirFuture<'a, User> {
+        match self.gate() {
+            Ok(d) => d.replace(id, user, expected_version),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {
+        match self.gate() {
+            Ok(d) => d.delete(id),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
