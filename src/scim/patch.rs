@@ -155,24 +155,7 @@ fn apply_op(
                 .ok_or_else(|| {
                     ScimError::invalid_value("A PATCH without path needs an object value")
                 })?;
-            for (path, v) in flatten_keys(obj, None) {
-                // Unknown and read-only keys are ignored here: Okta sends `id` with a rename,
-                // Entra sends attributes the backend does not map.
-                let Some((section, def, sub)) = schema.resolve(&path) else {
-                    continue;
-                };
-                if is_read_only(def, sub) {
-                    continue;
-                }
-                let t = Target {
-                    section,
-                    def,
-                    sub,
-                    filter: None,
-                };
-                apply_target(schema, r, op.op, &t, Some(v))?;
-            }
-            Ok(())
+            apply_object(schema, r, op.op, obj, None)
         }
         Some(pp) if names_extension(pp) => {
             // The whole extension: `path` is its URN, `value` an object of its attributes.
@@ -189,22 +172,7 @@ fn apply_op(
                         .ok_or_else(|| {
                             ScimError::invalid_value("The extension's value must be an object")
                         })?;
-                    for (path, v) in flatten_keys(obj, Some(ENTERPRISE_SCHEMA)) {
-                        let Some((section, def, sub)) = schema.resolve(&path) else {
-                            continue;
-                        };
-                        if is_read_only(def, sub) {
-                            continue;
-                        }
-                        let t = Target {
-                            section,
-                            def,
-                            sub,
-                            filter: None,
-                        };
-                        apply_target(schema, r, op.op, &t, Some(v))?;
-                    }
-                    Ok(())
+                    apply_object(schema, r, op.op, obj, Some(ENTERPRISE_SCHEMA))
                 }
             }
         }
@@ -245,6 +213,34 @@ fn names_extension(pp: &PatchPath) -> bool {
         None => pp.attr.name.clone(),
     };
     full.eq_ignore_ascii_case(ENTERPRISE_SCHEMA)
+}
+
+/// Applies a path-less value object (or an extension object, with its `urn`) key by key.
+/// Unknown and read-only keys are ignored: Okta sends `id` with a rename, Entra sends
+/// attributes the backend does not map.
+fn apply_object(
+    schema: &ResourceSchema,
+    r: &mut Map<String, Value>,
+    kind: OpKind,
+    obj: &Map<String, Value>,
+    urn: Option<&str>,
+) -> Result<(), ScimError> {
+    for (path, v) in flatten_keys(obj, urn) {
+        let Some((section, def, sub)) = schema.resolve(&path) else {
+            continue;
+        };
+        if is_read_only(def, sub) {
+            continue;
+        }
+        let t = Target {
+            section,
+            def,
+            sub,
+            filter: None,
+        };
+        apply_target(schema, r, kind, &t, Some(v))?;
+    }
+    Ok(())
 }
 
 fn is_read_only(def: &AttrDef, sub: Option<&AttrDef>) -> bool {
