@@ -711,7 +711,8 @@ async fn a_login_created_directly_in_chamilo_is_found() {
     let started = Instant::now();
     let found = common::eventually(Duration::from_secs(40), || async {
         let r = filter(&s.scim, "userName eq \"Direct.User\"").await;
-        r.body["totalResults"] == 1 && r.body["Resources"][0]["id"] == direct.to_string()
+        r.body["totalResults"] == 1
+            && r.body["Resources"][0]["id"].as_str() == Some(direct.to_string().as_str())
     })
     .await;
     assert!(found, "a login created directly was not found within 40 s");
