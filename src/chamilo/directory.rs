@@ -870,28 +870,33 @@ impl ChamiloDirectory {
     }
 }
 
+/// The core attributes `ChamiloMapping::map` reads: the engine drops every other one before
+/// the directory sees it, so each source of the mapping table above must be listed.
+const STORED_ATTRIBUTES: &[&str] = &[
+    "userName",
+    "externalId",
+    "name.givenName",
+    "name.familyName",
+    "emails",
+    "phoneNumbers",
+    "active",
+    "preferredLanguage",
+    "locale",
+    "roles",
+    "password",
+];
+
 impl Directory for ChamiloDirectory {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             attributes: Some(
-                [
-                    "userName",
-                    "externalId",
-                    "name.givenName",
-                    "name.familyName",
-                    "emails",
-                    "phoneNumbers",
-                    "active",
-                    "preferredLanguage",
-                    "roles",
-                    "password",
-                ]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .chain(std::iter::once(format!(
-                    "{ENTERPRISE_SCHEMA}:employeeNumber"
-                )))
-                .collect(),
+                STORED_ATTRIBUTES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .chain(std::iter::once(format!(
+                        "{ENTERPRISE_SCHEMA}:employeeNumber"
+                    )))
+                    .collect(),
             ),
             max_user_name_length: None,
             change_password: true,
@@ -941,6 +946,26 @@ mod tests {
             Value::Object(m) => User::from_json(m),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn every_mapped_source_attribute_is_stored() {
+        // `locale` was missing: Okta's create sends only `locale`, and its language was lost.
+        for attr in [
+            "preferredLanguage",
+            "locale",
+            "phoneNumbers",
+            "roles",
+            "password",
+        ] {
+            assert!(STORED_ATTRIBUTES.contains(&attr), "{attr}");
+        }
+        let m = ChamiloMapping::default()
+            .map(&user(
+                json!({"userName": "a", "emails": [{"value": "a@b.org"}], "locale": "fr-FR"}),
+            ))
+            .unwrap();
+        assert_eq!(m.language.as_deref(), Some("french"));
     }
 
     #[test]

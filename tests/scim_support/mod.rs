@@ -84,6 +84,20 @@ pub async fn start_with(cfg: ScimConfig, directory: Arc<dyn Directory>) -> TestS
 }
 
 impl TestServer {
+    /// A client for a SCIM endpoint served elsewhere (e.g. by the real binary), `base` ending
+    /// in `/scim/v2`.
+    pub fn at(base: String) -> Self {
+        let port = base
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+            .unwrap_or(0);
+        Self {
+            base,
+            port,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
     /// Sends a request with the default token and a JSON body (if any).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.send(
