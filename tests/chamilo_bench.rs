@@ -5,21 +5,8 @@
 //!
 //! `cargo test --release --test chamilo_bench -- --ignored --nocapture`
 //!
-//! Recorded 2026-11-29 on the shared 2-core build machine (release build, stand-in and client
-//! in one process; p99 figures are noisy there):
-//!
-//! | accounts | operation | Chamilo calls/op | p50 | own share |
-//! |---|---|---|---|---|
-//! | 1k | lookup userName / externalId / id / miss | 1 | 6.7–7.7 ms | 5–45 % (noisy) |
-//! | 10k | lookup userName / externalId / id / miss | 1 | 6.7–6.9 ms | 8–13 % |
-//! | 100k | lookup userName / externalId / id / miss | 1 | 6.7–6.9 ms | 9–11 % |
-//! | 100k | create (2 checks + save_user) | 3 | 20.2 ms | 8 % |
-//! | 100k | replace / deactivate | 2 | 13.4–13.8 ms | 7–11 % |
-//! | 100k | index build (one get_users, 2 extra fields, no modelled cost) | 1 | 3.8 s | |
-//!
-//! "Own share" is elapsed minus the time the stand-in spent answering; with 5 ms per call it is
-//! mostly the loopback HTTP round trip on a loaded machine (about 0.7 ms), not the directory.
-//! Index memory at 100k accounts: see `chamilo_index.rs` (RSS +31 MiB, estimate 26 MiB).
+//! Figures, the method (a no-op baseline of one bare call gives the loopback round trip, which is
+//! subtracted per call), and the memory measurements are recorded in `bench/chamilo.md`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -460,3 +460,52 @@ async fn listing_cost_grows_with_users() {
     c.username_exists("user000001").await.unwrap();
     assert!(started.elapsed() < Duration::from_millis(200));
 }
+
+#[tokio::test]
+async fn streamed_listing_matches_the_whole_listing_and_classifies_failures() {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: 300,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&chamilo, creds(&chamilo));
+    let fields = ["ext_id", "no_such_field"];
+    let whole = c.get_users(None, &fields).await.unwrap();
+    let mut streamed = Vec::new();
+    let n = c
+        .get_users_each(None, &fields, |u| streamed.push(u))
+        .await
+        .unwrap();
+    assert_eq!(n, whole.len());
+    assert_eq!(n, 302);
+    assert_eq!(streamed, whole);
+    assert!(streamed[5].extra_value("ext_id").is_some());
+
+    chamilo.inject(Some(Injected::HtmlErrorPage));
+    let e = c.get_users_each(None, &[], |_| {}).await.unwrap_err();
+    assert!(
+        matches!(&e, ChamiloError::Unexpected { detail, .. } if detail.contains("HTML")),
+        "{e}"
+    );
+    chamilo.inject(Some(Injected::Fatal));
+    let e = c.get_users_each(None, &[], |_| {}).await.unwrap_err();
+    assert!(
+        matches!(&e, ChamiloError::Unexpected { action, detail } if action == "get_users" && detail.contains("HTTP 500")),
+        "{e}"
+    );
+    chamilo.inject(None);
+
+    // A refusal in the envelope is classified as for any other call.
+    let bad = client(
+        &chamilo,
+        Credentials {
+            username: "admin".into(),
+            api_key: Some(Secret::new("0123456789abcdef0123456789abcdef")),
+            password: None,
+            security_key: None,
+        },
+    );
+    let e = bad.get_users_each(None, &[], |_| {}).await.unwrap_err();
+    assert!(matches!(e, ChamiloError::Unauthorized { .. }), "{e}");
+}

@@ -557,6 +557,132 @@ impl ChamiloClient {
             .collect()
     }
 
+    /// `get_users` decoded as it arrives: `each` gets every user in turn, so that a large
+    /// listing is never held whole (body, JSON tree or rows). Returns the number of users. For
+    /// background index builds.
+    pub async fn get_users_each(
+        &self,
+        status: Option<i64>,
+        extra_fields: &[&str],
+        mut each: impl FnMut(ListedUser),
+    ) -> Result<usize, ChamiloError> {
+        const ACTION: &str = "get_users";
+        let status = status.map_or_else(|| "*".to_owned(), |s| s.to_string());
+        let fields = extra_fields.join(",");
+        let mut params = vec![("status", status.as_str())];
+        if !fields.is_empty() {
+            params.push(("extra_fields", fields.as_str()));
+        }
+        let mut retried = false;
+        loop {
+            let key = match read(&self.current_key) {
+                Some(k) => k,
+                None => {
+                    self.refresh_key(None).await?;
+                    read(&self.current_key).ok_or_else(|| ChamiloError::Unauthorized {
+                        action: ACTION.to_owned(),
+                        detail: "no api key".into(),
+                    })?
+                }
+            };
+            let username = read(&self.credentials).username;
+            let mut form: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 3);
+            form.push(("action", ACTION));
+            form.push(("username", &username));
+            form.push(("api_key", key.expose()));
+            form.extend_from_slice(&params);
+            let started = Instant::now();
+            let result = self
+                .stream_rows(ACTION, &form, extra_fields, &mut each)
+                .await;
+            let outcome = match &result {
+                Ok(_) => CallOutcome::Ok,
+                Err(e) => e.outcome(),
+            };
+            self.record(ACTION, outcome, started);
+            match result {
+                Err(ChamiloError::Unauthorized { detail, .. })
+                    if detail == "invalid API key" && !retried =>
+                {
+                    retried = true;
+                    self.refresh_key(Some(&key)).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn stream_rows(
+        &self,
+        action: &str,
+        form: &[(&str, &str)],
+        extra_fields: &[&str],
+        each: &mut impl FnMut(ListedUser),
+    ) -> Result<usize, ChamiloError> {
+        let mut resp = self
+            .http
+            .post(&self.rest_url)
+            .form(form)
+            .timeout(self.listing_timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(action, e))?;
+        let status = resp.status();
+        let is_html = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        if !status.is_success() {
+            let body = resp.bytes().await.map_err(|e| transport_error(action, e))?;
+            if status.as_u16() == 500 && body.is_empty() {
+                return Err(unexpected(
+                    action,
+                    "HTTP 500 with an empty body (a PHP fatal error in Chamilo)",
+                ));
+            }
+            return Err(unexpected(action, format!("HTTP {}", status.as_u16())));
+        }
+        let mut scanner = super::listing::RowScanner::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(action, e))? {
+            scanner.feed(&chunk, |row| {
+                let row: ListedRow = serde_json::from_slice(row).map_err(|e| {
+                    unexpected(action, format!("an answer of an unknown shape: {e}"))
+                })?;
+                each(row.into_user(extra_fields)?);
+                Ok::<(), ChamiloError>(())
+            })?;
+        }
+        let rows = scanner.rows();
+        let Some(skeleton) = scanner.finish() else {
+            return Err(unexpected(action, "the answer ended early (truncated)"));
+        };
+        let envelope: Envelope<serde::de::IgnoredAny> = match serde_json::from_slice(&skeleton) {
+            Ok(v) => v,
+            Err(_) if is_html || skeleton.trim_ascii_start().starts_with(b"<") => {
+                return Err(unexpected(
+                    action,
+                    "an HTML page instead of JSON (usually a Chamilo database error)",
+                ))
+            }
+            Err(e) => {
+                return Err(unexpected(
+                    action,
+                    format!("an answer of an unknown shape: {e}"),
+                ))
+            }
+        };
+        match (envelope.error, envelope.data) {
+            (Some(false), Some(_)) => Ok(rows),
+            (Some(false), None) => Err(unexpected(action, "no data in the answer")),
+            (Some(true), _) => Err(classify_refusal(
+                action,
+                envelope.message.as_deref().unwrap_or(""),
+            )),
+            (None, _) => Err(unexpected(action, "no error flag in the answer")),
+        }
+    }
+
     /// `username_exist` (case-insensitive on Chamilo's side).
     pub async fn username_exists(&self, login: &str) -> Result<bool, ChamiloError> {
         let data = self.call("username_exist", &[("loginname", login)]).await?;

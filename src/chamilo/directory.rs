@@ -3,7 +3,7 @@
 //! | SCIM | Chamilo |
 //! |---|---|
 //! | `id` | user id |
-//! | `userName` | extra field `scim_user_name` (verbatim); the login is derived from it (see `username`) |
+//! | `userName` | extra field `scim_user_name` (verbatim); the login is derived from it (see `username`). Accounts made outside SCIM answer to their login until the first SCIM write sets the field (adoption) |
 //! | `name.givenName` / `name.familyName` | `firstname` / `lastname` (60 characters) |
 //! | primary (else first) `emails` | `email` (100 characters; required) |
 //! | work (else first) `phoneNumbers` | `phone` (30 characters) |
@@ -1026,8 +1026,18 @@ mod tests {
         assert_eq!(m.role_status, vec![("faculty".to_owned(), 1)]);
         assert!(m.is_protected("SCIM-BOT"));
         assert!(m.is_protected("admin"));
+        assert_eq!(m.list_scope, ListScope::All);
         let c: crate::config::Config =
             toml::from_str("[chamilo]\nlogin_transform = \"magic\"\n").unwrap();
+        assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
+        let c: crate::config::Config =
+            toml::from_str("[chamilo]\nlist_scope = \"managed\"\n").unwrap();
+        assert_eq!(
+            ChamiloMapping::from_config(&c.chamilo).unwrap().list_scope,
+            ListScope::Managed
+        );
+        let c: crate::config::Config =
+            toml::from_str("[chamilo]\nlist_scope = \"some\"\n").unwrap();
         assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
     }
 

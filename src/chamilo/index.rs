@@ -341,6 +341,30 @@ impl Default for UserIndex {
     }
 }
 
+/// A new generation of the index, filled while a listing streams in (see
+/// [`UserIndex::finish_build`]).
+#[derive(Debug, Default)]
+pub struct IndexBuild {
+    maps: Maps,
+}
+
+impl IndexBuild {
+    /// Adds one listed account.
+    pub fn add(&mut self, account: &Account) {
+        self.maps.upsert(account);
+    }
+
+    /// Number of accounts so far.
+    pub fn len(&self) -> usize {
+        self.maps.by_id.len()
+    }
+
+    /// Whether no account was added.
+    pub fn is_empty(&self) -> bool {
+        self.maps.by_id.is_empty()
+    }
+}
+
 /// A consistent, id-ordered view for paging (`GET /Users` without a filter).
 #[derive(Debug, Clone)]
 pub struct Snapshot(Arc<Maps>);
@@ -478,10 +502,17 @@ impl UserIndex {
     /// Replaces the contents with a listing requested after [`UserIndex::begin_rebuild`],
     /// replaying the writes made meanwhile on top of it.
     pub fn finish_rebuild(&self, accounts: impl IntoIterator<Item = Account>) {
-        let mut maps = Maps::default();
+        let mut build = IndexBuild::default();
         for a in accounts {
-            maps.upsert(&a);
+            build.add(&a);
         }
+        self.finish_build(build);
+    }
+
+    /// As [`UserIndex::finish_rebuild`], with a generation filled account by account while the
+    /// listing streamed in.
+    pub fn finish_build(&self, build: IndexBuild) {
+        let mut maps = build.maps;
         let mut inner = self.write();
         for (id, write) in inner.journal.take().unwrap_or_default() {
             match write {
@@ -640,11 +671,18 @@ impl AccountLookup {
             self.fields.user_name.as_str(),
             self.fields.external_id.as_str(),
         ];
-        match self.client.get_users(None, &fields).await {
-            Ok(listed) => {
-                let n = listed.len();
-                self.index
-                    .finish_rebuild(listed.iter().map(|u| Account::from_listed(u, &self.fields)));
+        // Streamed: each user goes into the new generation as it arrives, so the peak memory
+        // is the two generations, not the listing.
+        let mut build = IndexBuild::default();
+        let listed = self
+            .client
+            .get_users_each(None, &fields, |u| {
+                build.add(&Account::from_listed(&u, &self.fields))
+            })
+            .await;
+        match listed {
+            Ok(n) => {
+                self.index.finish_build(build);
                 tracing::info!(
                     accounts = n,
                     elapsed_ms = started.elapsed().as_millis() as u64,

@@ -19,6 +19,7 @@ pub mod client;
 pub mod directory;
 pub mod error;
 pub mod index;
+pub mod listing;
 pub mod soap;
 pub mod username;
 
