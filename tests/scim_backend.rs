@@ -124,6 +124,7 @@ async fn capabilities_prune_discovery_and_input() {
         max_user_name_length: Some(20),
         change_password: false,
         versions: true,
+        required: vec!["emails".into()],
     };
     let s = start_with(config(), Arc::new(MemoryDirectory::with_capabilities(caps))).await;
     let schema = s
@@ -140,6 +141,23 @@ async fn capabilities_prune_discovery_and_input() {
         .filter_map(|a| a["name"].as_str())
         .collect();
     assert_eq!(names, ["userName", "name", "active", "emails"]);
+    let required: Vec<&str> = schema.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["required"] == true)
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(required, ["userName", "emails"]);
+    let without_email = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "u0"})))
+        .await;
+    assert_eq!(without_email.status, StatusCode::BAD_REQUEST);
+    assert_eq!(without_email.body["scimType"], "invalidValue");
+    assert!(without_email.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("emails"));
     let spc = s.call(Method::GET, "/ServiceProviderConfig", None).await;
     assert_eq!(spc.body["changePassword"]["supported"], false);
 
@@ -147,7 +165,7 @@ async fn capabilities_prune_discovery_and_input() {
         .call(
             Method::POST,
             "/Users",
-            Some(json!({"userName": "u1", "title": "t", "password": "p", "name": {"givenName": "g", "middleName": "m"}})),
+            Some(json!({"userName": "u1", "title": "t", "password": "p", "name": {"givenName": "g", "middleName": "m"}, "emails": [{"value": "u1@example.org"}]})),
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
@@ -157,7 +175,7 @@ async fn capabilities_prune_discovery_and_input() {
         .call(
             Method::POST,
             "/Users",
-            Some(json!({"userName": "x".repeat(21)})),
+            Some(json!({"userName": "x".repeat(21), "emails": [{"value": "x@example.org"}]})),
         )
         .await;
     assert_eq!(too_long.status, StatusCode::BAD_REQUEST);

@@ -901,6 +901,8 @@ impl Directory for ChamiloDirectory {
             max_user_name_length: None,
             change_password: true,
             versions: false,
+            // Chamilo refuses an account without a valid e-mail address.
+            required: vec!["emails".to_owned()],
         }
     }
 

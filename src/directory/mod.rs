@@ -254,6 +254,10 @@ pub struct Capabilities {
     pub change_password: bool,
     /// Whether `meta.version` changes on every write (drives `etag.supported`).
     pub versions: bool,
+    /// Core attributes the backend cannot do without at creation beyond `userName` (Chamilo:
+    /// `emails`). `/Schemas` marks them required and the engine refuses a resource without
+    /// them (400 `invalidValue`), so clients learn the rule from discovery.
+    pub required: Vec<String>,
 }
 
 impl Default for Capabilities {
@@ -263,6 +267,7 @@ impl Default for Capabilities {
             max_user_name_length: None,
             change_password: true,
             versions: true,
+            required: Vec::new(),
         }
     }
 }

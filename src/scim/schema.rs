@@ -392,6 +392,15 @@ impl ResourceSchema {
         if !caps.change_password {
             core.retain(|a| a.name != "password");
         }
+        for def in core.iter_mut() {
+            if caps
+                .required
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(def.name))
+            {
+                def.required = true;
+            }
+        }
         Self {
             common: common_attributes(),
             core,
