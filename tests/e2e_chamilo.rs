@@ -753,3 +753,77 @@ async fn two_binaries_share_one_chamilo() {
     assert_eq!(via_b.status, StatusCode::OK, "{}", via_b.body);
     assert_eq!(via_b.body["active"], false);
 }
+
+/// Kubernetes rotates a Secret by swapping its `..data` symlink: a service-account api key
+/// given as `chamilo.api_key_file` is re-read and used without a restart. The binary starts
+/// with a wrong key (SCIM 503, start-up retried), then the right key appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_api_key_file_is_used_without_restart() {
+    let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let data_v1 = secrets.join("..v1");
+    std::fs::create_dir(&data_v1).unwrap();
+    std::fs::write(
+        data_v1.join("api-key"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v1", secrets.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/api-key", secrets.join("api-key")).unwrap();
+
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        config_text(
+            "",
+            &format!(
+                "[upstream]\nurl = \"{url}\"\n\n[scim]\ntokens = [\"{TOKEN}\"]\n\n[chamilo]\nusername = \"{user}\"\napi_key_file = \"{key_file}\"\nsecurity_key = \"{security}\"\nindex_refresh = \"1h\"\n",
+                url = chamilo.base_url,
+                user = chamilo.admin_username,
+                key_file = secrets.join("api-key").display(),
+                security = chamilo.security_key,
+            ),
+        ),
+    )
+    .unwrap();
+    let proxy = tokio::task::spawn_blocking(move || ProxyProcess::start(&file, &[]))
+        .await
+        .unwrap();
+    let scim = TestServer::at(proxy.url("/scim/v2"));
+    let r = scim.call(Method::GET, "/Users?count=1", None).await;
+    assert_scim_error(&r, StatusCode::SERVICE_UNAVAILABLE, None);
+
+    // The kubelet's swap: a new timestamped directory, then `..data` replaced atomically.
+    let data_v2 = secrets.join("..v2");
+    std::fs::create_dir(&data_v2).unwrap();
+    std::fs::write(
+        data_v2.join("api-key"),
+        format!("{}\n", chamilo.admin_api_key),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v2", secrets.join("..data_tmp")).unwrap();
+    std::fs::rename(secrets.join("..data_tmp"), secrets.join("..data")).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = scim.call(Method::GET, "/Users?count=1", None).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "the rotated key was not used within 30 s:\n{}",
+            proxy.logs().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = proxy.logs().join("\n");
+    assert!(logs.contains("credentials changed"), "{logs}");
+    assert!(
+        !logs.contains(&chamilo.admin_api_key),
+        "a secret reached the logs"
+    );
+}

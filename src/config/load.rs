@@ -161,6 +161,7 @@ fn parse_and_prepare(
     apply_overrides(&mut config, &source.overrides);
     let mut errors = Vec::new();
     resolve_tokens(&mut config, &source.env, reader, &doc, &mut errors);
+    resolve_chamilo_secrets(&mut config, reader, &doc, &mut errors);
     validate(&config, &source.overrides, &doc, &mut errors);
     let warnings = warnings(&config, &doc, &errors);
     let tls = prepare_tls(&config, reader, &doc, &mut errors);
@@ -180,6 +181,38 @@ fn apply_overrides(config: &mut Config, overrides: &Overrides) {
     }
     if let Some(url) = &overrides.upstream {
         config.upstream.url = url.clone();
+    }
+}
+
+/// Reads the Chamilo secrets given as files (`chamilo.*_file`) into their inline keys, through
+/// `reader` so that the files are watched and a rotation reloads them like the SCIM tokens.
+/// The `*_file` keys are cleared afterwards: the inline values are the effective ones.
+fn resolve_chamilo_secrets(
+    config: &mut Config,
+    reader: &mut SecretReader,
+    doc: &Document<'_>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let c = &mut config.chamilo;
+    for (name, file, value) in [
+        ("chamilo.api_key_file", &mut c.api_key_file, &mut c.api_key),
+        (
+            "chamilo.password_file",
+            &mut c.password_file,
+            &mut c.password,
+        ),
+        (
+            "chamilo.security_key_file",
+            &mut c.security_key_file,
+            &mut c.security_key,
+        ),
+    ] {
+        if let Some(path) = file.take() {
+            match reader.secret(&path) {
+                Ok(secret) => *value = Some(secret),
+                Err(e) => errors.push(doc.error_at(name, format!("{}: {e}", path.display()))),
+            }
+        }
     }
 }
 
@@ -479,6 +512,28 @@ mod tests {
             .map(|t| t.expose())
             .collect();
         assert_eq!(tokens, ["inline", "from-file", "from-env", "from-env-file"]);
+    }
+
+    #[test]
+    fn chamilo_secret_files_become_the_effective_values_and_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("api-key");
+        std::fs::write(&key, "k3y\n").unwrap();
+        let text = format!(
+            "[chamilo]\napi_key = \"inline\"\napi_key_file = {:?}\n",
+            key.display().to_string()
+        );
+        let loaded = load_text(&text, with_token()).unwrap();
+        let c = &loaded.config.chamilo;
+        assert_eq!(c.api_key.as_ref().map(|s| s.expose()), Some("k3y"));
+        assert!(c.api_key_file.is_none());
+        assert!(loaded.files.iter().any(|f| f.ends_with("api-key")), "{:?}", loaded.files);
+
+        let text = "[chamilo]\npassword_file = \"/nonexistent/pw\"\n";
+        let err = load_text(text, with_token()).unwrap_err();
+        let e = &err.errors.errors[0];
+        assert_eq!(e.key.as_deref(), Some("chamilo.password_file"));
+        assert_eq!(e.position.map(|p| p.0), Some(2));
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub async fn run(
         live.clone(),
         proxy,
         Arc::new(super::scim_backend::scim_service(
-            &cfg,
+            &live,
             health.clone(),
             background.clone(),
         )),

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
-use crate::chamilo::Backend;
-use crate::config::{Config, DirectoryKind};
+use crate::chamilo::{Backend, ChamiloClient, Credentials};
+use crate::config::{ChamiloConfig, DirectoryKind, Live, Secret};
 use crate::directory::memory::MemoryDirectory;
 use crate::directory::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
 use crate::scim::ScimService;
@@ -26,7 +26,8 @@ const START_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Builds the SCIM service for `cfg` and starts its backend in the background; `health`
 /// learns when the backend is ready. Never fails: a backend that cannot be built is logged
 /// and SCIM fails closed (503) while the pass-through keeps serving.
-pub fn scim_service(cfg: &Config, health: Arc<Health>, stop: CancellationToken) -> ScimService {
+pub fn scim_service(live: &Live, health: Arc<Health>, stop: CancellationToken) -> ScimService {
+    let cfg = live.current();
     health.require_backend(cfg.scim.ready_requires_backend && cfg.scim.enabled);
     match cfg.scim.directory {
         DirectoryKind::Memory => {
@@ -46,8 +47,54 @@ pub fn scim_service(cfg: &Config, health: Arc<Health>, stop: CancellationToken) 
                     return ScimService::default();
                 }
             };
+            tokio::spawn(follow_credentials(
+                live.clone(),
+                backend.client.clone(),
+                stop.clone(),
+            ));
             tokio::spawn(start_with_retry(backend.clone(), health.clone(), stop));
             ScimService::new(Arc::new(StartingDirectory { backend, health }))
+        }
+    }
+}
+
+/// The service account's secrets as configured: compared to notice a rotation.
+fn credentials_of(c: &ChamiloConfig) -> Credentials {
+    Credentials {
+        username: c.username.clone(),
+        api_key: c.api_key.clone(),
+        password: c.password.clone(),
+        security_key: c.security_key.clone(),
+    }
+}
+
+fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
+    let exposed = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+    a.username == b.username
+        && exposed(&a.api_key) == exposed(&b.api_key)
+        && exposed(&a.password) == exposed(&b.password)
+        && exposed(&a.security_key) == exposed(&b.security_key)
+}
+
+/// Hands rotated Chamilo secrets (files re-read by the configuration reload) to the client;
+/// other `[chamilo]` settings need a restart, which the reload already reports.
+async fn follow_credentials(live: Live, client: Arc<ChamiloClient>, stop: CancellationToken) {
+    let mut changes = live.subscribe();
+    let mut current = credentials_of(&live.current().chamilo);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let next = credentials_of(&live.current().chamilo);
+                if !same_credentials(&current, &next) {
+                    tracing::info!("SCIM: Chamilo service-account credentials changed; using the new ones");
+                    client.update_credentials(next.clone());
+                    current = next;
+                }
+            }
         }
     }
 }
