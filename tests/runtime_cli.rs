@@ -156,12 +156,16 @@ fn the_kubernetes_configmap_is_valid() {
         .collect();
     assert!(toml.contains("[upstream]"), "block not found");
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("scim-token");
-    std::fs::write(&token, "a-token\n").unwrap();
-    let toml = toml.replace(
-        "/etc/chamilo-scim-proxy/secrets/scim-token",
-        &token.display().to_string(),
-    );
+    // The Secret's keys, as the volume mount would lay them out.
+    let mut toml = toml;
+    for key in ["scim-token", "chamilo-api-key", "chamilo-security-key"] {
+        let file = dir.path().join(key);
+        std::fs::write(&file, "a-secret\n").unwrap();
+        toml = toml.replace(
+            &format!("/etc/chamilo-scim-proxy/secrets/{key}"),
+            &file.display().to_string(),
+        );
+    }
     let (ok, _, err) = check(&toml, &[]);
     assert!(ok, "{err}");
 }

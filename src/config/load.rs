@@ -527,7 +527,11 @@ mod tests {
         let c = &loaded.config.chamilo;
         assert_eq!(c.api_key.as_ref().map(|s| s.expose()), Some("k3y"));
         assert!(c.api_key_file.is_none());
-        assert!(loaded.files.iter().any(|f| f.ends_with("api-key")), "{:?}", loaded.files);
+        assert!(
+            loaded.files.iter().any(|f| f.ends_with("api-key")),
+            "{:?}",
+            loaded.files
+        );
 
         let text = "[chamilo]\npassword_file = \"/nonexistent/pw\"\n";
         let err = load_text(text, with_token()).unwrap_err();
