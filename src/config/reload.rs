@@ -302,6 +302,37 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
     );
     keep!("log.format", log.format);
     keep!("reload.watch", reload.watch);
+    keep!("scim.directory", scim.directory);
+    keep!("scim.ready_requires_backend", scim.ready_requires_backend);
+    // The Chamilo backend is built once; only its secrets follow a reload.
+    keep!("chamilo.url", chamilo.url);
+    keep!("chamilo.username", chamilo.username);
+    keep!("chamilo.soap_ip", chamilo.soap_ip);
+    keep!(
+        "chamilo.soap_send_forwarded_for",
+        chamilo.soap_send_forwarded_for
+    );
+    keep!("chamilo.connect_timeout", chamilo.connect_timeout);
+    keep!("chamilo.request_timeout", chamilo.request_timeout);
+    keep!("chamilo.listing_timeout", chamilo.listing_timeout);
+    keep!("chamilo.pool_idle_timeout", chamilo.pool_idle_timeout);
+    keep!(
+        "chamilo.pool_max_idle_per_host",
+        chamilo.pool_max_idle_per_host
+    );
+    keep!("chamilo.user_name_field", chamilo.user_name_field);
+    keep!("chamilo.external_id_field", chamilo.external_id_field);
+    keep!("chamilo.create_extra_fields", chamilo.create_extra_fields);
+    keep!("chamilo.login_is_email", chamilo.login_is_email);
+    keep!("chamilo.login_transform", chamilo.login_transform);
+    keep!("chamilo.deprovision", chamilo.deprovision);
+    keep!("chamilo.auth_source", chamilo.auth_source);
+    keep!("chamilo.default_status", chamilo.default_status);
+    keep!("chamilo.roles", chamilo.roles);
+    keep!("chamilo.languages", chamilo.languages);
+    keep!("chamilo.protected_logins", chamilo.protected_logins);
+    keep!("chamilo.list_scope", chamilo.list_scope);
+    keep!("chamilo.index_refresh", chamilo.index_refresh);
     if old.server.tls.is_some() != new.server.tls.is_some() {
         changed.push("server.tls (on/off)");
         new.server.tls = old.server.tls.clone();
@@ -400,6 +431,25 @@ mod tests {
         let cfg = live.current();
         assert_eq!(cfg.server.listen.port(), 1111);
         assert_eq!(cfg.log.level, "warn");
+    }
+
+    #[test]
+    fn chamilo_settings_other_than_secrets_need_a_restart() {
+        let (dir, mut reloader, live, _) = setup("[chamilo]\napi_key = \"k1\"\n");
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[chamilo]\napi_key = \"k2\"\ndeprovision = \"delete\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            reloader.reload("test", false),
+            ReloadOutcome::Applied {
+                restart_required: vec!["chamilo.deprovision"]
+            }
+        );
+        let cfg = live.current();
+        assert_eq!(cfg.chamilo.deprovision, "deactivate");
+        assert_eq!(cfg.chamilo.api_key.as_ref().map(|k| k.expose()), Some("k2"));
     }
 
     #[test]
