@@ -14,18 +14,6 @@ use http::{Method, StatusCode};
 use scim_support::{TestServer, TOKEN};
 use serde_json::json;
 
-/// The same lookup as `tests/scim_conformance.rs`: `SCIM2_BIN`, else `scim2` on `PATH`.
-fn scim2_command() -> Option<String> {
-    if let Ok(bin) = std::env::var("SCIM2_BIN") {
-        return Some(bin);
-    }
-    let found = Command::new("scim2")
-        .arg("--help")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    found.then(|| "scim2".to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "bug: 11 scim2 checks fail with the Chamilo backend. (1) object_creation, object_query, \
             object_query_without_id, object_replacement, object_deletion, check_add_attribute, \
@@ -37,13 +25,7 @@ fn scim2_command() -> Option<String> {
             strings in preferredLanguage get 400 invalidValue (unmapped language), as docs/chamilo.md \
             specifies; needs a decision (ignore unknown languages, or advertise canonicalValues)"]
 async fn scim2_tester_passes_against_the_binary_and_chamilo() {
-    let Some(bin) = scim2_command() else {
-        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !in_ci,
-            "scim2 (PyPI scim2-cli) is required in CI: set SCIM2_BIN or put it on PATH"
-        );
-        eprintln!("SKIPPED: scim2 is not installed (pip install scim2-cli)");
+    let Some(bin) = scim_support::scim2_or_skip() else {
         return;
     };
     let chamilo = Standin::start(StandinConfig {
@@ -76,34 +58,7 @@ async fn scim2_tester_passes_against_the_binary_and_chamilo() {
     assert!(ready, "SCIM not ready:\n{}", proxy.logs().join("\n"));
 
     let base = scim.base.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .env("SCIM_CLI_HEADERS", format!("Authorization: Bearer {TOKEN}"))
-            .args(["--url", &base, "test"])
-            .output()
-    });
-    let output = tokio::time::timeout(Duration::from_secs(300), output)
-        .await
-        .expect("scim2 finishes within 300 s")
-        .unwrap()
-        .expect("scim2 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let failures: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("ERROR") || l.starts_with("CRITICAL"))
-        .collect();
-    let successes = stdout.lines().filter(|l| l.starts_with("SUCCESS")).count();
-    println!(
-        "scim2 test against the binary + stand-in: {successes} checks succeeded, {} failed",
-        failures.len()
-    );
-    assert!(
-        output.status.success() && failures.is_empty(),
-        "scim2 test failed ({:?}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(successes > 50, "scim2 ran too few checks:\n{stdout}");
+    scim_support::assert_scim2_passes(bin, base, "the binary + stand-in").await;
 }
 
 /// Two free loopback ports (bound, then released for the binary to take).

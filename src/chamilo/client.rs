@@ -130,6 +130,39 @@ impl ClientSettings {
     }
 }
 
+/// Decodes Chamilo's `{"error":…,"data":…}` envelope: the data on success, the refusal
+/// classified, or `Unexpected` naming what came instead (an HTML error page, another shape).
+fn decode_envelope<T: serde::de::DeserializeOwned>(
+    action: &str,
+    body: &[u8],
+    is_html: bool,
+) -> Result<T, ChamiloError> {
+    let envelope: Envelope<T> = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) if is_html || body.trim_ascii_start().starts_with(b"<") => {
+            return Err(unexpected(
+                action,
+                "an HTML page instead of JSON (usually a Chamilo database error)",
+            ))
+        }
+        Err(e) => {
+            return Err(unexpected(
+                action,
+                format!("an answer of an unknown shape: {e}"),
+            ))
+        }
+    };
+    match (envelope.error, envelope.data) {
+        (Some(false), Some(data)) => Ok(data),
+        (Some(false), None) => Err(unexpected(action, "no data in the answer")),
+        (Some(true), _) => Err(classify_refusal(
+            action,
+            envelope.message.as_deref().unwrap_or(""),
+        )),
+        (None, _) => Err(unexpected(action, "no error flag in the answer")),
+    }
+}
+
 fn secret(
     inline: &Option<Secret>,
     file: Option<&Path>,
@@ -458,30 +491,7 @@ impl ChamiloClient {
         if !status.is_success() {
             return Err(unexpected(action, format!("HTTP {}", status.as_u16())));
         }
-        let envelope: Envelope<T> = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(_) if is_html || body.trim_ascii_start().starts_with(b"<") => {
-                return Err(unexpected(
-                    action,
-                    "an HTML page instead of JSON (usually a Chamilo database error)",
-                ))
-            }
-            Err(e) => {
-                return Err(unexpected(
-                    action,
-                    format!("an answer of an unknown shape: {e}"),
-                ))
-            }
-        };
-        match (envelope.error, envelope.data) {
-            (Some(false), Some(data)) => Ok(data),
-            (Some(false), None) => Err(unexpected(action, "no data in the answer")),
-            (Some(true), _) => Err(classify_refusal(
-                action,
-                envelope.message.as_deref().unwrap_or(""),
-            )),
-            (None, _) => Err(unexpected(action, "no error flag in the answer")),
-        }
+        decode_envelope(action, &body, is_html)
     }
 
     /// Calls an action with the service account's key, re-authenticating once on
@@ -657,30 +667,8 @@ impl ChamiloClient {
         let Some(skeleton) = scanner.finish() else {
             return Err(unexpected(action, "the answer ended early (truncated)"));
         };
-        let envelope: Envelope<serde::de::IgnoredAny> = match serde_json::from_slice(&skeleton) {
-            Ok(v) => v,
-            Err(_) if is_html || skeleton.trim_ascii_start().starts_with(b"<") => {
-                return Err(unexpected(
-                    action,
-                    "an HTML page instead of JSON (usually a Chamilo database error)",
-                ))
-            }
-            Err(e) => {
-                return Err(unexpected(
-                    action,
-                    format!("an answer of an unknown shape: {e}"),
-                ))
-            }
-        };
-        match (envelope.error, envelope.data) {
-            (Some(false), Some(_)) => Ok(rows),
-            (Some(false), None) => Err(unexpected(action, "no data in the answer")),
-            (Some(true), _) => Err(classify_refusal(
-                action,
-                envelope.message.as_deref().unwrap_or(""),
-            )),
-            (None, _) => Err(unexpected(action, "no error flag in the answer")),
-        }
+        decode_envelope::<serde::de::IgnoredAny>(action, &skeleton, is_html)?;
+        Ok(rows)
     }
 
     /// `username_exist` (case-insensitive on Chamilo's side).

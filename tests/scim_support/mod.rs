@@ -156,3 +156,61 @@ impl TestServer {
 pub fn q(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// The conformance tool `scim2` (PyPI `scim2-cli`): `SCIM2_BIN`, else `scim2` on `PATH`.
+/// `None` means skip; under `CI=true` a missing tool fails the test instead.
+pub fn scim2_or_skip() -> Option<String> {
+    use std::process::Command;
+    if let Ok(bin) = std::env::var("SCIM2_BIN") {
+        return Some(bin);
+    }
+    let found = Command::new("scim2")
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("scim2".to_owned());
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !in_ci,
+        "scim2 (PyPI scim2-cli) is required in CI: set SCIM2_BIN or put it on PATH"
+    );
+    eprintln!("SKIPPED: scim2 is not installed (pip install scim2-cli)");
+    None
+}
+
+/// Runs `scim2 --url base test` with the test token and asserts zero failed checks (and that
+/// it really ran: more than 50 succeeded). `label` names the target in the printed figures.
+pub async fn assert_scim2_passes(bin: String, base: String, label: &str) {
+    use std::process::Command;
+    use std::time::Duration;
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .env("SCIM_CLI_HEADERS", format!("Authorization: Bearer {TOKEN}"))
+            .args(["--url", &base, "test"])
+            .output()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(300), output)
+        .await
+        .expect("scim2 finishes within 300 s")
+        .unwrap()
+        .expect("scim2 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let failures: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("ERROR") || l.starts_with("CRITICAL"))
+        .collect();
+    let successes = stdout.lines().filter(|l| l.starts_with("SUCCESS")).count();
+    println!(
+        "scim2 test against {label}: {successes} checks succeeded, {} failed",
+        failures.len()
+    );
+    assert!(
+        output.status.success() && failures.is_empty(),
+        "scim2 test failed ({:?}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(successes > 50, "scim2 ran too few checks:\n{stdout}");
+}
