@@ -43,8 +43,18 @@ async fn setup(mapping: ChamiloMapping) -> (StandinHandle, ChamiloDirectory) {
     // What `Backend::prepare` does at start-up: learn the anonymous users.
     let caps = client.check_capabilities().await.unwrap();
     lookup.set_anonymous_ids(caps.anonymous_ids);
+    ensure_fields(&chamilo, &mapping);
     let dir = ChamiloDirectory::new(client, lookup, mapping);
     (chamilo, dir)
+}
+
+/// What `Backend::start` makes sure of: the extra fields exist.
+fn ensure_fields(chamilo: &StandinHandle, mapping: &ChamiloMapping) {
+    let f = &mapping.fields;
+    let mut state = chamilo.state();
+    for name in [&f.user_name, &f.external_id, &f.attributes] {
+        state.ensure_extra_field(name);
+    }
 }
 
 fn user(v: Value) -> User {
@@ -293,6 +303,7 @@ async fn a_round_trip_without_unreadable_attributes_keeps_them() {
 }
 
 fn directory_on(chamilo: &StandinHandle, mapping: ChamiloMapping) -> ChamiloDirectory {
+    ensure_fields(chamilo, &mapping);
     let client = Arc::new(
         ChamiloClient::new(ClientSettings::new(
             chamilo.base_url.clone(),

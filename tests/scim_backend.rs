@@ -125,6 +125,7 @@ async fn capabilities_prune_discovery_and_input() {
         change_password: false,
         versions: true,
         required: vec!["emails".into()],
+        ..Capabilities::default()
     };
     let s = start_with(config(), Arc::new(MemoryDirectory::with_capabilities(caps))).await;
     let schema = s

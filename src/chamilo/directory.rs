@@ -8,10 +8,10 @@
 //! | primary (else first) `emails` | `email` (100 characters; required) |
 //! | work (else first) `phoneNumbers` | `phone` (30 characters) |
 //! | `active` | `active` |
-//! | `preferredLanguage` (else `locale`) | `language`, through a table (`en` → `english`…) |
+//! | `preferredLanguage` (else `locale`) | `language`, through a table (`en` → `english`…); both tags verbatim in the extra field `scim_attributes` |
 //! | `externalId` | extra field `scim_external_id` |
 //! | enterprise `employeeNumber` | `official_code` (40 characters) |
-//! | `roles[].value` (primary or first) | `status`, through a table (default student, 5) |
+//! | `roles[].value` (primary or first) | `status`, through a table (default student, 5); the value verbatim in `scim_attributes` |
 //! | `password` | password (never returned; a long random one when none is given) |
 //!
 //! Values Chamilo would truncate or mangle (too long, outside the Basic Multilingual Plane),
@@ -19,8 +19,9 @@
 //! before any call. Accounts named in `protected_logins` (the service account, administrators)
 //! cannot be changed or deleted through SCIM.
 //!
-//! Not readable back from Chamilo's web services, hence not returned: `preferredLanguage`,
-//! `roles` (status is returned only after a fresh lookup), `password`.
+//! `/Schemas` advertises only what comes back as it was sent (see [`ChamiloDirectory`]'s
+//! capabilities): one work e-mail and one work phone number, one role. `primary` is accepted
+//! (it picks the value kept) but not returned. `password` is never returned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use serde_json::{json, Map, Value};
 use super::client::{ChamiloClient, DeleteOutcome, NewAccount};
 use super::error::ChamiloError;
 use super::index::{Account, AccountLookup, IndexFields};
+use super::kept::KeptAttributes;
 use super::username::{login_candidates, LoginRules, LoginTransform};
 use crate::config::Secret;
 use crate::directory::{
@@ -162,6 +164,7 @@ impl ChamiloMapping {
             fields: IndexFields {
                 user_name: c.user_name_field.clone(),
                 external_id: c.external_id_field.clone(),
+                attributes: c.attributes_field.clone(),
             },
             login_rules: LoginRules {
                 login_is_email: c.login_is_email,
@@ -203,6 +206,8 @@ pub struct Mapped {
     pub external_id: Option<String>,
     pub official_code: Option<String>,
     pub language: Option<String>,
+    /// `preferredLanguage`, `locale` and the role as sent, for the attributes extra field.
+    pub kept: KeptAttributes,
     /// `None` when the user has no `roles`: keep Chamilo's status on updates (a PATCH round
     /// trip cannot carry it, Chamilo's status is not readable), the default on create.
     pub status: Option<i64>,
@@ -300,32 +305,39 @@ impl ChamiloMapping {
         if let Some(o) = &official_code {
             storable(&employee, o, Some(40))?;
         }
-        let language = match user
-            .get_str("preferredLanguage")
-            .or_else(|| user.get_str("locale"))
-        {
-            Some(tag) => Some(self.language(tag).ok_or_else(|| {
+        // Both tags must name a configured language, whichever sets Chamilo's: a client
+        // gets the same answer for a tag wherever it puts it. `locale` is a separate
+        // attribute (RFC 7643 §4.1.1) and sets the language only without `preferredLanguage`.
+        let mut languages = Vec::new();
+        for attr in ["preferredLanguage", "locale"] {
+            if let Some(tag) = user.get_str(attr) {
+                let folder = self.language(tag).ok_or_else(|| {
+                    invalid(
+                        attr,
+                        format!("no Chamilo language is configured for '{tag}'"),
+                    )
+                })?;
+                languages.push(folder);
+            }
+        }
+        let language = languages.into_iter().next();
+        let role = pick_typed(user, "roles", "").map(str::to_owned);
+        let status = match &role {
+            Some(role) => Some(self.status_of_role(role).ok_or_else(|| {
                 invalid(
-                    "preferredLanguage",
-                    format!("no Chamilo language is configured for '{tag}'"),
+                    "roles",
+                    format!("no Chamilo status is configured for role '{role}'"),
                 )
             })?),
             None => None,
         };
-        let status = match pick_typed(user, "roles", "") {
-            Some(role) => Some(
-                self.role_status
-                    .iter()
-                    .find(|(r, _)| r.eq_ignore_ascii_case(role))
-                    .map(|(_, s)| *s)
-                    .ok_or_else(|| {
-                        invalid(
-                            "roles",
-                            format!("no Chamilo status is configured for role '{role}'"),
-                        )
-                    })?,
-            ),
-            None => None,
+        let kept = KeptAttributes {
+            preferred_language: user.get_str("preferredLanguage").map(str::to_owned),
+            locale: user.get_str("locale").map(str::to_owned),
+            role,
+            // Set by `replace_user`: a create without `active` gets Chamilo's default, active,
+            // and returns it like any value the service provider assigns.
+            active_unassigned: false,
         };
         Ok(Mapped {
             user_name,
@@ -337,9 +349,73 @@ impl ChamiloMapping {
             external_id,
             official_code,
             language,
+            kept,
             status,
             password: user.password().map(str::to_owned),
         })
+    }
+
+    /// The Chamilo status a role value (case-insensitive) maps to.
+    fn status_of_role(&self, role: &str) -> Option<i64> {
+        self.role_status
+            .iter()
+            .find(|(r, _)| r.eq_ignore_ascii_case(role))
+            .map(|(_, s)| *s)
+    }
+
+    /// The role value a Chamilo status is returned as: the first in the table that maps to it.
+    fn role_of_status(&self, status: i64) -> Option<&str> {
+        self.role_status
+            .iter()
+            .find(|(_, s)| *s == status)
+            .map(|(r, _)| r.as_str())
+    }
+
+    /// The roles to return: the one the identity provider assigned, as it spelt it, unless
+    /// Chamilo's status (known after a fresh lookup) says another role applies now (changed
+    /// in Chamilo's own UI): then that one. None when no role was assigned through SCIM.
+    fn returned_role(&self, kept: Option<&str>, status: Option<i64>) -> Option<String> {
+        let kept = kept?;
+        match status {
+            Some(s) if self.status_of_role(kept) != Some(s) => {
+                self.role_of_status(s).map(str::to_owned)
+            }
+            _ => Some(kept.to_owned()),
+        }
+    }
+
+    /// What `/Schemas` may promise for Chamilo, and the values that make a round trip.
+    fn capabilities(&self) -> Capabilities {
+        let tags: Vec<String> = self.languages.iter().map(|(t, _)| t.clone()).collect();
+        let roles: Vec<String> = self.role_status.iter().map(|(r, _)| r.clone()).collect();
+        Capabilities {
+            attributes: Some(
+                STORED_ATTRIBUTES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .chain(std::iter::once(format!(
+                        "{ENTERPRISE_SCHEMA}:employeeNumber"
+                    )))
+                    .collect(),
+            ),
+            max_user_name_length: None,
+            change_password: true,
+            versions: false,
+            // Chamilo refuses an account without a valid e-mail address.
+            required: vec!["emails".to_owned(), "emails.value".to_owned()],
+            canonical_values: vec![
+                // Only the one address and number Chamilo keeps; they come back as work ones.
+                ("emails.type".to_owned(), vec!["work".to_owned()]),
+                ("phoneNumbers.type".to_owned(), vec!["work".to_owned()]),
+                ("preferredLanguage".to_owned(), tags.clone()),
+                ("locale".to_owned(), tags),
+                ("roles.value".to_owned(), roles),
+            ],
+            accepted: ACCEPTED_ATTRIBUTES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
     }
 
     fn language(&self, tag: &str) -> Option<String> {
@@ -397,6 +473,8 @@ pub struct ChamiloDirectory {
     client: Arc<ChamiloClient>,
     lookup: Arc<AccountLookup>,
     mapping: ChamiloMapping,
+    /// Fixed by the mapping; built once because the engine asks per request.
+    capabilities: Capabilities,
 }
 
 impl ChamiloDirectory {
@@ -410,6 +488,7 @@ impl ChamiloDirectory {
         Self {
             client,
             lookup,
+            capabilities: mapping.capabilities(),
             mapping,
         }
     }
@@ -438,10 +517,7 @@ impl ChamiloDirectory {
             m.insert("name".into(), Value::Object(name));
         }
         if !a.email.is_empty() {
-            m.insert(
-                "emails".into(),
-                json!([{"value": a.email, "type": "work", "primary": true}]),
-            );
+            m.insert("emails".into(), json!([{"value": a.email, "type": "work"}]));
         }
         if let Some(p) = a.phone.as_ref().filter(|p| !p.is_empty()) {
             m.insert("phoneNumbers".into(), json!([{"value": p, "type": "work"}]));
@@ -450,7 +526,25 @@ impl ChamiloDirectory {
             schemas.push(json!(ENTERPRISE_SCHEMA));
             m.insert(ENTERPRISE_SCHEMA.into(), json!({"employeeNumber": o}));
         }
-        m.insert("active".into(), json!(a.active));
+        let kept = a
+            .attributes
+            .as_deref()
+            .map(KeptAttributes::decode)
+            .unwrap_or_default();
+        if let Some(tag) = kept.preferred_language {
+            m.insert("preferredLanguage".into(), json!(tag));
+        }
+        if let Some(tag) = kept.locale {
+            m.insert("locale".into(), json!(tag));
+        }
+        if let Some(role) = self.mapping.returned_role(kept.role.as_deref(), a.status) {
+            m.insert("roles".into(), json!([{ "value": role }]));
+        }
+        // Unassigned by the identity provider and still active: Chamilo's default, not a value
+        // the IdP set. A deactivation is always returned.
+        if !(kept.active_unassigned && a.active) {
+            m.insert("active".into(), json!(a.active));
+        }
         m.insert("schemas".into(), Value::Array(schemas));
         User::from_json(m)
     }
@@ -518,6 +612,7 @@ impl ChamiloDirectory {
         )
         .map_err(|e| invalid("userName", e.to_string()))?;
         let password = Secret::new(m.password.clone().unwrap_or_else(random_password));
+        let attributes = Some(m.kept.encode()).filter(|a| !a.is_empty());
         let mut created: Option<(u64, String)> = None;
         for login in candidates {
             let account = NewAccount {
@@ -536,6 +631,11 @@ impl ChamiloDirectory {
                     .external_id
                     .iter()
                     .map(|e| (self.mapping.fields.external_id.clone(), e.clone()))
+                    .chain(
+                        attributes
+                            .iter()
+                            .map(|a| (self.mapping.fields.attributes.clone(), a.clone())),
+                    )
                     .collect(),
             };
             match self.client.save_user(&account).await {
@@ -580,6 +680,7 @@ impl ChamiloDirectory {
             phone: m.phone.clone(),
             official_code: m.official_code.clone(),
             status: Some(m.status.unwrap_or(self.mapping.default_status)),
+            attributes,
         };
         self.lookup.index.upsert(account.clone());
         tracing::info!(chamilo.user_id = id, "created user");
@@ -667,6 +768,18 @@ impl ChamiloDirectory {
             self.mapping.fields.external_id.clone(),
             m.external_id.clone().unwrap_or_default(),
         ));
+        // Without `active` (PUT without it, PATCH remove) the account is active, Chamilo's only
+        // unassigned state, and the absence is remembered so that it round-trips.
+        let kept = KeptAttributes {
+            active_unassigned: user.active().is_none(),
+            ..m.kept.clone()
+        };
+        let attributes = kept.encode();
+        // Written when there is something to keep or to clear. Like the names above, what
+        // a partial account holds is unknown and not cleared by a state that lacks it.
+        if !attributes.is_empty() || current.attributes.is_some() {
+            extra.push((self.mapping.fields.attributes.clone(), attributes.clone()));
+        }
         self.client
             .update_user(&login, &changes, &extra)
             .await
@@ -677,13 +790,23 @@ impl ChamiloDirectory {
             user_name: Some(m.user_name.clone()),
             external_id: m.external_id.clone(),
             active: m.active,
-            firstname: m.firstname.clone().or(current.firstname.clone()),
-            lastname: m.lastname.clone().unwrap_or(current.lastname.clone()),
+            // As written above: cleared when absent, unless never known (kept as it is).
+            firstname: match (&m.firstname, keep_unknown) {
+                (Some(f), _) => Some(f.clone()),
+                (None, true) => current.firstname.clone(),
+                (None, false) => Some(String::new()),
+            },
+            lastname: match (&m.lastname, keep_unknown) {
+                (Some(l), _) => l.clone(),
+                (None, true) => current.lastname.clone(),
+                (None, false) => String::new(),
+            },
             email: m.email.clone().unwrap_or(current.email.clone()),
             partial: current.partial && (m.firstname.is_none() || m.email.is_none()),
             phone: m.phone.clone(),
             official_code: m.official_code.clone(),
             status: m.status.or(current.status),
+            attributes: Some(attributes).filter(|a| !a.is_empty()),
         };
         self.lookup.index.upsert(account.clone());
         Ok(self.to_user(&account))
@@ -870,40 +993,34 @@ impl ChamiloDirectory {
     }
 }
 
-/// The core attributes `ChamiloMapping::map` reads: the engine drops every other one before
-/// the directory sees it, so each source of the mapping table above must be listed.
+/// The core attributes `ChamiloMapping::map` reads and `ChamiloDirectory::to_user` returns:
+/// the engine drops every other one before the directory sees it, so each source of the
+/// mapping table above must be listed. Sub-attributes Chamilo does not keep (`display`, the
+/// type of a role) are left out, so `/Schemas` promises only what comes back.
 const STORED_ATTRIBUTES: &[&str] = &[
     "userName",
     "externalId",
     "name.givenName",
     "name.familyName",
-    "emails",
-    "phoneNumbers",
+    "emails.value",
+    "emails.type",
+    "phoneNumbers.value",
+    "phoneNumbers.type",
     "active",
     "preferredLanguage",
     "locale",
-    "roles",
+    "roles.value",
     "password",
 ];
 
+/// Read to choose the one value Chamilo keeps (the primary e-mail, phone number or role),
+/// not kept themselves: accepted, also in PATCH paths and filters such as Entra's
+/// `emails[primary eq true].value`, but neither advertised nor returned.
+const ACCEPTED_ATTRIBUTES: &[&str] = &["emails.primary", "phoneNumbers.primary", "roles.primary"];
+
 impl Directory for ChamiloDirectory {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            attributes: Some(
-                STORED_ATTRIBUTES
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .chain(std::iter::once(format!(
-                        "{ENTERPRISE_SCHEMA}:employeeNumber"
-                    )))
-                    .collect(),
-            ),
-            max_user_name_length: None,
-            change_password: true,
-            versions: false,
-            // Chamilo refuses an account without a valid e-mail address.
-            required: vec!["emails".to_owned()],
-        }
+        self.capabilities.clone()
     }
 
     fn create(&self, user: User) -> DirFuture<'_, User> {
@@ -956,8 +1073,8 @@ mod tests {
         for attr in [
             "preferredLanguage",
             "locale",
-            "phoneNumbers",
-            "roles",
+            "phoneNumbers.value",
+            "roles.value",
             "password",
         ] {
             assert!(STORED_ATTRIBUTES.contains(&attr), "{attr}");

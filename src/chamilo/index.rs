@@ -36,6 +36,9 @@ pub struct IndexFields {
     pub user_name: String,
     /// Holds the SCIM `externalId`.
     pub external_id: String,
+    /// Holds the SCIM attributes Chamilo cannot return, verbatim (see
+    /// `super::kept::KeptAttributes`).
+    pub attributes: String,
 }
 
 impl Default for IndexFields {
@@ -43,6 +46,7 @@ impl Default for IndexFields {
         Self {
             user_name: "scim_user_name".to_owned(),
             external_id: "scim_external_id".to_owned(),
+            attributes: "scim_attributes".to_owned(),
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct Account {
     pub official_code: Option<String>,
     /// As `phone`: Chamilo's status code (1 teacher, 5 student…).
     pub status: Option<i64>,
+    /// The attributes extra field as stored (encoded `super::kept::KeptAttributes`).
+    pub attributes: Option<String>,
 }
 
 impl Account {
@@ -78,6 +84,7 @@ impl Account {
             login: u.username.clone(),
             user_name: u.extra_value(&fields.user_name).map(str::to_owned),
             external_id: u.extra_value(&fields.external_id).map(str::to_owned),
+            attributes: u.extra_value(&fields.attributes).map(str::to_owned),
             active: u.active,
             firstname: u.firstname.clone(),
             lastname: u.lastname.clone(),
@@ -96,11 +103,12 @@ const F_EXTERNAL_ID: usize = 2;
 const F_FIRSTNAME: usize = 3;
 const F_LASTNAME: usize = 4;
 const F_EMAIL: usize = 5;
-const FIELDS: usize = 6;
+const F_ATTRIBUTES: usize = 6;
+const FIELDS: usize = 7;
 /// `present` flag: the userName is the e-mail field.
-const USER_NAME_IS_EMAIL: u8 = 1 << 6;
+const USER_NAME_IS_EMAIL: u16 = 1 << 14;
 /// `present` flag: the userName is the login field.
-const USER_NAME_IS_LOGIN: u8 = 1 << 7;
+const USER_NAME_IS_LOGIN: u16 = 1 << 15;
 
 /// An account packed into one string allocation.
 #[derive(Debug, Clone)]
@@ -108,7 +116,7 @@ struct Packed {
     text: Box<str>,
     ends: [u32; FIELDS],
     /// Bit i set: field i is present (for the optional ones).
-    present: u8,
+    present: u16,
     active: bool,
     partial: bool,
 }
@@ -117,7 +125,7 @@ impl Packed {
     fn pack(a: &Account) -> Self {
         // Identity providers often send the e-mail address (Entra's UPN) or the login itself as
         // userName: store such a userName as a flag, not a second copy.
-        let mut present = 0u8;
+        let mut present = 0u16;
         let user_name = match a.user_name.as_deref() {
             Some(u) if u == a.email => {
                 present |= USER_NAME_IS_EMAIL;
@@ -136,6 +144,7 @@ impl Packed {
             a.firstname.as_deref(),
             Some(&a.lastname),
             Some(&a.email),
+            a.attributes.as_deref(),
         ];
         let mut text = String::with_capacity(fields.iter().flatten().map(|s| s.len()).sum());
         let mut ends = [0u32; FIELDS];
@@ -180,6 +189,7 @@ impl Packed {
             firstname: s(F_FIRSTNAME),
             lastname: s(F_LASTNAME).unwrap_or_default(),
             email: s(F_EMAIL).unwrap_or_default(),
+            attributes: s(F_ATTRIBUTES),
             partial: self.partial,
             ..Account::default()
         }
@@ -670,6 +680,7 @@ impl AccountLookup {
         let fields = [
             self.fields.user_name.as_str(),
             self.fields.external_id.as_str(),
+            self.fields.attributes.as_str(),
         ];
         // Streamed: each user goes into the new generation as it arrives, so the peak memory
         // is the two generations, not the listing.

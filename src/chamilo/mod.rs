@@ -19,6 +19,7 @@ pub mod client;
 pub mod directory;
 pub mod error;
 pub mod index;
+pub mod kept;
 pub mod listing;
 pub mod soap;
 pub mod username;
@@ -94,13 +95,17 @@ impl Backend {
         self.started.load(Ordering::Acquire) && self.lookup.index.is_ready()
     }
 
-    /// Makes sure the userName and externalId extra fields exist. Updates of accounts made
+    /// Makes sure the userName, externalId and attributes extra fields exist. Updates of accounts made
     /// outside SCIM (adoption) fail on a missing field, while `save_user` creates the fields it
     /// is given: the only way through the web services is a short-lived placeholder account
     /// created with both fields and deleted at once.
     async fn ensure_extra_fields(&self) -> Result<(), ChamiloError> {
         let f = &self.lookup.fields;
-        let wanted = [f.user_name.as_str(), f.external_id.as_str()];
+        let wanted = [
+            f.user_name.as_str(),
+            f.external_id.as_str(),
+            f.attributes.as_str(),
+        ];
         let missing = self.client.missing_extra_fields(&wanted).await?;
         if missing.is_empty() {
             return Ok(());

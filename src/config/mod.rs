@@ -314,6 +314,9 @@ pub struct ChamiloConfig {
     pub user_name_field: String,
     /// Extra field holding the SCIM `externalId`.
     pub external_id_field: String,
+    /// Extra field holding, verbatim, the SCIM attributes Chamilo applies but cannot return
+    /// (`preferredLanguage`, `locale`, the role).
+    pub attributes_field: String,
     /// Chamilo's `login_is_email` setting (logins may hold `@`, up to 100 characters).
     pub login_is_email: bool,
     /// `userName`s Chamilo cannot store as a login: `strict` (400), `sanitize`, `local-part`.
@@ -336,7 +339,7 @@ pub struct ChamiloConfig {
     /// Accounts `GET /Users` lists: `all` (every account but protected and anonymous ones, so
     /// that imports can link existing accounts) or `managed` (made or adopted through SCIM).
     pub list_scope: String,
-    /// At start-up, create the userName/externalId extra fields when they are missing
+    /// At start-up, create the userName/externalId/attributes extra fields when they are missing
     /// (through a placeholder account deleted at once); when false, refuse and explain.
     pub create_extra_fields: bool,
 }
@@ -361,6 +364,7 @@ impl Default for ChamiloConfig {
             pool_max_idle_per_host: 32,
             user_name_field: "scim_user_name".to_owned(),
             external_id_field: "scim_external_id".to_owned(),
+            attributes_field: "scim_attributes".to_owned(),
             login_is_email: false,
             login_transform: "sanitize".to_owned(),
             deprovision: "deactivate".to_owned(),

@@ -322,6 +322,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
     );
     keep!("chamilo.user_name_field", chamilo.user_name_field);
     keep!("chamilo.external_id_field", chamilo.external_id_field);
+    keep!("chamilo.attributes_field", chamilo.attributes_field);
     keep!("chamilo.create_extra_fields", chamilo.create_extra_fields);
     keep!("chamilo.login_is_email", chamilo.login_is_email);
     keep!("chamilo.login_transform", chamilo.login_transform);

@@ -256,8 +256,19 @@ pub struct Capabilities {
     pub versions: bool,
     /// Core attributes the backend cannot do without at creation beyond `userName` (Chamilo:
     /// `emails`). `/Schemas` marks them required and the engine refuses a resource without
-    /// them (400 `invalidValue`), so clients learn the rule from discovery.
+    /// them (400 `invalidValue`), so clients learn the rule from discovery. A dotted path
+    /// (`emails.value`) marks a sub-attribute required in `/Schemas`: the part of a required
+    /// complex attribute without which it is useless to the backend.
     pub required: Vec<String>,
+    /// The values an attribute may take for this backend (`preferredLanguage` → the tags of
+    /// its language table), advertised as `canonicalValues` in `/Schemas` in place of the
+    /// RFC's examples. Paths as in `attributes`. Advisory: the backend still validates.
+    pub canonical_values: Vec<(String, Vec<String>)>,
+    /// Paths the engine accepts on input, in PATCH paths and in filters, and passes to the
+    /// backend because they steer its mapping, although the backend does not keep them (so
+    /// `/Schemas` does not advertise them and they are never returned). Chamilo:
+    /// `emails.primary` picks the one address it keeps. Paths as in `attributes`.
+    pub accepted: Vec<String>,
 }
 
 impl Default for Capabilities {
@@ -268,6 +279,8 @@ impl Default for Capabilities {
             change_password: true,
             versions: true,
             required: Vec::new(),
+            canonical_values: Vec::new(),
+            accepted: Vec::new(),
         }
     }
 }

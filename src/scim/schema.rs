@@ -46,10 +46,13 @@ pub struct AttrDef {
     pub mutability: Mutability,
     pub returned: Returned,
     pub uniqueness: Uniqueness,
-    pub canonical_values: &'static [&'static str],
+    pub canonical_values: Vec<String>,
     pub reference_types: &'static [&'static str],
     pub description: &'static str,
     pub sub_attributes: Vec<AttrDef>,
+    /// Listed in `/Schemas`. False for what the backend accepts but does not keep
+    /// ([`Capabilities::accepted`]).
+    pub advertised: bool,
 }
 
 impl AttrDef {
@@ -63,10 +66,11 @@ impl AttrDef {
             mutability: Mutability::ReadWrite,
             returned: Returned::Default,
             uniqueness: Uniqueness::None,
-            canonical_values: &[],
+            canonical_values: Vec::new(),
             reference_types: &[],
             description,
             sub_attributes: Vec::new(),
+            advertised: true,
         }
     }
     fn string(name: &'static str, description: &'static str) -> Self {
@@ -96,8 +100,8 @@ impl AttrDef {
         self.uniqueness = u;
         self
     }
-    fn canonical(mut self, values: &'static [&'static str]) -> Self {
-        self.canonical_values = values;
+    fn canonical(mut self, values: &[&str]) -> Self {
+        self.canonical_values = values.iter().map(|v| (*v).to_owned()).collect();
         self
     }
     fn refs(mut self, types: &'static [&'static str]) -> Self {
@@ -171,7 +175,13 @@ impl AttrDef {
         if self.kind == AttrKind::Complex {
             m.insert(
                 "subAttributes".into(),
-                Value::Array(self.sub_attributes.iter().map(AttrDef::to_json).collect()),
+                Value::Array(
+                    self.sub_attributes
+                        .iter()
+                        .filter(|s| s.advertised)
+                        .map(AttrDef::to_json)
+                        .collect(),
+                ),
             );
         }
         Value::Object(m)
@@ -381,30 +391,68 @@ pub struct ResourceSchema {
 }
 
 impl ResourceSchema {
-    /// The schema restricted to `caps.attributes`.
+    /// The schema restricted to `caps.attributes` (plus `caps.accepted`, kept but not
+    /// advertised), with the backend's required attributes and canonical values.
     pub fn new(caps: &Capabilities) -> Self {
         let mut core = core_user_attributes();
         let mut enterprise = enterprise_user_attributes();
-        if let Some(allowed) = &caps.attributes {
-            core = prune(core, allowed, None);
-            enterprise = prune(enterprise, allowed, Some(ENTERPRISE_SCHEMA));
+        if let Some(stored) = &caps.attributes {
+            let allowed: Vec<String> = stored.iter().chain(&caps.accepted).cloned().collect();
+            core = prune(core, &allowed, None);
+            enterprise = prune(enterprise, &allowed, Some(ENTERPRISE_SCHEMA));
         }
         if !caps.change_password {
             core.retain(|a| a.name != "password");
         }
-        for def in core.iter_mut() {
-            if caps
-                .required
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(def.name))
-            {
-                def.required = true;
-            }
-        }
-        Self {
+        let mut schema = Self {
             common: common_attributes(),
             core,
             enterprise,
+        };
+        for path in &caps.accepted {
+            if let Some(def) = schema.def_mut(path) {
+                def.advertised = false;
+            }
+        }
+        for path in &caps.required {
+            if let Some(def) = schema.def_mut(path) {
+                def.required = true;
+            }
+        }
+        for (path, values) in &caps.canonical_values {
+            if let Some(def) = schema.def_mut(path) {
+                def.canonical_values.clone_from(values);
+            }
+        }
+        schema
+    }
+
+    /// The core or extension attribute (or sub-attribute) at a capability path: `emails`,
+    /// `emails.value`, or URN-qualified. URNs hold dots (`2.0`), so they are cut off first.
+    fn def_mut(&mut self, path: &str) -> Option<&mut AttrDef> {
+        let strip = |urn: &str| {
+            path.get(..urn.len())
+                .filter(|p| p.eq_ignore_ascii_case(urn))
+                .map(|_| path[urn.len()..].trim_start_matches(':'))
+        };
+        let (list, rest) = if let Some(rest) = strip(ENTERPRISE_SCHEMA) {
+            (&mut self.enterprise, rest)
+        } else {
+            (&mut self.core, strip(USER_SCHEMA).unwrap_or(path))
+        };
+        let (name, sub) = match rest.split_once('.') {
+            Some((name, sub)) => (name, Some(sub)),
+            None => (rest, None),
+        };
+        let def = list
+            .iter_mut()
+            .find(|a| a.name.eq_ignore_ascii_case(name))?;
+        match sub {
+            Some(sub) => def
+                .sub_attributes
+                .iter_mut()
+                .find(|a| a.name.eq_ignore_ascii_case(sub)),
+            None => Some(def),
         }
     }
 
@@ -466,7 +514,7 @@ fn schema_json<'a>(
         "id": id,
         "name": name,
         "description": description,
-        "attributes": attrs.map(AttrDef::to_json).collect::<Vec<_>>(),
+        "attributes": attrs.filter(|a| a.advertised).map(AttrDef::to_json).collect::<Vec<_>>(),
         "meta": {"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")},
     })
 }
