@@ -599,3 +599,172 @@ async fn managed_scope_lists_only_scim_accounts() {
     // Lookups still adopt: the scope is about listings only.
     assert_eq!(find_ids(&dir, "userName", "user000007").await.len(), 1);
 }
+
+#[tokio::test]
+async fn languages_and_roles_come_back_as_sent_and_chamilo_wins_on_status() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let mut u = ann();
+    let j = u.as_json_mut();
+    j.insert("preferredLanguage".into(), json!("fr-CA"));
+    j.insert("locale".into(), json!("de_DE"));
+    j.insert(
+        "roles".into(),
+        json!([{"value": "student"}, {"value": "Teacher", "primary": true}]),
+    );
+    let created = dir.create(u).await.unwrap();
+    let id = created.id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    for (label, got) in [
+        ("create", created),
+        ("get", dir.get(&id).await.unwrap().unwrap()),
+        (
+            "listing",
+            dir.find(&ListQuery {
+                filter: None,
+                sort: None,
+                start_index: 1,
+                count: 1000,
+            })
+            .await
+            .unwrap()
+            .resources
+            .into_iter()
+            .find(|r| r.id() == Some(id.as_str()))
+            .unwrap(),
+        ),
+    ] {
+        assert_eq!(got.get_str("preferredLanguage"), Some("fr-CA"), "{label}");
+        assert_eq!(got.get_str("locale"), Some("de_DE"), "{label}");
+        // The primary role, as spelt.
+        assert_eq!(
+            got.get("roles"),
+            Some(&json!([{"value": "Teacher"}])),
+            "{label}"
+        );
+    }
+    {
+        let state = chamilo.state();
+        let u = state.user(uid).unwrap();
+        assert_eq!(u.language, "french", "preferredLanguage sets the language");
+        assert_eq!(u.status, STATUS_TEACHER);
+        assert_eq!(
+            u.extra.get("scim_attributes"),
+            Some(&Some(
+                "preferredLanguage=fr-CA;locale=de_DE;roles=Teacher".to_owned()
+            ))
+        );
+    }
+
+    // An administrator makes the teacher a student in Chamilo's UI: a fresh lookup says so.
+    chamilo.state().user_mut(uid).unwrap().status = 5;
+    let now = dir.get(&id).await.unwrap().unwrap();
+    assert_eq!(now.get("roles"), Some(&json!([{"value": "student"}])));
+
+    // Without preferredLanguage, locale sets the language; without roles the status stays
+    // and no role is returned; nothing unreadable is invented.
+    let mut next = now.clone();
+    let j = next.as_json_mut();
+    j.remove("preferredLanguage");
+    j.remove("roles");
+    j.insert("locale".into(), json!("es"));
+    let replaced = dir.replace(&id, next, None).await.unwrap();
+    assert!(replaced.get("preferredLanguage").is_none());
+    assert!(replaced.get("roles").is_none());
+    assert_eq!(replaced.get_str("locale"), Some("es"));
+    let again = dir.get(&id).await.unwrap().unwrap();
+    assert_eq!(again.get_str("locale"), Some("es"));
+    assert!(again.get("roles").is_none());
+    let state = chamilo.state();
+    let u = state.user(uid).unwrap();
+    assert_eq!(u.language, "spanish");
+    assert_eq!(u.status, 5, "the status Chamilo gave stays");
+}
+
+#[tokio::test]
+async fn an_unassigned_active_round_trips_and_a_deactivation_still_shows() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let created = dir.create(ann()).await.unwrap();
+    let id = created.id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    chamilo.state().set_active(uid, false);
+    // What a PATCH remove of `active` hands the directory: the state without it.
+    let mut without = dir.get(&id).await.unwrap().unwrap();
+    assert_eq!(without.active(), Some(false));
+    without.as_json_mut().remove("active");
+    let replaced = dir.replace(&id, without, None).await.unwrap();
+    assert_eq!(replaced.active(), None, "unassigned, as the client left it");
+    assert_eq!(dir.get(&id).await.unwrap().unwrap().active(), None);
+    assert_eq!(
+        chamilo.state().user(uid).unwrap().active,
+        1,
+        "Chamilo's default"
+    );
+    // Deactivated in Chamilo: returned whatever the client last sent.
+    chamilo.state().set_active(uid, false);
+    assert_eq!(dir.get(&id).await.unwrap().unwrap().active(), Some(false));
+    // Assigned again: returned again.
+    let mut on = dir.get(&id).await.unwrap().unwrap();
+    on.as_json_mut().insert("active".into(), json!(true));
+    assert_eq!(
+        dir.replace(&id, on, None).await.unwrap().active(),
+        Some(true)
+    );
+    assert_eq!(dir.get(&id).await.unwrap().unwrap().active(), Some(true));
+}
+
+#[tokio::test]
+async fn both_language_tags_must_be_configured() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let mut u = ann();
+    u.as_json_mut()
+        .insert("preferredLanguage".into(), json!("en"));
+    u.as_json_mut().insert("locale".into(), json!("tlh"));
+    chamilo.reset_calls();
+    let err = dir.create(u).await.unwrap_err();
+    assert!(
+        matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "locale"),
+        "{err}"
+    );
+    assert_eq!(chamilo.total_calls(), 0, "refused before any call");
+}
+
+#[tokio::test]
+async fn the_schema_promises_what_chamilo_returns() {
+    use chamilo_scim_proxy::scim::schema::ResourceSchema;
+    let mapping = ChamiloMapping::default();
+    let tags: Vec<String> = mapping.languages.iter().map(|(t, _)| t.clone()).collect();
+    let roles: Vec<String> = mapping.role_status.iter().map(|(r, _)| r.clone()).collect();
+    let (_chamilo, dir) = setup(mapping).await;
+    let doc = ResourceSchema::new(&dir.capabilities()).user_schema_json("http://x/scim/v2");
+    let attr = |name: &str| {
+        doc["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not advertised"))
+    };
+    let subs = |a: &Value| -> Vec<String> {
+        a["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let emails = attr("emails");
+    assert_eq!(emails["required"], true);
+    assert_eq!(subs(&emails), ["value", "type"]);
+    assert_eq!(emails["subAttributes"][0]["required"], true);
+    assert_eq!(
+        emails["subAttributes"][1]["canonicalValues"],
+        json!(["work"])
+    );
+    assert_eq!(subs(&attr("phoneNumbers")), ["value", "type"]);
+    let role = attr("roles");
+    assert_eq!(subs(&role), ["value"]);
+    assert_eq!(role["subAttributes"][0]["canonicalValues"], json!(roles));
+    assert_eq!(attr("preferredLanguage")["canonicalValues"], json!(tags));
+    assert_eq!(attr("locale")["canonicalValues"], json!(tags));
+}

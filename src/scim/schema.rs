@@ -635,4 +635,78 @@ mod tests {
         let doc = s.user_schema_json("http://x/scim/v2");
         assert_eq!(doc["attributes"].as_array().unwrap().len(), 4);
     }
+
+    #[test]
+    fn accepted_required_and_canonical_paths_shape_the_schema() {
+        let caps = Capabilities {
+            attributes: Some(vec![
+                "emails.value".into(),
+                "emails.type".into(),
+                "preferredLanguage".into(),
+                format!("{ENTERPRISE_SCHEMA}:employeeNumber"),
+            ]),
+            required: vec!["emails".into(), "emails.value".into()],
+            canonical_values: vec![
+                ("emails.type".into(), vec!["work".into()]),
+                ("preferredLanguage".into(), vec!["en".into(), "fr".into()]),
+                (
+                    format!("{ENTERPRISE_SCHEMA}:employeeNumber"),
+                    vec!["7".into()],
+                ),
+            ],
+            accepted: vec!["emails.primary".into()],
+            ..Capabilities::default()
+        };
+        let s = ResourceSchema::new(&caps);
+        // `primary` is understood (input, PATCH paths, filters)…
+        let emails = s.attr(None, "emails").unwrap().1;
+        assert!(emails.sub("primary").is_some());
+        assert!(s
+            .lookup(None, &path(None, "emails", Some("primary")))
+            .is_some());
+        // …but not promised.
+        let doc = s.user_schema_json("http://x/scim/v2");
+        let attr = |name: &str| {
+            doc["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let emails = attr("emails");
+        assert_eq!(emails["required"], true);
+        let subs: Vec<&str> = emails["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(subs, ["value", "type"]);
+        assert_eq!(emails["subAttributes"][0]["required"], true);
+        assert_eq!(emails["subAttributes"][1]["required"], false);
+        assert_eq!(
+            emails["subAttributes"][1]["canonicalValues"],
+            json!(["work"])
+        );
+        assert_eq!(
+            attr("preferredLanguage")["canonicalValues"],
+            json!(["en", "fr"])
+        );
+        let ext = s.enterprise_schema_json("http://x/scim/v2");
+        assert_eq!(ext["attributes"][0]["canonicalValues"], json!(["7"]));
+        // A whole attribute can be accepted without being advertised, too.
+        let hidden = ResourceSchema::new(&Capabilities {
+            accepted: vec!["locale".into()],
+            ..caps
+        });
+        assert!(hidden.attr(None, "locale").is_some());
+        let doc = hidden.user_schema_json("http://x/scim/v2");
+        assert!(!doc["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "locale"));
+    }
 }
