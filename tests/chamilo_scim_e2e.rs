@@ -146,3 +146,142 @@ async fn entra_sequence_against_the_chamilo_stand_in() {
         "one background listing, never per request"
     );
 }
+
+/// Entra's value-path PATCHes still work with a schema that advertises neither `primary` nor
+/// other types than `work` (what Chamilo keeps), and end up in Chamilo.
+#[tokio::test]
+async fn entra_value_paths_against_the_round_trip_schema() {
+    let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
+    let mapping = ChamiloMapping::default();
+    {
+        // What `Backend::start` makes sure of.
+        let f = &mapping.fields;
+        let mut state = chamilo.state();
+        for name in [&f.user_name, &f.external_id, &f.attributes] {
+            state.ensure_extra_field(name);
+        }
+    }
+    let client = Arc::new(
+        ChamiloClient::new(ClientSettings::new(
+            chamilo.base_url.clone(),
+            Credentials {
+                username: "admin".into(),
+                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+                password: None,
+                security_key: Some(Secret::new(chamilo.security_key.clone())),
+            },
+        ))
+        .unwrap(),
+    );
+    let lookup = Arc::new(AccountLookup::new(
+        Arc::new(UserIndex::new()),
+        client.clone(),
+        mapping.fields.clone(),
+    ));
+    let s = start_with(
+        config(),
+        Arc::new(ChamiloDirectory::new(client, lookup, mapping)),
+    )
+    .await;
+
+    let schema = s
+        .call(
+            Method::GET,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+            None,
+        )
+        .await;
+    let emails = schema.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "emails")
+        .unwrap();
+    assert_eq!(
+        emails["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["value", "type"]
+    );
+
+    let created = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "kim", "emails": [{"value": "kim@example.org", "type": "work", "primary": true}]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        created.body["emails"],
+        json!([{"value": "kim@example.org", "type": "work"}])
+    );
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    let patch = |path: &str, value: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Add", "path": path, "value": value}]})
+    };
+    for (path, value) in [
+        ("emails[type eq \"work\"].value", "kim.work@example.org"),
+        ("emails[primary eq true].value", "kim.primary@example.org"),
+    ] {
+        let r = s
+            .call(
+                Method::PATCH,
+                &format!("/Users/{id}"),
+                Some(patch(path, value)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        assert_eq!(
+            r.body["emails"],
+            json!([{"value": value, "type": "work"}]),
+            "{path}"
+        );
+        assert_eq!(chamilo.state().user(uid).unwrap().email, value, "{path}");
+    }
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(patch("roles[primary eq \"True\"].value", "teacher")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["roles"], json!([{"value": "teacher"}]));
+    assert_eq!(chamilo.state().user(uid).unwrap().status, 1);
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(patch("phoneNumbers[type eq \"mobile\"].value", "555-0101")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(chamilo.state().user(uid).unwrap().phone, "555-0101");
+    assert_eq!(
+        r.body["phoneNumbers"],
+        json!([{"value": "555-0101", "type": "work"}]),
+        "the one number Chamilo keeps comes back as the work number"
+    );
+
+    let found = s
+        .call(
+            Method::GET,
+            &format!(
+                "/Users?filter={}",
+                q("emails[type eq \"work\"].value eq \"kim.primary@example.org\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    assert_eq!(
+        found.body["Resources"][0]["roles"],
+        json!([{"value": "teacher"}])
+    );
+}
