@@ -46,6 +46,7 @@ async fn start_creates_missing_extra_fields_and_becomes_ready() {
     let refresh = b.start(stop.clone()).await.unwrap();
     assert!(chamilo.state().extra_field("scim_user_name").is_some());
     assert!(chamilo.state().extra_field("scim_external_id").is_some());
+    assert!(chamilo.state().extra_field("scim_attributes").is_some());
     // The placeholder account used to create them is gone.
     assert_eq!(chamilo.state().user_count(), users_before);
     assert!(wait_ready(&b).await);
@@ -98,6 +99,7 @@ async fn start_explains_missing_fields_when_told_not_to_create_them() {
         ChamiloError::Incompatible { detail } => {
             assert!(detail.contains("scim_user_name"), "{detail}");
             assert!(detail.contains("scim_external_id"), "{detail}");
+            assert!(detail.contains("scim_attributes"), "{detail}");
         }
         other => panic!("{other}"),
     }
