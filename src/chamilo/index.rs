@@ -3,8 +3,8 @@
 //!
 //! The index is only a cache (design.md, invariant 2). It is built in the background from
 //! `get_users status=* extra_fields=<userName field>,<externalId field>,<attributes field>`,
-//! updated at once by writes through this proxy, and never trusted on its own for an answer that could make the
-//! identity provider act wrongly:
+//! updated at once by writes through this proxy, and never trusted on its own for an answer
+//! that could make the identity provider act wrongly:
 //! - a miss for `userName eq` / `externalId eq` is confirmed with a fresh
 //!   `users_profiles_by_extra_field` before "not found" is returned (no duplicate creation);
 //! - a hit is re-checked with the same one call, asking only for active users when the index
