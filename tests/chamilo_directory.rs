@@ -655,6 +655,25 @@ async fn languages_and_roles_come_back_as_sent_and_chamilo_wins_on_status() {
         );
     }
 
+    // Another replica reads them from its own index listing.
+    let other = directory_on(&chamilo, ChamiloMapping::default());
+    let listed = other
+        .find(&ListQuery {
+            filter: None,
+            sort: None,
+            start_index: 1,
+            count: 1000,
+        })
+        .await
+        .unwrap()
+        .resources
+        .into_iter()
+        .find(|r| r.id() == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(listed.get_str("preferredLanguage"), Some("fr-CA"));
+    assert_eq!(listed.get_str("locale"), Some("de_DE"));
+    assert_eq!(listed.get("roles"), Some(&json!([{"value": "Teacher"}])));
+
     // An administrator makes the teacher a student in Chamilo's UI: a fresh lookup says so.
     chamilo.state().user_mut(uid).unwrap().status = 5;
     let now = dir.get(&id).await.unwrap().unwrap();
