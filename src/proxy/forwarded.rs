@@ -5,7 +5,6 @@
 //! starts at the peer. Chamilo authenticates its SOAP web services with the *first*
 //! `X-Forwarded-For` entry, so an untrusted client must never choose it.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -16,17 +15,25 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// Other client-address headers that applications (PHP ones especially) read; an untrusted
-/// peer may not set them.
-const SPOOFABLE: [HeaderName; 7] = [
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("client-ip"),
-    HeaderName::from_static("x-client-ip"),
-    HeaderName::from_static("x-cluster-client-ip"),
-    HeaderName::from_static("true-client-ip"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-server"),
-];
+/// Whether a client-supplied header claims something about the client or the hop: the
+/// forwarding headers themselves and the other client-address headers that applications (PHP
+/// ones especially) read. An untrusted peer may set none of them.
+fn is_forwarding_claim(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "forwarded"
+            | "x-real-ip"
+            | "client-ip"
+            | "x-client-ip"
+            | "x-cluster-client-ip"
+            | "true-client-ip"
+            | "x-forwarded-port"
+            | "x-forwarded-server"
+    )
+}
 
 /// Whether `ip` lies in one of `networks`.
 pub fn is_trusted(ip: IpAddr, networks: &[IpNet]) -> bool {
@@ -81,6 +88,9 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 
 /// Sets the forwarding headers for the upstream. `host` is the `Host` being forwarded.
 /// Call after hop-by-hop headers are gone, so `Connection` cannot erase what is added here.
+///
+/// This runs on every passed-through request, so it works on bytes: one scan of the names
+/// present instead of a lookup per name, and no formatting machinery for the address.
 pub fn apply(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -89,102 +99,128 @@ pub fn apply(
     host: Option<&HeaderValue>,
 ) {
     let peer = peer.to_canonical();
-    let proto = if tls { "https" } else { "http" };
+    let proto: &'static str = if tls { "https" } else { "http" };
     let from_trusted = is_trusted(peer, trusted);
 
     if !from_trusted {
-        headers.remove(&X_FORWARDED_FOR);
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
-        headers.remove(&FORWARDED);
-        for name in &SPOOFABLE {
-            headers.remove(name);
+        let mut claims: Vec<HeaderName> = Vec::new();
+        for name in headers.keys() {
+            if is_forwarding_claim(name) {
+                claims.push(name.clone());
+            }
         }
+        super::headers::remove_keeping_order(headers, &claims);
     }
+
+    let mut peer_text: Vec<u8> = Vec::with_capacity(48);
+    push_ip(&mut peer_text, peer);
 
     // X-Forwarded-For: existing fields (trusted peer only, all removed otherwise) joined, then
     // the peer.
-    let peer_text = peer.to_string();
-    let mut chain: Vec<u8> = Vec::with_capacity(peer_text.len() + 64);
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        let part = value.as_bytes().trim_ascii();
-        if part.is_empty() {
-            continue;
-        }
-        if !chain.is_empty() {
-            chain.extend_from_slice(b", ");
-        }
-        chain.extend_from_slice(part);
+    let mut chain: Vec<u8> = Vec::new();
+    if from_trusted {
+        join_fields(&mut chain, headers, &X_FORWARDED_FOR);
     }
     if !chain.is_empty() {
         chain.extend_from_slice(b", ");
     }
-    chain.extend_from_slice(peer_text.as_bytes());
+    chain.extend_from_slice(&peer_text);
     if let Ok(value) = HeaderValue::from_bytes(&chain) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
 
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    }
+    headers
+        .entry(&X_FORWARDED_PROTO)
+        .or_insert(HeaderValue::from_static(proto));
     if let Some(host) = host {
-        if !headers.contains_key(&X_FORWARDED_HOST) {
-            headers.insert(&X_FORWARDED_HOST, host.clone());
-        }
+        headers
+            .entry(&X_FORWARDED_HOST)
+            .or_insert_with(|| host.clone());
     }
 
     // Forwarded: append our element to whatever a trusted peer sent.
-    let mut element = String::with_capacity(64);
-    match peer {
-        IpAddr::V4(_) => {
-            let _ = write!(element, "for={peer_text}");
-        }
-        IpAddr::V6(_) => {
-            let _ = write!(element, "for=\"[{peer_text}]\"");
-        }
-    }
-    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        element.push_str(";host=");
-        push_token_or_quoted(&mut element, host);
-    }
-    element.push_str(";proto=");
-    element.push_str(proto);
-
-    let mut forwarded: Vec<u8> = Vec::new();
-    for value in headers.get_all(&FORWARDED) {
-        let part = value.as_bytes().trim_ascii();
-        if part.is_empty() {
-            continue;
-        }
-        if !forwarded.is_empty() {
-            forwarded.extend_from_slice(b", ");
-        }
-        forwarded.extend_from_slice(part);
+    let mut forwarded: Vec<u8> = Vec::with_capacity(96);
+    if from_trusted {
+        join_fields(&mut forwarded, headers, &FORWARDED);
     }
     if !forwarded.is_empty() {
         forwarded.extend_from_slice(b", ");
     }
-    forwarded.extend_from_slice(element.as_bytes());
+    match peer {
+        IpAddr::V4(_) => {
+            forwarded.extend_from_slice(b"for=");
+            forwarded.extend_from_slice(&peer_text);
+        }
+        IpAddr::V6(_) => {
+            forwarded.extend_from_slice(b"for=\"[");
+            forwarded.extend_from_slice(&peer_text);
+            forwarded.extend_from_slice(b"]\"");
+        }
+    }
+    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+        forwarded.extend_from_slice(b";host=");
+        push_token_or_quoted(&mut forwarded, host);
+    }
+    forwarded.extend_from_slice(b";proto=");
+    forwarded.extend_from_slice(proto.as_bytes());
     if let Ok(value) = HeaderValue::from_bytes(&forwarded) {
         headers.insert(&FORWARDED, value);
     }
 }
 
+/// Appends the non-empty fields of `name`, joined with `, `.
+fn join_fields(out: &mut Vec<u8>, headers: &HeaderMap, name: &HeaderName) {
+    for value in headers.get_all(name) {
+        let part = value.as_bytes().trim_ascii();
+        if part.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(part);
+    }
+}
+
+/// The textual form of `ip` (IPv4 dotted decimal written by hand: it is on every request).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// RFC 7230 `token` or, when a character needs it (`:` of a port), a quoted-string.
-fn push_token_or_quoted(out: &mut String, value: &str) {
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if !value.is_empty() && value.chars().all(is_tchar) {
-        out.push_str(value);
+fn push_token_or_quoted(out: &mut Vec<u8>, value: &str) {
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !value.is_empty() && value.bytes().all(is_tchar) {
+        out.extend_from_slice(value.as_bytes());
         return;
     }
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+    out.push(b'"');
+    for b in value.bytes() {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
         }
-        out.push(c);
+        out.push(b);
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -250,6 +286,29 @@ mod tests {
             "for=6.6.6.6, for=10.1.2.3;host=chamilo.example;proto=https"
         );
         assert_eq!(h["x-real-ip"], "6.6.6.6");
+    }
+
+    #[test]
+    fn addresses_are_written_like_display() {
+        for text in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "10.200.3.45",
+            "2001:db8::1",
+            "::1",
+        ] {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip(text));
+            assert_eq!(String::from_utf8(out).unwrap(), ip(text).to_string());
+        }
+        for octet in 0..=255u8 {
+            let addr = IpAddr::from([octet, 0, octet, 7]);
+            let mut out = Vec::new();
+            push_ip(&mut out, addr);
+            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
+        }
     }
 
     #[test]

@@ -2,26 +2,37 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Headers that describe one connection, never the message, and so never cross the proxy.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// Whether `name` is one of the headers that describe one connection, never the message, and
+/// so never cross the proxy.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
 
 /// Removes the headers named in `Connection` (read first), then the standard hop-by-hop set.
 ///
 /// When the message asks for a protocol upgrade (`Connection: upgrade` plus `Upgrade`), the
 /// `Upgrade` value is returned so the caller can put the pair back for the next hop.
+///
+/// Runs on every request and response: one scan of the names present finds what to remove
+/// (usually nothing), instead of a hash lookup per hop-by-hop name.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.is_empty() {
+        return None;
+    }
     let mut upgrade_requested = false;
-    let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         // Work on bytes: a value that is not UTF-8 may still name headers in its other tokens.
         for token in value.as_bytes().split(|b| *b == b',') {
@@ -29,8 +40,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
             if token.eq_ignore_ascii_case(b"upgrade") {
                 upgrade_requested = true;
             }
+            // `Host` is a property of the message; a client naming it would only break routing.
             if let Ok(name) = HeaderName::from_bytes(token) {
-                named.push(name);
+                if name != header::HOST {
+                    doomed.push(name);
+                }
             }
         }
     }
@@ -39,16 +53,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     } else {
         None
     };
-    for name in named {
-        // `Host` is a property of the message; a client naming it would only break routing.
-        if name != header::HOST {
-            headers.remove(&name);
+    remove_keeping_order(headers, &doomed);
+    upgrade
+}
+
+/// Removes every field named in `doomed` and keeps the others in their order (`HeaderMap::remove`
+/// moves the last field into the hole, which would reorder what the proxy passes on).
+pub(crate) fn remove_keeping_order(headers: &mut HeaderMap, doomed: &[HeaderName]) {
+    if doomed.is_empty() {
+        return;
+    }
+    let old = std::mem::take(headers);
+    headers.reserve(old.len());
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in old {
+        if let Some(name) = name {
+            current = (!doomed.contains(&name)).then_some(name);
+        }
+        if let Some(name) = &current {
+            headers.append(name.clone(), value);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    upgrade
 }
 
 /// Puts `Connection: upgrade` and `Upgrade: <protocol>` back for the next hop.

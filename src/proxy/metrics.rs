@@ -49,22 +49,24 @@ impl ErrorKind {
     }
 
     /// Classifies a failed upstream request.
-    pub fn of(err: &hyper_util::client::legacy::Error) -> Self {
-        let mut source = std::error::Error::source(err);
-        let mut timed_out = false;
-        while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-                timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+    pub fn of(err: &super::pool::UpstreamError) -> Self {
+        use super::pool::UpstreamError;
+        match err {
+            UpstreamError::ConnectTimeout => Self::ConnectTimeout,
+            UpstreamError::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                Self::ConnectTimeout
             }
-            if cause.is::<super::idle::BodyIdleTimeout>() {
-                return Self::BodyTimeout;
+            UpstreamError::Connect(_) => Self::Connect,
+            UpstreamError::Request(hyper_err) => {
+                let mut source = std::error::Error::source(hyper_err);
+                while let Some(cause) = source {
+                    if cause.is::<super::idle::BodyIdleTimeout>() {
+                        return Self::BodyTimeout;
+                    }
+                    source = cause.source();
+                }
+                Self::Reset
             }
-            source = cause.source();
-        }
-        match (err.is_connect(), timed_out) {
-            (true, true) => Self::ConnectTimeout,
-            (true, false) => Self::Connect,
-            (false, _) => Self::Reset,
         }
     }
 }

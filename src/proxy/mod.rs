@@ -1,7 +1,7 @@
 //! Transparent pass-through to the upstream Chamilo.
 //!
-//! One pooled HTTP/1.1 client (hyper-util legacy) is shared by all connections. For each
-//! request: access rules on the normalised path; hop-by-hop headers out (those named by
+//! Upstream keep-alive connections live in an [`UpstreamPool`] with one idle list per worker
+//! thread. For each request: access rules on the normalised path; hop-by-hop headers out (those named by
 //! `Connection` first); then `Host`, cookies and the forwarding headers; the body streams both
 //! ways under a per-frame idle timeout; `101 Switching Protocols` becomes a tunnel.
 
@@ -10,11 +10,10 @@ pub mod forwarded;
 pub mod headers;
 pub mod idle;
 mod metrics;
+pub mod pool;
 mod upgrade;
 
-use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -24,9 +23,6 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio_util::task::TaskTracker;
 
@@ -34,6 +30,7 @@ use crate::body::{full, BoxBody};
 use crate::config::{Config, UpstreamConfig};
 use idle::IdleTimeout;
 use metrics::{ErrorKind, ProxyMetrics};
+use pool::{Endpoint, PoolSettings, PooledBody, UpstreamPool};
 
 /// Who sent a request, as the listener saw it.
 #[derive(Debug, Clone, Copy)]
@@ -49,10 +46,9 @@ pub struct ClientInfo {
 #[error("{0}")]
 pub struct ProxyError(pub String);
 
-/// The pass-through: pooled upstream clients shared by all connections.
+/// The pass-through: the upstream connection pool and what each request needs.
 pub struct Proxy {
-    /// One pool per slot; a thread always uses the same slot (see [`Proxy::client`]).
-    clients: Box<[Client<HttpConnector, BoxBody>]>,
+    pool: Arc<UpstreamPool>,
     /// The parsed `upstream.url`, re-parsed only when a reload changes the text.
     target: ArcSwap<UpstreamTarget>,
     tunnels: TaskTracker,
@@ -63,8 +59,9 @@ pub struct Proxy {
 #[derive(Debug)]
 struct UpstreamTarget {
     url: String,
-    scheme: Scheme,
     authority: Authority,
+    /// Where connections go (host and port of `authority`).
+    endpoint: Arc<Endpoint>,
     /// Path prefix of the upstream URL without its trailing slash (usually empty).
     base_path: String,
 }
@@ -92,26 +89,33 @@ impl UpstreamTarget {
                 "upstream.url {url:?} must not have a query"
             )));
         }
+        // `Authority::host` keeps an IPv6 literal's brackets; a socket address has none.
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let endpoint = Arc::new(Endpoint {
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+        });
         Ok(Self {
             url: url.to_owned(),
-            scheme,
             authority,
+            endpoint,
             base_path: uri.path().trim_end_matches('/').to_owned(),
         })
     }
 
-    /// The upstream URI for a client's target: same path and query, upstream's origin.
+    /// The request target sent upstream: origin-form (RFC 9112 §3.2.1), the client's path and
+    /// query under the upstream URL's path. An absolute-form client target loses its origin.
     fn uri_for(&self, client_target: &Uri) -> Result<Uri, http::Error> {
         let path_and_query = match client_target.path_and_query() {
             Some(pq) if self.base_path.is_empty() => pq.clone(),
             Some(pq) => PathAndQuery::try_from(format!("{}{}", self.base_path, pq))?,
             None => PathAndQuery::try_from(format!("{}/", self.base_path))?,
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        Ok(Uri::from(path_and_query))
     }
 }
 
@@ -125,30 +129,15 @@ impl Proxy {
         tunnels: TaskTracker,
     ) -> Result<Self, ProxyError> {
         let target = UpstreamTarget::parse(&upstream.url)?;
-
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(upstream.connect_timeout));
-        connector.enforce_http(true);
-
-        // One pool per core: a connection's task is spawned on the thread (and runtime) that
-        // opened it, so a thread reusing its own connections avoids cross-thread wake-ups, and
-        // works unchanged when the server runs one single-threaded runtime per core.
         let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let idle_per_slot = upstream.pool_max_idle_per_host.div_ceil(slots);
-        let clients = (0..slots)
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(upstream.pool_idle_timeout)
-                    .pool_max_idle_per_host(idle_per_slot)
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .build(connector.clone())
-            })
-            .collect();
+        let pool = UpstreamPool::new(PoolSettings {
+            connect_timeout: upstream.connect_timeout,
+            idle_timeout: upstream.pool_idle_timeout,
+            max_idle_per_slot: upstream.pool_max_idle_per_host.div_ceil(slots),
+        });
 
         Ok(Self {
-            clients,
+            pool,
             target: ArcSwap::from_pointee(target),
             tunnels,
             metrics: ProxyMetrics::register(registry),
@@ -207,8 +196,16 @@ impl Proxy {
         // hyper's server already answered `100 Continue`; its client cannot handle `Expect`.
         h.remove(header::EXPECT);
         headers::join_cookies(h);
-        if let Some(host) = &host {
-            h.insert(header::HOST, host.clone());
+        match &host {
+            Some(host) => {
+                h.insert(header::HOST, host.clone());
+            }
+            // HTTP/1.0 without Host: name the upstream, as a client would.
+            None => {
+                if let Ok(upstream_host) = HeaderValue::from_str(target.authority.as_str()) {
+                    h.insert(header::HOST, upstream_host);
+                }
+            }
         }
         forwarded::apply(h, client.peer.ip(), client.tls, trusted, host.as_ref());
         if let (Some(protocol), Some(_)) = (&protocol, &client_upgrade) {
@@ -239,15 +236,15 @@ impl Proxy {
         };
 
         let result = tokio::select! {
-            result = self.client().request(Request::from_parts(parts, body)) => result,
+            result = self.pool.send(&target.endpoint, Request::from_parts(parts, body)) => result,
             Err(kind) = deadline => {
                 self.metrics.error(kind);
                 tracing::warn!(kind = kind.as_str(), "upstream request timed out");
                 return gateway_error(kind.status());
             }
         };
-        let mut resp = match result {
-            Ok(resp) => resp,
+        let (mut resp, lease) = match result {
+            Ok(sent) => sent,
             Err(err) => {
                 let kind = ErrorKind::of(&err);
                 self.metrics.error(kind);
@@ -257,10 +254,13 @@ impl Proxy {
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now belongs to the tunnel, not to the pool.
+            drop(lease);
             return self.switch_protocols(resp, protocol, client_upgrade);
         }
         headers::strip_hop_by_hop(resp.headers_mut());
         let (parts, body) = resp.into_parts();
+        let body = PooledBody::new(body, lease);
         Response::from_parts(parts, IdleTimeout::new(body, idle, None).boxed())
     }
 
@@ -298,21 +298,6 @@ impl Proxy {
         let (mut parts, _) = resp.into_parts();
         headers::restore_upgrade(&mut parts.headers, granted);
         Response::from_parts(parts, crate::body::empty())
-    }
-
-    /// The pool of the calling thread: threads take slots round-robin on first use.
-    fn client(&self) -> &Client<HttpConnector, BoxBody> {
-        static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
-        }
-        let slot = SLOT.with(|slot| {
-            if slot.get() == usize::MAX {
-                slot.set(NEXT_SLOT.fetch_add(1, Ordering::Relaxed));
-            }
-            slot.get()
-        });
-        &self.clients[slot % self.clients.len()]
     }
 
     fn target(&self, url: &str) -> Result<Arc<UpstreamTarget>, ProxyError> {
@@ -376,21 +361,29 @@ mod tests {
     #[test]
     fn upstream_target_keeps_the_raw_client_target() {
         let t = UpstreamTarget::parse("http://127.0.0.1:8081").unwrap();
+        assert_eq!(
+            *t.endpoint,
+            Endpoint {
+                host: "127.0.0.1".into(),
+                port: 8081
+            }
+        );
         let uri = t
             .uri_for(&"/main/a%2Fb.php?x=1&y=%00".parse().unwrap())
             .unwrap();
-        assert_eq!(
-            uri.to_string(),
-            "http://127.0.0.1:8081/main/a%2Fb.php?x=1&y=%00"
-        );
+        assert_eq!(uri.to_string(), "/main/a%2Fb.php?x=1&y=%00");
         let uri = t
             .uri_for(&"http://evil.example/index.php".parse().unwrap())
             .unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:8081/index.php");
+        assert_eq!(uri.to_string(), "/index.php");
 
-        let t = UpstreamTarget::parse("http://chamilo:80/lms/").unwrap();
+        let t = UpstreamTarget::parse("http://chamilo/lms/").unwrap();
+        assert_eq!(t.endpoint.port, 80);
         let uri = t.uri_for(&"/index.php?a".parse().unwrap()).unwrap();
-        assert_eq!(uri.to_string(), "http://chamilo:80/lms/index.php?a");
+        assert_eq!(uri.to_string(), "/lms/index.php?a");
+
+        let t = UpstreamTarget::parse("http://[::1]:8081").unwrap();
+        assert_eq!(t.endpoint.host, "::1");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::metrics::{GaugeGuard, HttpMetrics, RequestLabels, RouteLabel};
+use super::metrics::{GaugeGuard, HttpMetrics, RouteKind};
 use super::route::{classify, Route};
 use crate::body::{full, BoxBody};
 use crate::config::Live;
@@ -51,35 +51,29 @@ impl Dispatcher {
                 } else {
                     plain(StatusCode::NOT_FOUND, "Not Found\n")
                 };
-                ("scim", format!("/scim/v2{sub_path}"), response)
+                (RouteKind::Scim, format!("/scim/v2{sub_path}"), response)
             }
             Route::PassThrough { path } => {
                 let response = self.proxy.forward(req, client, &cfg, &path).await;
-                ("pass_through", path, response)
+                (RouteKind::PassThrough, path, response)
             }
             Route::Reject { status, reason } => {
                 tracing::debug!(peer = %client.peer, reason, "request target rejected");
-                ("reject", "-".to_owned(), plain(status, status_text(status)))
+                (
+                    RouteKind::Reject,
+                    "-".to_owned(),
+                    plain(status, status_text(status)),
+                )
             }
         };
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: label,
-                status,
-            })
-            .inc();
-        self.metrics
-            .duration
-            .get_or_create(&RouteLabel { route: label })
-            .observe(elapsed.as_secs_f64());
+        self.metrics.observe(label, status, elapsed.as_secs_f64());
         // A fixed field list: no headers and no query string, so no credential can leak here.
         tracing::info!(
             target: "access",
             method = %method,
-            route = label,
+            route = label.label(),
             path = %path,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

@@ -25,12 +25,43 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
+/// Where a request went: the `route` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteKind {
+    Scim,
+    PassThrough,
+    Reject,
+}
+
+impl RouteKind {
+    const ALL: [RouteKind; 3] = [RouteKind::Scim, RouteKind::PassThrough, RouteKind::Reject];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RouteKind::Scim => "scim",
+            RouteKind::PassThrough => "pass_through",
+            RouteKind::Reject => "reject",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Statuses 100–599 have a counter cell each; handles are looked up once and then reused, so
+/// counting a request costs no lock and no hashing of labels.
+const STATUS_CELLS: usize = 500;
+
 /// `http_requests_total{route,status}`, `http_request_duration_seconds{route}`,
 /// `http_requests_in_flight`, `http_connections_open`, `tls_certificate_expiry_timestamp_seconds`.
 #[derive(Clone)]
 pub struct HttpMetrics {
-    pub(crate) requests: Family<RequestLabels, Counter>,
-    pub(crate) duration: HistogramFamily,
+    requests: Family<RequestLabels, Counter>,
+    /// Handles into `requests`, by route index × status.
+    request_cells: std::sync::Arc<[std::sync::OnceLock<Counter>]>,
+    /// One histogram per route, resolved at registration.
+    durations: [Histogram; RouteKind::ALL.len()],
     pub(crate) in_flight: Gauge,
     pub(crate) connections: Gauge,
     pub(crate) certificate_expiry: Gauge,
@@ -39,9 +70,20 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     /// Creates the metrics and registers them.
     pub fn register(registry: &mut Registry) -> Self {
+        let duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let durations = RouteKind::ALL.map(|kind| {
+            duration
+                .get_or_create(&RouteLabel {
+                    route: kind.label(),
+                })
+                .clone()
+        });
         let metrics = Self {
             requests: Family::default(),
-            duration: Family::new_with_constructor(latency_histogram),
+            request_cells: (0..RouteKind::ALL.len() * STATUS_CELLS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+            durations,
             in_flight: Gauge::default(),
             connections: Gauge::default(),
             certificate_expiry: Gauge::default(),
@@ -54,7 +96,7 @@ impl HttpMetrics {
         registry.register(
             "http_request_duration_seconds",
             "Time from request to response headers, by route",
-            metrics.duration.clone(),
+            duration,
         );
         registry.register(
             "http_requests_in_flight",
@@ -72,6 +114,24 @@ impl HttpMetrics {
             metrics.certificate_expiry.clone(),
         );
         metrics
+    }
+}
+
+impl HttpMetrics {
+    /// Counts one answered request and its time to response headers.
+    pub(crate) fn observe(&self, route: RouteKind, status: u16, seconds: f64) {
+        self.durations[route.index()].observe(seconds);
+        let labels = || RequestLabels {
+            route: route.label(),
+            status,
+        };
+        match usize::from(status).checked_sub(100) {
+            Some(offset) if offset < STATUS_CELLS => self.request_cells
+                [route.index() * STATUS_CELLS + offset]
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc(),
+            _ => self.requests.get_or_create(&labels()).inc(),
+        };
     }
 }
 
