@@ -117,7 +117,7 @@ pub fn apply(
 
     // X-Forwarded-For: existing fields (trusted peer only, all removed otherwise) joined, then
     // the peer.
-    let mut chain: Vec<u8> = Vec::new();
+    let mut chain: Vec<u8> = Vec::with_capacity(peer_text.len());
     if from_trusted {
         join_fields(&mut chain, headers, &X_FORWARDED_FOR);
     }
@@ -125,7 +125,7 @@ pub fn apply(
         chain.extend_from_slice(b", ");
     }
     chain.extend_from_slice(&peer_text);
-    if let Ok(value) = HeaderValue::from_bytes(&chain) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
 
@@ -163,7 +163,7 @@ pub fn apply(
     }
     forwarded.extend_from_slice(b";proto=");
     forwarded.extend_from_slice(proto.as_bytes());
-    if let Ok(value) = HeaderValue::from_bytes(&forwarded) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded)) {
         headers.insert(&FORWARDED, value);
     }
 }

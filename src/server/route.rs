@@ -44,6 +44,47 @@ pub enum Route {
 /// Classifies a request target.
 pub fn classify(uri: &Uri) -> Route {
     let raw = uri.path();
+    if plain_pass_through(raw) {
+        return Route::PassThrough {
+            path: raw.to_owned(),
+        };
+    }
+    classify_path(raw)
+}
+
+/// Whether `raw` is already its own normalised form and clearly not a SCIM path: visible
+/// ASCII with nothing to decode (`%`), no parameters (`;`), no backslash, no empty and no dot
+/// segments, and a first segment other than `scim` in any case. Nearly every browser request
+/// is such a path; it skips the decoding and the segment list (this runs on every request).
+fn plain_pass_through(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut segment_start = 1;
+    for i in 1..=bytes.len() {
+        let byte = bytes.get(i).copied();
+        match byte {
+            Some(b'%' | b';' | b'\\') => return false,
+            Some(b'/') | None => {
+                let segment = &bytes[segment_start..i];
+                // Only the last segment may be empty: `/` itself, or a trailing slash.
+                let empty_inside = segment.is_empty() && byte.is_some();
+                let first_is_scim = segment_start == 1 && segment.eq_ignore_ascii_case(b"scim");
+                if empty_inside || segment == b"." || segment == b".." || first_is_scim {
+                    return false;
+                }
+                segment_start = i + 1;
+            }
+            Some(0x21..=0x7e) => {}
+            Some(_) => return false,
+        }
+    }
+    true
+}
+
+/// The full classification: decode, split, check, match the SCIM prefix.
+fn classify_path(raw: &str) -> Route {
     if !raw.starts_with('/') {
         // Asterisk-form (`OPTIONS *`) or authority-form (`CONNECT host:port`): nothing to
         // pass to a web application.
@@ -171,6 +212,39 @@ mod tests {
 
     fn is_reject(r: &Route) -> bool {
         matches!(r, Route::Reject { status, .. } if *status == StatusCode::BAD_REQUEST)
+    }
+
+    #[test]
+    fn only_paths_that_are_already_normal_take_the_shortcut() {
+        for plain in [
+            "/",
+            "/index.php",
+            "/a/",
+            "/main/inc/lib/x.min.js",
+            "/scimx",
+            "/a/scim",
+        ] {
+            assert!(plain_pass_through(plain), "{plain}");
+        }
+        for not_plain in [
+            "",
+            "*",
+            "//",
+            "/a//b",
+            "/./",
+            "/a/.",
+            "/..",
+            "/scim",
+            "/SCIM/v2/Users",
+            "/Scim/",
+            "/a%2fb",
+            "/a;b",
+            "/a\\b",
+            "/a b",
+            "/caf\u{e9}",
+        ] {
+            assert!(!plain_pass_through(not_plain), "{not_plain}");
+        }
     }
 
     #[test]
@@ -346,6 +420,18 @@ mod tests {
 
             /// Whatever the target, classification never panics, and a pass-through path is
             /// absolute, free of `//`, dot segments, backslashes and control characters.
+            #[test]
+            fn the_plain_path_shortcut_agrees_with_the_full_classification(
+                target in "/[a-zA-Z0-9./;%\\\\_~-]{0,30}"
+            ) {
+                if plain_pass_through(&target) {
+                    prop_assert_eq!(
+                        classify_path(&target),
+                        Route::PassThrough { path: target.clone() }
+                    );
+                }
+            }
+
             #[test]
             fn any_target_gives_a_clean_path(target in "/[ -~]{0,40}") {
                 let Ok(uri) = target.parse::<Uri>() else { return Ok(()) };
