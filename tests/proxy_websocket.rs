@@ -70,3 +70,44 @@ async fn upgrade_refused_by_upstream_is_an_ordinary_response() {
     assert_eq!(echo.header("connection").unwrap(), "upgrade");
     assert_eq!(front.tunnels.len(), 0);
 }
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_and_a_busy_one_is_not() {
+    let up = start_upstream().await;
+    let mut cfg = config_for(up.addr);
+    cfg.upstream.tunnel_idle_timeout = Duration::from_millis(400);
+    let front = start_front(cfg, None).await;
+    let url = format!("ws://127.0.0.1:{}/ws", front.addr.port());
+
+    // Busy: a message every 100 ms for three times the idle timeout.
+    let tcp = TcpStream::connect(front.addr).await.unwrap();
+    let (mut busy, _) = tokio_tungstenite::client_async(url.clone(), tcp)
+        .await
+        .unwrap();
+    let pinger = tokio::spawn(async move {
+        for i in 0..12 {
+            busy.send(Message::text(format!("{i}"))).await.unwrap();
+            let echoed = tokio::time::timeout(Duration::from_secs(2), busy.next())
+                .await
+                .expect("the busy tunnel answers")
+                .expect("the busy tunnel is open")
+                .unwrap();
+            assert_eq!(echoed.into_text().unwrap().as_str(), format!("{i}"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    // Idle: nothing sent; the proxy closes the tunnel and the client sees the end.
+    let tcp = TcpStream::connect(front.addr).await.unwrap();
+    let (mut idle, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    let started = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), idle.next())
+        .await
+        .expect("the idle tunnel is closed by the proxy");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    assert!(started.elapsed() >= Duration::from_millis(350));
+
+    pinger
+        .await
+        .expect("the busy tunnel stayed open throughout");
+}

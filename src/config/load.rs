@@ -279,7 +279,7 @@ fn validate(
         errors.push(doc.error_at(upstream_key, message));
     }
 
-    let positive: [(&str, Duration); 9] = [
+    let positive: [(&str, Duration); 10] = [
         (
             "server.header_read_timeout",
             config.server.header_read_timeout,
@@ -296,6 +296,10 @@ fn validate(
         (
             "upstream.body_idle_timeout",
             config.upstream.body_idle_timeout,
+        ),
+        (
+            "upstream.tunnel_idle_timeout",
+            config.upstream.tunnel_idle_timeout,
         ),
         (
             "upstream.pool_idle_timeout",

@@ -91,6 +91,9 @@ pub struct UpstreamConfig {
     /// Longest pause between two body frames in either direction.
     #[serde(with = "humantime_serde")]
     pub body_idle_timeout: Duration,
+    /// An upgraded (WebSocket) tunnel with no byte in either direction for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub tunnel_idle_timeout: Duration,
     /// Must stay below the upstream's keep-alive (Apache: 5 s).
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
@@ -104,6 +107,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(3),
             response_header_timeout: Duration::from_secs(120),
             body_idle_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(15 * 60),
             pool_idle_timeout: Duration::from_secs(4),
             pool_max_idle_per_host: 256,
         }

@@ -256,7 +256,12 @@ impl Proxy {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // The connection now belongs to the tunnel, not to the pool.
             drop(lease);
-            return self.switch_protocols(resp, protocol, client_upgrade);
+            return self.switch_protocols(
+                resp,
+                protocol,
+                client_upgrade,
+                cfg.upstream.tunnel_idle_timeout,
+            );
         }
         headers::strip_hop_by_hop(resp.headers_mut());
         let (parts, body) = resp.into_parts();
@@ -271,6 +276,7 @@ impl Proxy {
         mut resp: Response<Incoming>,
         requested: Option<HeaderValue>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        tunnel_idle: std::time::Duration,
     ) -> Response<BoxBody> {
         let granted = headers::strip_hop_by_hop(resp.headers_mut());
         let (Some(requested), Some(granted), Some(client_upgrade)) =
@@ -293,6 +299,7 @@ impl Proxy {
             &self.tunnels,
             client_upgrade,
             upstream_upgrade,
+            tunnel_idle,
             self.metrics.clone(),
         );
         let (mut parts, _) = resp.into_parts();
