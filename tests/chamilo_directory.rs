@@ -170,12 +170,15 @@ async fn entra_style_lifecycle() {
         .resources
         .is_empty());
 
-    // DELETE deactivates by default; the account stays.
+    // DELETE deactivates by default; the account stays in Chamilo but is gone for SCIM.
     dir.delete(&id).await.unwrap();
-    assert!(chamilo.state().user(id.parse().unwrap()).is_some());
-    assert_eq!(dir.get(&id).await.unwrap().unwrap().active(), Some(false));
+    assert_eq!(
+        chamilo.state().user(id.parse().unwrap()).map(|u| u.active),
+        Some(0)
+    );
+    assert!(dir.get(&id).await.unwrap().is_none());
 
-    // The listing (scope "all") holds the SCIM-managed account and the 50 existing ones,
+    // The listing (scope "all") holds the 50 existing accounts, not the deleted one, and
     // never the admin (protected) or the anonymous user.
     let all = dir
         .find(&ListQuery {
@@ -186,7 +189,7 @@ async fn entra_style_lifecycle() {
         })
         .await
         .unwrap();
-    assert_eq!(all.total, 51);
+    assert_eq!(all.total, 50);
     let names: Vec<&str> = all.resources.iter().filter_map(|u| u.user_name()).collect();
     assert!(names.contains(&"user000001"), "{names:?}");
     assert!(!names.iter().any(|n| *n == "admin" || *n == "anon"));
@@ -518,7 +521,7 @@ async fn existing_accounts_are_adopted() {
     assert_eq!(chamilo.state().user(other).unwrap().username, "dora.new");
     assert!(find_ids(&dir, "userName", "user000004").await.is_empty());
 
-    // Deactivation adopts too.
+    // A SCIM delete adopts too, under the tombstone of the login.
     let third = chamilo.state().user_by_username("user000005").unwrap().id;
     dir.delete(&third.to_string()).await.unwrap();
     {
@@ -527,9 +530,10 @@ async fn existing_accounts_are_adopted() {
         assert_eq!(u.active, 0);
         assert_eq!(
             u.extra.get("scim_user_name").cloned().flatten().as_deref(),
-            Some("user000005")
+            Some("scim-deprovisioned:user000005")
         );
     }
+    assert!(find_ids(&dir, "userName", "user000005").await.is_empty());
 
     // An account made in Chamilo after the index was built is learned by the next listing
     // (rate-limited); until then a create with its login is a conflict, never a duplicate.
