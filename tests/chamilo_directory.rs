@@ -954,7 +954,12 @@ async fn a_create_revives_the_deleted_account() {
     first
         .as_json_mut()
         .insert("phoneNumbers".into(), json!([{"value": "555-0100"}]));
+    assert_eq!(a.find(&eq("userName", "x")).await.unwrap().total, 0);
+    chamilo.reset_calls();
     let id = a.create(first).await.unwrap().id().unwrap().to_owned();
+    // A create looks up the userName and externalId, live and as tombstones (concurrently).
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 4);
+    assert_eq!(chamilo.total_calls(), 5, "{:?}", chamilo.all_calls());
     let uid: u64 = id.parse().unwrap();
     let course = {
         let mut state = chamilo.state();
@@ -980,7 +985,14 @@ async fn a_create_revives_the_deleted_account() {
     again
         .as_json_mut()
         .insert("preferredLanguage".into(), json!("fr"));
+    chamilo.reset_calls();
     let back = b.create(again).await.unwrap();
+    // The lookups (one more for B's stale entry), then the password through SOAP (with the
+    // activation around it) and the one final update.
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 5);
+    assert_eq!(chamilo.calls("WSEditUserCredentials"), 1);
+    assert_eq!(chamilo.calls("update_user_from_username"), 3);
+    assert_eq!(chamilo.total_calls(), 9, "{:?}", chamilo.all_calls());
     assert_eq!(back.id(), Some(id.as_str()), "the old Chamilo id");
     assert_eq!(back.user_name(), Some("ann.lee@example.org"));
     assert_eq!(back.get_str("name.familyName"), Some("Lee-Smith"));
