@@ -19,6 +19,10 @@
 //! before any call. Accounts named in `protected_logins` (the service account, administrators)
 //! cannot be changed or deleted through SCIM.
 //!
+//! `DELETE` under the default policy is a soft delete (`super::deprovisioned`): the account is
+//! deactivated and hidden from SCIM on every replica; a later create with its userName or
+//! externalId revives it under its old id.
+//!
 //! `/Schemas` advertises only what comes back as it was sent (see [`ChamiloDirectory`]'s
 //! capabilities): one work e-mail and one work phone number, one role. `primary` is accepted
 //! (it picks the value kept) but not returned. `password` is never returned.
@@ -46,12 +50,13 @@ use crate::scim::filter::CompValue;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Deprovision {
-    /// `active=0` (the account and its history stay).
+    /// A soft delete: `active=0` and the SCIM identity tombstoned (see `deprovisioned`); the
+    /// account and its history stay in Chamilo, SCIM answers 404 until a create revives it.
     #[default]
     Deactivate,
     /// A hard delete; refused (409) for the only teacher of a course.
     Delete,
-    /// A hard delete, falling back to deactivation for the only teacher of a course.
+    /// A hard delete, falling back to the soft delete for the only teacher of a course.
     DeleteOrDeactivate,
 }
 
