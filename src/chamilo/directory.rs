@@ -678,11 +678,14 @@ impl ChamiloDirectory {
             }
         };
         let by_user_name = field == self.mapping.fields.user_name;
-        let fresh: Vec<Profile> = self
+        let fresh = self
             .client
             .users_by_extra_field(field, &mark, false)
             .await
-            .map_err(from_chamilo)?
+            .map_err(from_chamilo)?;
+        // Chamilo's SOAP handle lookup sees every account, reserved ones too.
+        let handle_is_unique = fresh.len() == 1;
+        let fresh: Vec<Profile> = fresh
             .into_iter()
             .filter(|p| {
                 let probe = Account {
@@ -694,7 +697,6 @@ impl ChamiloDirectory {
                 !self.mapping.is_protected(&p.username) && !self.lookup.is_reserved(&probe)
             })
             .collect();
-        let handle_is_unique = fresh.len() == 1;
         let mut matching: Vec<(Profile, Option<Account>)> = fresh
             .into_iter()
             .map(|p| {
