@@ -1073,8 +1073,9 @@ impl ChamiloDirectory {
         };
         let attributes = kept.encode();
         // Written when there is something to keep or to clear. Like the names above, what
-        // a partial account holds is unknown and not cleared by a state that lacks it.
-        if !attributes.is_empty() || current.attributes.is_some() || revive {
+        // a partial account holds is unknown and not cleared by a state that lacks it,
+        // except by a revival, whose state is the create's alone.
+        if !attributes.is_empty() || current.attributes.is_some() || (revive && current.partial) {
             extra.push((self.mapping.fields.attributes.clone(), attributes.clone()));
         }
         self.client
