@@ -882,6 +882,16 @@ async fn a_deleted_account_is_gone_on_every_replica() {
     assert!(listed.resources.iter().all(|u| u.id() != Some(id.as_str())));
     assert_eq!(listed.total, listed_before - 1);
 
+    // An administrator reactivating it in Chamilo's UI makes it usable in Chamilo, not
+    // visible to SCIM: only a create revives it.
+    assert!(chamilo.state().set_active(uid, true));
+    assert!(a.get(&id).await.unwrap().is_none());
+    assert!(b.get(&id).await.unwrap().is_none());
+    assert!(find_ids(&b, "userName", "ann.lee@example.org")
+        .await
+        .is_empty());
+    assert!(find_ids(&a, "externalId", "0f1e-ann").await.is_empty());
+
     // A tombstone cannot be sent as a value.
     let mut sneaky = ann();
     sneaky.as_json_mut().insert(
