@@ -170,12 +170,15 @@ async fn entra_style_lifecycle() {
         .resources
         .is_empty());
 
-    // DELETE deactivates by default; the account stays.
+    // DELETE deactivates by default; the account stays in Chamilo but is gone for SCIM.
     dir.delete(&id).await.unwrap();
-    assert!(chamilo.state().user(id.parse().unwrap()).is_some());
-    assert_eq!(dir.get(&id).await.unwrap().unwrap().active(), Some(false));
+    assert_eq!(
+        chamilo.state().user(id.parse().unwrap()).map(|u| u.active),
+        Some(0)
+    );
+    assert!(dir.get(&id).await.unwrap().is_none());
 
-    // The listing (scope "all") holds the SCIM-managed account and the 50 existing ones,
+    // The listing (scope "all") holds the 50 existing accounts, not the deleted one, and
     // never the admin (protected) or the anonymous user.
     let all = dir
         .find(&ListQuery {
@@ -186,7 +189,7 @@ async fn entra_style_lifecycle() {
         })
         .await
         .unwrap();
-    assert_eq!(all.total, 51);
+    assert_eq!(all.total, 50);
     let names: Vec<&str> = all.resources.iter().filter_map(|u| u.user_name()).collect();
     assert!(names.contains(&"user000001"), "{names:?}");
     assert!(!names.iter().any(|n| *n == "admin" || *n == "anon"));
@@ -267,6 +270,8 @@ async fn deprovisioning_policies_and_protected_accounts() {
     }
     dir.delete(&id).await.unwrap();
     assert_eq!(chamilo.state().user(uid).map(|u| u.active), Some(0));
+    // The fallback is the soft delete of the default policy: gone for SCIM.
+    assert!(dir.get(&id).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -518,7 +523,7 @@ async fn existing_accounts_are_adopted() {
     assert_eq!(chamilo.state().user(other).unwrap().username, "dora.new");
     assert!(find_ids(&dir, "userName", "user000004").await.is_empty());
 
-    // Deactivation adopts too.
+    // A SCIM delete adopts too, under the tombstone of the login.
     let third = chamilo.state().user_by_username("user000005").unwrap().id;
     dir.delete(&third.to_string()).await.unwrap();
     {
@@ -527,9 +532,10 @@ async fn existing_accounts_are_adopted() {
         assert_eq!(u.active, 0);
         assert_eq!(
             u.extra.get("scim_user_name").cloned().flatten().as_deref(),
-            Some("user000005")
+            Some("scim-deprovisioned:user000005")
         );
     }
+    assert!(find_ids(&dir, "userName", "user000005").await.is_empty());
 
     // An account made in Chamilo after the index was built is learned by the next listing
     // (rate-limited); until then a create with its login is a conflict, never a duplicate.
@@ -786,4 +792,356 @@ async fn the_schema_promises_what_chamilo_returns() {
     assert_eq!(role["subAttributes"][0]["canonicalValues"], json!(roles));
     assert_eq!(attr("preferredLanguage")["canonicalValues"], json!(tags));
     assert_eq!(attr("locale")["canonicalValues"], json!(tags));
+}
+
+fn extra(chamilo: &StandinHandle, id: u64, field: &str) -> Option<String> {
+    chamilo
+        .state()
+        .user(id)
+        .and_then(|u| u.extra.get(field).cloned().flatten())
+}
+
+fn everyone() -> ListQuery {
+    ListQuery {
+        filter: None,
+        sort: None,
+        start_index: 1,
+        count: 1000,
+    }
+}
+
+/// RFC 7644 §3.6 under the default policy: after `DELETE` the account stays in Chamilo
+/// (deactivated, history kept) but is gone for SCIM — 404, no filter match, not listed — on
+/// the replica that deleted it and on one whose index still says active.
+#[tokio::test]
+async fn a_deleted_account_is_gone_on_every_replica() {
+    let (chamilo, a) = setup(ChamiloMapping::default()).await;
+    let id = a.create(ann()).await.unwrap().id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    // B's index is built now, with Ann active.
+    let b = directory_on(&chamilo, ChamiloMapping::default());
+    assert_eq!(
+        find_ids(&b, "userName", "ann.lee@example.org").await,
+        vec![id.clone()]
+    );
+    let listed_before = a.find(&everyone()).await.unwrap().total;
+
+    a.delete(&id).await.unwrap();
+    {
+        let state = chamilo.state();
+        let u = state.user(uid).unwrap();
+        assert_eq!(u.active, 0, "deactivated, not deleted");
+    }
+    assert_eq!(
+        extra(&chamilo, uid, "scim_user_name").as_deref(),
+        Some("scim-deprovisioned:Ann.Lee@Example.org")
+    );
+    assert_eq!(
+        extra(&chamilo, uid, "scim_external_id").as_deref(),
+        Some("scim-deprovisioned:0f1e-ann")
+    );
+
+    for (name, dir) in [("A", &a), ("B", &b)] {
+        assert!(dir.get(&id).await.unwrap().is_none(), "{name}: GET");
+        assert!(
+            find_ids(dir, "userName", "ann.lee@example.org")
+                .await
+                .is_empty(),
+            "{name}: userName eq"
+        );
+        assert!(
+            find_ids(dir, "externalId", "0f1e-ann").await.is_empty(),
+            "{name}: externalId eq"
+        );
+        assert!(find_ids(dir, "id", &id).await.is_empty(), "{name}: id eq");
+        assert!(
+            matches!(
+                dir.replace(&id, ann(), None).await,
+                Err(DirectoryError::NotFound)
+            ),
+            "{name}: PUT"
+        );
+        assert!(
+            matches!(dir.delete(&id).await, Err(DirectoryError::NotFound)),
+            "{name}: DELETE again"
+        );
+        // The tombstone itself is not a SCIM value: no filter on it finds the account.
+        assert!(
+            find_ids(dir, "userName", "scim-deprovisioned:Ann.Lee@Example.org")
+                .await
+                .is_empty(),
+            "{name}: filter on the tombstone"
+        );
+    }
+    assert_eq!(
+        chamilo.state().user(uid).unwrap().active,
+        0,
+        "nothing revived it"
+    );
+    let listed = a.find(&everyone()).await.unwrap();
+    assert!(listed.resources.iter().all(|u| u.id() != Some(id.as_str())));
+    assert_eq!(listed.total, listed_before - 1);
+
+    // An administrator reactivating it in Chamilo's UI makes it usable in Chamilo, not
+    // visible to SCIM: only a create revives it.
+    assert!(chamilo.state().set_active(uid, true));
+    assert!(a.get(&id).await.unwrap().is_none());
+    assert!(b.get(&id).await.unwrap().is_none());
+    assert!(find_ids(&b, "userName", "ann.lee@example.org")
+        .await
+        .is_empty());
+    assert!(find_ids(&a, "externalId", "0f1e-ann").await.is_empty());
+
+    // A tombstone cannot be sent as a value.
+    let mut sneaky = ann();
+    sneaky.as_json_mut().insert(
+        "userName".into(),
+        json!("SCIM-deprovisioned:Ann.Lee@Example.org"),
+    );
+    let calls = chamilo.total_calls();
+    assert!(matches!(
+        a.create(sneaky).await.unwrap_err(),
+        DirectoryError::InvalidValue { attr, .. } if attr == "userName"
+    ));
+    assert_eq!(chamilo.total_calls(), calls, "refused before any call");
+
+    // Deactivation through PATCH/PUT (not DELETE) stays visible as inactive.
+    let bob = user(json!({"userName": "bob", "emails": [{"value": "bob@example.org"}]}));
+    let bob_id = a.create(bob).await.unwrap().id().unwrap().to_owned();
+    let mut off = a.get(&bob_id).await.unwrap().unwrap();
+    off.as_json_mut().insert("active".into(), json!(false));
+    a.replace(&bob_id, off, None).await.unwrap();
+    assert_eq!(find_ids(&b, "userName", "bob").await, vec![bob_id.clone()]);
+    assert_eq!(b.get(&bob_id).await.unwrap().unwrap().active(), Some(false));
+}
+
+/// An account made outside SCIM, deleted through replica A: B, whose index still holds it as
+/// an unmanaged account answering to its login, does not return it either.
+#[tokio::test]
+async fn an_adopted_account_deleted_elsewhere_is_gone_too() {
+    let (chamilo, a) = setup(ChamiloMapping::default()).await;
+    let b = directory_on(&chamilo, ChamiloMapping::default());
+    let uid = chamilo.state().user_by_username("user000007").unwrap().id;
+    let id = uid.to_string();
+    assert_eq!(
+        find_ids(&b, "userName", "user000007").await,
+        vec![id.clone()]
+    );
+    assert!(a.get(&id).await.unwrap().is_some());
+
+    a.delete(&id).await.unwrap();
+    assert!(b.get(&id).await.unwrap().is_none());
+    assert!(find_ids(&b, "userName", "user000007").await.is_empty());
+    assert!(find_ids(&a, "userName", "user000007").await.is_empty());
+
+    // B revives it with a create of the same userName: same id, same login.
+    let users = chamilo.state().user_count();
+    let back = b
+        .create(user(
+            json!({"userName": "user000007", "name": {"givenName": "Seven"},
+            "emails": [{"value": "seven@example.org"}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(back.id(), Some(id.as_str()));
+    assert_eq!(chamilo.state().user_count(), users);
+    let u = chamilo.state().user(uid).unwrap().clone();
+    assert_eq!((u.active, u.username.as_str()), (1, "user000007"));
+    assert_eq!(u.firstname.as_deref(), Some("Seven"));
+    assert_eq!(
+        extra(&chamilo, uid, "scim_user_name").as_deref(),
+        Some("user000007")
+    );
+}
+
+/// A later create with the same userName (or externalId) brings the deleted account back:
+/// same Chamilo id, its course history, the new attributes and password; on another replica
+/// too, and the replica that deleted it sees it again.
+#[tokio::test]
+async fn a_create_revives_the_deleted_account() {
+    let (chamilo, a) = setup(ChamiloMapping::default()).await;
+    let mut first = ann();
+    first
+        .as_json_mut()
+        .insert("phoneNumbers".into(), json!([{"value": "555-0100"}]));
+    assert_eq!(a.find(&eq("userName", "x")).await.unwrap().total, 0);
+    chamilo.reset_calls();
+    let id = a.create(first).await.unwrap().id().unwrap().to_owned();
+    // A create looks up the userName and externalId, live and as tombstones (concurrently).
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 4);
+    assert_eq!(chamilo.total_calls(), 5, "{:?}", chamilo.all_calls());
+    let uid: u64 = id.parse().unwrap();
+    let course = {
+        let mut state = chamilo.state();
+        let course = state.insert_course("C1", "Course").unwrap();
+        state.course_mut(course).unwrap().users.push((uid, 5));
+        course
+    };
+    let b = directory_on(&chamilo, ChamiloMapping::default());
+    assert_eq!(
+        find_ids(&b, "userName", "ann.lee@example.org").await,
+        vec![id.clone()]
+    );
+    a.delete(&id).await.unwrap();
+
+    let users = chamilo.state().user_count();
+    let mut again = user(json!({
+        "userName": "ann.lee@example.org",
+        "externalId": "new-object-id",
+        "name": {"givenName": "Ann", "familyName": "Lee-Smith"},
+        "emails": [{"value": "ann.smith@example.org"}],
+        "password": "Back-again-2026!"
+    }));
+    again
+        .as_json_mut()
+        .insert("preferredLanguage".into(), json!("fr"));
+    chamilo.reset_calls();
+    let back = b.create(again).await.unwrap();
+    // The lookups (one more for B's stale entry), then the password through SOAP (with the
+    // activation around it) and the one final update.
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 5);
+    assert_eq!(chamilo.calls("WSEditUserCredentials"), 1);
+    assert_eq!(chamilo.calls("update_user_from_username"), 3);
+    assert_eq!(chamilo.total_calls(), 9, "{:?}", chamilo.all_calls());
+    assert_eq!(back.id(), Some(id.as_str()), "the old Chamilo id");
+    assert_eq!(back.user_name(), Some("ann.lee@example.org"));
+    assert_eq!(back.get_str("name.familyName"), Some("Lee-Smith"));
+    assert_eq!(back.active(), Some(true));
+    assert!(
+        back.get("phoneNumbers").is_none(),
+        "the create's state alone"
+    );
+    assert_eq!(chamilo.state().user_count(), users, "no second account");
+    {
+        let state = chamilo.state();
+        let u = state.user(uid).unwrap();
+        assert_eq!(u.active, 1);
+        assert_eq!(u.username, "Ann.Lee_Example.org", "the login is kept");
+        assert_eq!(u.lastname, "Lee-Smith");
+        assert_eq!(u.email, "ann.smith@example.org");
+        assert_eq!(u.password, "Back-again-2026!");
+        assert_eq!(u.phone, "");
+        assert!(state.course(course).unwrap().users.contains(&(uid, 5)));
+    }
+    assert_eq!(
+        extra(&chamilo, uid, "scim_external_id").as_deref(),
+        Some("new-object-id")
+    );
+    assert_eq!(
+        extra(&chamilo, uid, "scim_attributes").as_deref(),
+        Some("preferredLanguage=fr")
+    );
+
+    // A, whose index holds the account as deleted, finds it again by every route.
+    // (Learned from fresh lookups until its next listing, so with the spelling it was
+    // found by: Chamilo cannot return the stored one.)
+    let got = a.get(&id).await.unwrap().unwrap();
+    assert!(got
+        .user_name()
+        .is_some_and(|u| u.eq_ignore_ascii_case("ann.lee@example.org")));
+    assert_eq!(
+        find_ids(&a, "userName", "ANN.LEE@example.org").await,
+        vec![id.clone()]
+    );
+    assert_eq!(
+        find_ids(&a, "externalId", "new-object-id").await,
+        vec![id.clone()]
+    );
+    assert!(matches!(
+        a.create(ann()).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+
+    // Deleted again and revived by externalId under another userName: renamed, same id.
+    b.delete(&id).await.unwrap();
+    let renamed = user(json!({
+        "userName": "ann.smith@example.org",
+        "externalId": "new-object-id",
+        "emails": [{"value": "ann.smith@example.org"}],
+        "active": false
+    }));
+    let back = a.create(renamed).await.unwrap();
+    assert_eq!(back.id(), Some(id.as_str()));
+    assert_eq!(back.active(), Some(false), "revived as sent: inactive");
+    let u = chamilo.state().user(uid).unwrap().clone();
+    assert_eq!(
+        (u.username.as_str(), u.active),
+        ("ann.smith_example.org", 0)
+    );
+    assert_eq!(
+        find_ids(&b, "userName", "ann.smith@example.org").await,
+        vec![id]
+    );
+}
+
+/// Two accounts are never merged by a revival: a conflict names them, and nothing changes.
+#[tokio::test]
+async fn a_revival_that_would_merge_two_accounts_is_a_conflict() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let mk = |name: &str, ext: &str| {
+        user(json!({"userName": name, "externalId": ext,
+            "emails": [{"value": format!("{name}@example.org")}]}))
+    };
+    let ann_id = dir
+        .create(mk("ann", "E-ann"))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    let bob_id = dir
+        .create(mk("bob", "E-bob"))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    let carl_id = dir
+        .create(mk("carl", "E-carl"))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    dir.delete(&ann_id).await.unwrap();
+    dir.delete(&carl_id).await.unwrap();
+    let users = chamilo.state().user_count();
+    let snapshot = |id: &str| chamilo.state().user(id.parse().unwrap()).unwrap().clone();
+    let (ann_before, carl_before) = (snapshot(&ann_id), snapshot(&carl_id));
+
+    // Ann's userName is free to revive, but the externalId is a live account's (Bob).
+    let err = dir.create(mk("ann", "E-bob")).await.unwrap_err();
+    match &err {
+        DirectoryError::Conflict { detail } => {
+            assert!(
+                detail.contains("externalId") && detail.contains(&ann_id),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Ann's userName and Carl's externalId: two deleted accounts.
+    let err = dir.create(mk("ann", "E-carl")).await.unwrap_err();
+    match &err {
+        DirectoryError::Conflict { detail } => {
+            assert!(
+                detail.contains(&ann_id) && detail.contains(&carl_id),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The live userName wins over a deleted account's externalId.
+    assert!(matches!(
+        dir.create(mk("bob", "E-ann")).await.unwrap_err(),
+        DirectoryError::Conflict { .. }
+    ));
+    assert_eq!(chamilo.state().user_count(), users);
+    assert_eq!(snapshot(&ann_id), ann_before);
+    assert_eq!(snapshot(&carl_id), carl_before);
+    assert!(dir.get(&bob_id).await.unwrap().is_some());
+
+    // Unambiguous: Ann comes back.
+    let back = dir.create(mk("ann", "E-ann")).await.unwrap();
+    assert_eq!(back.id(), Some(ann_id.as_str()));
 }

@@ -88,7 +88,7 @@ async fn entra_sequence_against_the_chamilo_stand_in() {
     }
 
     // The same create again: 409 uniqueness, no second account.
-    let again = s.call(Method::POST, "/Users", Some(create)).await;
+    let again = s.call(Method::POST, "/Users", Some(create.clone())).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
 
     let found = s
@@ -140,6 +140,21 @@ async fn entra_sequence_against_the_chamilo_stand_in() {
         0,
         "deactivated, kept"
     );
+    // Gone for SCIM (RFC 7644 §3.6); Entra's rehire sequence brings the account back.
+    let after = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.body);
+    let probe = s
+        .call(
+            Method::GET,
+            &format!("/Users?filter={}", q(&format!("userName eq \"{upn}\""))),
+            None,
+        )
+        .await;
+    assert_eq!(probe.body["totalResults"], 0, "{}", probe.body);
+    let rehired = s.call(Method::POST, "/Users", Some(create)).await;
+    assert_eq!(rehired.status, StatusCode::CREATED, "{}", rehired.body);
+    assert_eq!(rehired.body["id"], id.as_str(), "the old Chamilo id");
+    assert_eq!(chamilo.state().user(uid).unwrap().active, 1);
     assert_eq!(
         chamilo.calls("get_users"),
         1,

@@ -247,14 +247,16 @@ async fn every_operation_through_the_binary() {
         .call(Method::DELETE, &format!("/Users/{id}"), None)
         .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.body);
-    // docs/chamilo.md: the default deprovisioning deactivates; the account stays.
+    // docs/chamilo.md: the default deprovisioning deactivates; the account stays in Chamilo
+    // but answers 404 from now on (RFC 7644 §3.6).
     assert_eq!(s.chamilo.state().user(uid).unwrap().active, 0);
-    let after = s
-        .scim
-        .call(Method::GET, &format!("/Users/{id}"), None)
-        .await;
-    assert_eq!(after.status, StatusCode::OK, "{}", after.body);
-    assert_eq!(after.body["active"], false);
+    for method in [Method::GET, Method::DELETE] {
+        let after = s
+            .scim
+            .call(method.clone(), &format!("/Users/{id}"), None)
+            .await;
+        assert_scim_error(&after, StatusCode::NOT_FOUND, None);
+    }
     let reactivate = s
         .scim
         .call(
@@ -265,7 +267,13 @@ async fn every_operation_through_the_binary() {
             )),
         )
         .await;
-    assert_eq!(reactivate.status, StatusCode::OK, "{}", reactivate.body);
+    assert_scim_error(&reactivate, StatusCode::NOT_FOUND, None);
+    assert_eq!(s.chamilo.state().user(uid).unwrap().active, 0);
+    let gone = filter(&s.scim, "userName eq \"bob@example.org\"").await;
+    assert_eq!(gone.body["totalResults"], 0, "{}", gone.body);
+    // A create with the same userName brings it back, with its Chamilo id.
+    let (again, _) = create(&s.scim, user_body("bob@example.org", "Bob", "Stone")).await;
+    assert_eq!(again, id);
     assert_eq!(s.chamilo.state().user(uid).unwrap().active, 1);
 
     let not_allowed = s
@@ -752,6 +760,64 @@ async fn two_binaries_share_one_chamilo() {
         .await;
     assert_eq!(via_b.status, StatusCode::OK, "{}", via_b.body);
     assert_eq!(via_b.body["active"], false);
+
+    // A deletes (default policy: a soft delete); B, whose index still holds the account,
+    // answers 404 to every operation and finds it by no filter.
+    let del = scim_a
+        .call(Method::DELETE, &format!("/Users/{id}"), None)
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.body);
+    let body = user_body("shared@example.org", "Sha", "Red");
+    let active_off = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+    for (method, payload) in [
+        (Method::GET, None),
+        (Method::PUT, Some(body.clone())),
+        (Method::PATCH, Some(active_off)),
+        (Method::DELETE, None),
+    ] {
+        for (name, scim) in [("A", &scim_a), ("B", &scim_b)] {
+            let r = scim
+                .call(method.clone(), &format!("/Users/{id}"), payload.clone())
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{name} {method}: {}",
+                r.body
+            );
+        }
+    }
+    for scim in [&scim_a, &scim_b] {
+        let r = filter(scim, "userName eq \"shared@example.org\"").await;
+        assert_eq!(r.body["totalResults"], 0, "{}", r.body);
+        let listed = scim.call(Method::GET, "/Users?count=100", None).await;
+        assert!(
+            listed.body["Resources"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().all(|r| r["id"] != id.as_str())),
+            "{}",
+            listed.body
+        );
+    }
+
+    // B's create with the same userName revives it: 201, the old id, one account.
+    let users = chamilo.state().user_count();
+    let (back, reply) = create(&scim_b, body).await;
+    assert_eq!(back, id);
+    assert_eq!(reply.body["active"], true);
+    assert_eq!(chamilo.state().user_count(), users);
+    let via_a = scim_a
+        .call(Method::GET, &format!("/Users/{id}"), None)
+        .await;
+    assert_eq!(via_a.status, StatusCode::OK, "{}", via_a.body);
+    let dup = scim_a
+        .call(
+            Method::POST,
+            "/Users",
+            Some(user_body("shared@example.org", "Sha", "Red")),
+        )
+        .await;
+    assert_scim_error(&dup, StatusCode::CONFLICT, Some("uniqueness"));
 }
 
 /// Kubernetes rotates a Secret by swapping its `..data` symlink: a service-account api key

@@ -16,8 +16,8 @@ use serde_json::json;
 
 /// `scim2 test` builds its payloads from our `/Schemas` and compares what it sent with what
 /// comes back, so this checks that the Chamilo schema promises only what round-trips.
-/// `deprovision = "delete"`: the tool expects 404 after `DELETE` (RFC 7644 §3.6), which the
-/// default policy (deactivate, the account stays visible as inactive) does not give.
+/// The default deprovisioning policy: the tool expects 404 after `DELETE` (RFC 7644 §3.6),
+/// which the soft delete gives while Chamilo keeps the account (deactivated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim2_tester_passes_against_the_binary_and_chamilo() {
     let Some(bin) = scim_support::scim2_or_skip() else {
@@ -36,7 +36,7 @@ async fn scim2_tester_passes_against_the_binary_and_chamilo() {
         config_text(
             "",
             &format!(
-                "[upstream]\nurl = \"{}\"\n\n[scim]\ntokens = [\"{TOKEN}\"]\n\n[chamilo]\nusername = \"{}\"\napi_key = \"{}\"\nsecurity_key = \"{}\"\ndeprovision = \"delete\"\n",
+                "[upstream]\nurl = \"{}\"\n\n[scim]\ntokens = [\"{TOKEN}\"]\n\n[chamilo]\nusername = \"{}\"\napi_key = \"{}\"\nsecurity_key = \"{}\"\n",
                 chamilo.base_url, chamilo.admin_username, chamilo.admin_api_key, chamilo.security_key
             ),
         ),
@@ -54,6 +54,22 @@ async fn scim2_tester_passes_against_the_binary_and_chamilo() {
 
     let base = scim.base.clone();
     scim_support::assert_scim2_passes(bin, base, "the binary + stand-in").await;
+    // The tool's deletions were soft: Chamilo still holds those accounts, deactivated.
+    let state = chamilo.state();
+    let soft_deleted: Vec<&str> = state
+        .users()
+        .filter(|u| {
+            u.extra
+                .get("scim_user_name")
+                .cloned()
+                .flatten()
+                .is_some_and(|v| v.starts_with("scim-deprovisioned:"))
+        })
+        .inspect(|u| assert_eq!(u.active, 0, "{}", u.username))
+        .map(|u| u.username.as_str())
+        .collect();
+    assert!(!soft_deleted.is_empty(), "no account was deleted softly");
+    println!("accounts deleted (softly) by scim2: {}", soft_deleted.len());
 }
 
 /// Two free loopback ports (bound, then released for the binary to take).

@@ -19,6 +19,10 @@
 //! before any call. Accounts named in `protected_logins` (the service account, administrators)
 //! cannot be changed or deleted through SCIM.
 //!
+//! `DELETE` under the default policy is a soft delete (`super::deprovisioned`): the account is
+//! deactivated and hidden from SCIM on every replica; a later create with its userName or
+//! externalId revives it under its old id.
+//!
 //! `/Schemas` advertises only what comes back as it was sent (see [`ChamiloDirectory`]'s
 //! capabilities): one work e-mail and one work phone number, one role. `primary` is accepted
 //! (it picks the value kept) but not returned. `password` is never returned.
@@ -29,7 +33,8 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use super::client::{ChamiloClient, DeleteOutcome, NewAccount};
+use super::client::{ChamiloClient, DeleteOutcome, NewAccount, Profile};
+use super::deprovisioned;
 use super::error::ChamiloError;
 use super::index::{Account, AccountLookup, IndexFields};
 use super::kept::KeptAttributes;
@@ -45,12 +50,13 @@ use crate::scim::filter::CompValue;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Deprovision {
-    /// `active=0` (the account and its history stay).
+    /// A soft delete: `active=0` and the SCIM identity tombstoned (see `deprovisioned`); the
+    /// account and its history stay in Chamilo, SCIM answers 404 until a create revives it.
     #[default]
     Deactivate,
     /// A hard delete; refused (409) for the only teacher of a course.
     Delete,
-    /// A hard delete, falling back to deactivation for the only teacher of a course.
+    /// A hard delete, falling back to the soft delete for the only teacher of a course.
     DeleteOrDeactivate,
 }
 
@@ -241,6 +247,17 @@ fn storable(attr: &str, value: &str, max: Option<usize>) -> Result<(), Directory
     Ok(())
 }
 
+/// A value that would read as a deprovisioned account's tombstone.
+fn reserved_prefix(attr: &str) -> DirectoryError {
+    invalid(
+        attr,
+        format!(
+            "values beginning with '{}' are reserved for accounts deleted through SCIM",
+            deprovisioned::PREFIX
+        ),
+    )
+}
+
 fn plausible_email(email: &str) -> bool {
     match email.rsplit_once('@') {
         Some((local, domain)) => {
@@ -277,6 +294,9 @@ impl ChamiloMapping {
             .ok_or_else(|| invalid("userName", "required"))?
             .to_owned();
         storable("userName", &user_name, None)?;
+        if deprovisioned::is_tombstone(&user_name) {
+            return Err(reserved_prefix("userName"));
+        }
         let firstname = user.get_str("name.givenName").map(str::to_owned);
         if let Some(f) = &firstname {
             storable("name.givenName", f, Some(60))?;
@@ -299,6 +319,9 @@ impl ChamiloMapping {
         let external_id = user.external_id().map(str::to_owned);
         if let Some(e) = &external_id {
             storable("externalId", e, None)?;
+            if deprovisioned::is_tombstone(e) {
+                return Err(reserved_prefix("externalId"));
+            }
         }
         let employee = format!("{ENTERPRISE_SCHEMA}:employeeNumber");
         let official_code = user.get_str(&employee).map(str::to_owned);
@@ -468,6 +491,16 @@ fn from_chamilo(e: ChamiloError) -> DirectoryError {
     }
 }
 
+/// A deprovisioned account a create may bring back.
+struct Revivable {
+    account: Account,
+    /// The extra field and tombstone it was found by: the SOAP handle for a new password or
+    /// login.
+    handle: (String, String),
+    /// Whether the handle names this account alone in Chamilo.
+    handle_is_unique: bool,
+}
+
 /// Chamilo as a SCIM directory.
 pub struct ChamiloDirectory {
     client: Arc<ChamiloClient>,
@@ -556,12 +589,163 @@ impl ChamiloDirectory {
         Ok(())
     }
 
+    /// The account with this id as SCIM sees it: `None` when there is none, and when it was
+    /// deleted through SCIM (deprovisioned), also by another replica.
     async fn account(&self, id: &str) -> Result<Option<Account>, DirectoryError> {
         let Ok(id) = id.parse::<u64>() else {
             return Ok(None);
         };
         self.ensure_index().await?;
-        self.lookup.by_id(id).await.map_err(from_chamilo)
+        let before = self.lookup.index.by_id(id);
+        match self.lookup.by_id(id).await.map_err(from_chamilo)? {
+            Some(a) if deprovisioned::is_deprovisioned(&a) => Ok(None),
+            Some(a) => self.unless_deprovisioned_elsewhere(a).await,
+            None => match before.filter(deprovisioned::is_deprovisioned) {
+                Some(tombstoned) => self.revived_elsewhere(&tombstoned).await,
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// An account this replica knows as made outside SCIM (no userName field) may have been
+    /// deleted through another replica since the last listing, which adopts it under the
+    /// tombstone of its login: one fresh lookup of that tombstone tells. Any other account
+    /// was just confirmed by its live userName or externalId value, and passes at no cost.
+    async fn unless_deprovisioned_elsewhere(
+        &self,
+        account: Account,
+    ) -> Result<Option<Account>, DirectoryError> {
+        if account.user_name.is_some() || account.partial {
+            return Ok(Some(account));
+        }
+        let mark = deprovisioned::tombstone(&account.login);
+        let fresh = self
+            .client
+            .users_by_extra_field(&self.mapping.fields.user_name, &mark, false)
+            .await
+            .map_err(from_chamilo)?;
+        if !fresh.iter().any(|p| p.id == account.id) {
+            return Ok(Some(account));
+        }
+        let mut gone = account;
+        gone.user_name = Some(mark);
+        gone.active = false;
+        self.lookup.index.upsert(gone);
+        Ok(None)
+    }
+
+    /// An account this replica holds as deprovisioned whose tombstone Chamilo no longer has:
+    /// another replica revived it (or it was deleted in Chamilo). It is found again by its
+    /// former userName or externalId when it came back under one of them.
+    async fn revived_elsewhere(&self, t: &Account) -> Result<Option<Account>, DirectoryError> {
+        if let Some(un) = t.user_name.as_deref().and_then(deprovisioned::original) {
+            let found = self.lookup.by_user_name(un).await.map_err(from_chamilo)?;
+            if let Some(a) = found.filter(|a| a.id == t.id) {
+                return Ok(Some(a));
+            }
+        }
+        if let Some(ext) = t.external_id.as_deref().and_then(deprovisioned::original) {
+            let found = self
+                .lookup
+                .by_external_id(ext)
+                .await
+                .map_err(from_chamilo)?;
+            if let Some(a) = found.filter(|a| a.id == t.id) {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The deprovisioned account whose `field` holds the tombstone of `value` (one fresh
+    /// call), for a create to revive. `case_insensitive` as SCIM compares the attribute
+    /// (userName yes, externalId no). Chamilo matches case- and accent-insensitively: an
+    /// account the index knows under another tombstone is someone else and left out. More
+    /// than one match is a conflict (never merged).
+    async fn deprovisioned_by(
+        &self,
+        attr: &str,
+        field: &str,
+        value: &str,
+        case_insensitive: bool,
+    ) -> Result<Option<Revivable>, DirectoryError> {
+        let mark = deprovisioned::tombstone(value);
+        let same = |stored: &str| {
+            if case_insensitive {
+                stored.trim().to_lowercase() == mark.trim().to_lowercase()
+            } else {
+                stored == mark
+            }
+        };
+        let by_user_name = field == self.mapping.fields.user_name;
+        let fresh = self
+            .client
+            .users_by_extra_field(field, &mark, false)
+            .await
+            .map_err(from_chamilo)?;
+        // Chamilo's SOAP handle lookup sees every account, reserved ones too.
+        let handle_is_unique = fresh.len() == 1;
+        let fresh: Vec<Profile> = fresh
+            .into_iter()
+            .filter(|p| {
+                let probe = Account {
+                    id: p.id,
+                    login: p.username.clone(),
+                    status: Some(p.status),
+                    ..Account::default()
+                };
+                !self.mapping.is_protected(&p.username) && !self.lookup.is_reserved(&probe)
+            })
+            .collect();
+        let mut matching: Vec<(Profile, Option<Account>)> = fresh
+            .into_iter()
+            .map(|p| {
+                let known = self.lookup.index.by_id(p.id);
+                (p, known)
+            })
+            .filter(|(_, known)| {
+                let stored = known.as_ref().and_then(|k| {
+                    if by_user_name {
+                        k.user_name.clone()
+                    } else {
+                        k.external_id.clone()
+                    }
+                });
+                stored
+                    .filter(|v| deprovisioned::is_tombstone(v))
+                    .is_none_or(|v| same(&v))
+            })
+            .collect();
+        if matching.len() > 1 {
+            let ids: Vec<String> = matching.iter().map(|(p, _)| p.id.to_string()).collect();
+            return Err(DirectoryError::Conflict {
+                detail: format!(
+                    "several Chamilo accounts deleted through SCIM had this {attr} (ids {}); reactivate the right one by clearing the others' {field} field in Chamilo",
+                    ids.join(", ")
+                ),
+            });
+        }
+        let Some((profile, known)) = matching.pop() else {
+            return Ok(None);
+        };
+        let mut account = known.unwrap_or_else(|| Account {
+            id: profile.id,
+            lastname: profile.full_name.clone(),
+            partial: true,
+            ..Account::default()
+        });
+        account.login = profile.username;
+        // Deprovisioned accounts are inactive unless an administrator reactivated them in
+        // Chamilo; assuming inactive is the safe side for the SOAP call (see edit_credentials).
+        account.active = false;
+        account.phone = Some(profile.phone);
+        account.official_code = Some(profile.official_code);
+        account.status = Some(profile.status);
+        Ok(Some(Revivable {
+            account,
+            handle: (field.to_owned(), mark),
+            handle_is_unique,
+        }))
     }
 
     async fn create_user(&self, user: User) -> Result<User, DirectoryError> {
@@ -581,29 +765,8 @@ impl ChamiloDirectory {
                 ),
             });
         }
-        if self
-            .lookup
-            .by_user_name(&m.user_name)
-            .await
-            .map_err(from_chamilo)?
-            .is_some()
-        {
-            return Err(DirectoryError::Conflict {
-                detail: "userName is already in use".into(),
-            });
-        }
-        if let Some(ext) = &m.external_id {
-            if self
-                .lookup
-                .by_external_id(ext)
-                .await
-                .map_err(from_chamilo)?
-                .is_some()
-            {
-                return Err(DirectoryError::Conflict {
-                    detail: "externalId is already in use".into(),
-                });
-            }
+        if let Some(revivable) = self.existing_for_create(&m).await? {
+            return self.revive(revivable, &m).await;
         }
         let candidates = login_candidates(
             &m.user_name,
@@ -687,6 +850,115 @@ impl ChamiloDirectory {
         Ok(self.to_user(&account))
     }
 
+    /// What a create of `m` meets in Chamilo: `Ok(None)` when the userName and externalId
+    /// are free, the deprovisioned account to revive when one had them, else a conflict.
+    /// The live and tombstone lookups run concurrently (one fresh call each).
+    async fn existing_for_create(&self, m: &Mapped) -> Result<Option<Revivable>, DirectoryError> {
+        let fields = &self.mapping.fields;
+        let ext = m.external_id.as_deref();
+        let (live_un, live_ext, dead_un, dead_ext) = tokio::try_join!(
+            async {
+                self.lookup
+                    .by_user_name(&m.user_name)
+                    .await
+                    .map_err(from_chamilo)
+            },
+            async {
+                match ext {
+                    Some(e) => self.lookup.by_external_id(e).await.map_err(from_chamilo),
+                    None => Ok(None),
+                }
+            },
+            self.deprovisioned_by("userName", &fields.user_name, &m.user_name, true),
+            async {
+                match ext {
+                    Some(e) => {
+                        self.deprovisioned_by("externalId", &fields.external_id, e, false)
+                            .await
+                    }
+                    None => Ok(None),
+                }
+            },
+        )?;
+        let dead_ids: Vec<u64> = [&dead_un, &dead_ext]
+            .into_iter()
+            .flatten()
+            .map(|r| r.account.id)
+            .collect();
+        // A live answer about a deprovisioned account comes from this replica's stale view
+        // (an account made outside SCIM, deleted through another replica): it is the
+        // deprovisioned one.
+        let live = |a: Option<Account>| {
+            a.filter(|a| !deprovisioned::is_deprovisioned(a) && !dead_ids.contains(&a.id))
+        };
+        let reviving = dead_un.as_ref().or(dead_ext.as_ref()).map(|r| r.account.id);
+        let besides = |what: &str| {
+            match reviving {
+            Some(id) => format!(
+                "{what} is already in use by another account than the one deleted through SCIM (id {id}) that this create would reactivate"
+            ),
+            None => format!("{what} is already in use"),
+        }
+        };
+        if live(live_un).is_some() {
+            return Err(DirectoryError::Conflict {
+                detail: besides("userName"),
+            });
+        }
+        if live(live_ext).is_some() {
+            return Err(DirectoryError::Conflict {
+                detail: besides("externalId"),
+            });
+        }
+        match (dead_un, dead_ext) {
+            (Some(a), Some(b)) if a.account.id != b.account.id => Err(DirectoryError::Conflict {
+                detail: format!(
+                    "the userName belonged to the account deleted through SCIM with id {} and the externalId to another one, id {}; they are not merged",
+                    a.account.id, b.account.id
+                ),
+            }),
+            (Some(a), _) => Ok(Some(a)),
+            (None, b) => Ok(b),
+        }
+    }
+
+    /// Brings a deprovisioned account back for a create (same id, its history in Chamilo):
+    /// the new state is applied like a PUT, the tombstones are replaced by the new userName
+    /// and externalId and the account is activated (unless `active: false` was sent), in the
+    /// last call, so that a failure before it leaves the account deprovisioned.
+    async fn revive(&self, r: Revivable, m: &Mapped) -> Result<User, DirectoryError> {
+        let current = r.account;
+        // The login stays unless it is not one derived from the new userName (revived by
+        // externalId under another userName): then it is renamed like a PUT would.
+        let candidates = login_candidates(
+            &m.user_name,
+            self.mapping.login_rules,
+            self.mapping.login_transform,
+        )
+        .map_err(|e| invalid("userName", e.to_string()))?;
+        let renamed = !candidates
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(&current.login));
+        let mut login = current.login.clone();
+        if renamed || m.password.is_some() {
+            if !r.handle_is_unique {
+                return Err(DirectoryError::Conflict {
+                    detail: "several Chamilo accounts carry the tombstone of the account to reactivate; its password or login cannot be set".into(),
+                });
+            }
+            let (field, value) = (&r.handle.0, &r.handle.1);
+            login = self
+                .edit_credentials(&current, (field, value), m, renamed)
+                .await?;
+        }
+        let user = self.write_account(&current, login, m, false, true).await?;
+        tracing::info!(
+            chamilo.user_id = current.id,
+            "reactivated a user deleted through SCIM"
+        );
+        Ok(user)
+    }
+
     async fn replace_user(&self, id: &str, user: User) -> Result<User, DirectoryError> {
         let m = self.mapping.map(&user)?;
         let current = self.account(id).await?.ok_or(DirectoryError::NotFound)?;
@@ -723,11 +995,36 @@ impl ChamiloDirectory {
                 self.adopt(&current).await?;
                 current.user_name = Some(current.login.clone());
             }
-            login = self.edit_credentials(&current, &m, renamed).await?;
+            let handle = current.user_name.clone().unwrap_or(current.login.clone());
+            login = self
+                .edit_credentials(
+                    &current,
+                    (&self.mapping.fields.user_name, &handle),
+                    &m,
+                    renamed,
+                )
+                .await?;
         }
+        self.write_account(&current, login, &m, user.active().is_none(), false)
+            .await
+    }
+
+    /// Writes the full new state `m` of `current` (whose login is now `login`) in one
+    /// `update_user_from_username` call, records it in the index and returns it.
+    /// `active_unassigned`: the new state has no `active` (see `KeptAttributes`). `revive`:
+    /// `current` is a deprovisioned account brought back by a create, whose state is the
+    /// create's alone (nothing is kept from before, the tombstones are overwritten).
+    async fn write_account(
+        &self,
+        current: &Account,
+        login: String,
+        m: &Mapped,
+        active_unassigned: bool,
+        revive: bool,
+    ) -> Result<User, DirectoryError> {
         // A value the proxy never knew (an account learned from a fresh lookup only) is
         // left alone when the new state lacks it; a known one is cleared.
-        let keep_unknown = current.partial;
+        let keep_unknown = current.partial && !revive;
         let mut changes: Vec<(&str, String)> =
             vec![("active", if m.active { "1" } else { "0" }.into())];
         match (&m.firstname, keep_unknown) {
@@ -771,13 +1068,14 @@ impl ChamiloDirectory {
         // Without `active` (PUT without it, PATCH remove) the account is active, Chamilo's only
         // unassigned state, and the absence is remembered so that it round-trips.
         let kept = KeptAttributes {
-            active_unassigned: user.active().is_none(),
+            active_unassigned,
             ..m.kept.clone()
         };
         let attributes = kept.encode();
         // Written when there is something to keep or to clear. Like the names above, what
-        // a partial account holds is unknown and not cleared by a state that lacks it.
-        if !attributes.is_empty() || current.attributes.is_some() {
+        // a partial account holds is unknown and not cleared by a state that lacks it,
+        // except by a revival, whose state is the create's alone.
+        if !attributes.is_empty() || current.attributes.is_some() || (revive && current.partial) {
             extra.push((self.mapping.fields.attributes.clone(), attributes.clone()));
         }
         self.client
@@ -802,7 +1100,7 @@ impl ChamiloDirectory {
                 (None, false) => String::new(),
             },
             email: m.email.clone().unwrap_or(current.email.clone()),
-            partial: current.partial && (m.firstname.is_none() || m.email.is_none()),
+            partial: keep_unknown && (m.firstname.is_none() || m.email.is_none()),
             phone: m.phone.clone(),
             official_code: m.official_code.clone(),
             status: m.status.or(current.status),
@@ -812,17 +1110,17 @@ impl ChamiloDirectory {
         Ok(self.to_user(&account))
     }
 
-    /// Renames and/or sets the password through SOAP, addressed by the userName handle.
+    /// Renames and/or sets the password through SOAP, addressed by a handle: an extra field
+    /// and a value only this account holds (its userName, or a deprovisioned one's tombstone).
     /// `WSEditUserCredentials` refuses inactive users, so those are activated for the call and
     /// deactivated again. Returns the login in force afterwards.
     async fn edit_credentials(
         &self,
         current: &Account,
+        (field, handle): (&str, &str),
         m: &Mapped,
         renamed: bool,
     ) -> Result<String, DirectoryError> {
-        let handle = current.user_name.clone().unwrap_or(current.login.clone());
-        let field = self.mapping.fields.user_name.clone();
         let logins = if !renamed {
             vec![current.login.clone()]
         } else {
@@ -846,7 +1144,7 @@ impl ChamiloDirectory {
         for login in logins {
             match self
                 .client
-                .edit_user_credentials(&field, &handle, &login, password.as_ref())
+                .edit_user_credentials(field, handle, &login, password.as_ref())
                 .await
             {
                 Ok(true) => {
@@ -897,23 +1195,35 @@ impl ChamiloDirectory {
         if self.mapping.is_protected(&current.login) || self.lookup.is_reserved(&current) {
             return Err(reserved_account());
         }
+        // A soft delete (see `deprovisioned`): the deactivation and the tombstones go in one
+        // call, so a failure changes nothing. An account made outside SCIM is adopted under
+        // the tombstone of its login (the userName it answered to).
         let deactivate = || async {
-            // The first write through SCIM adopts an account made outside it.
-            let adopt: Vec<(String, String)> = if current.user_name.is_none() {
-                vec![(self.mapping.fields.user_name.clone(), current.login.clone())]
-            } else {
-                Vec::new()
-            };
+            let fields = &self.mapping.fields;
+            let answers_to = current.user_name.as_deref().unwrap_or(&current.login);
+            let user_name = deprovisioned::tombstone(answers_to);
+            let external_id = current.external_id.as_deref().map(deprovisioned::tombstone);
+            let mut extra = vec![(fields.user_name.clone(), user_name.clone())];
+            match &external_id {
+                Some(t) => extra.push((fields.external_id.clone(), t.clone())),
+                // Unknown to this replica (learned from a fresh lookup only): cleared, so
+                // that it cannot find the account any more.
+                None if current.partial => extra.push((fields.external_id.clone(), String::new())),
+                None => {}
+            }
             self.client
-                .update_user(&current.login, &[("active", "0".into())], &adopt)
+                .update_user(&current.login, &[("active", "0".into())], &extra)
                 .await
                 .map_err(from_chamilo)?;
             let mut a = current.clone();
             a.active = false;
-            if a.user_name.is_none() {
-                a.user_name = Some(a.login.clone());
-            }
+            a.user_name = Some(user_name);
+            a.external_id = external_id;
             self.lookup.index.upsert(a);
+            tracing::info!(
+                chamilo.user_id = current.id,
+                "deactivated a user deleted through SCIM; it answers 404 until created again"
+            );
             Ok(())
         };
         match self.mapping.deprovision {
@@ -950,6 +1260,7 @@ impl ChamiloDirectory {
             .snapshot()
             .iter()
             .filter(|a| !managed_only || a.user_name.is_some())
+            .filter(|a| !deprovisioned::is_deprovisioned(a))
             .collect()
     }
 
@@ -963,19 +1274,30 @@ impl ChamiloDirectory {
         let candidates: Vec<Account> = match &query.filter {
             Some(f) => {
                 if let Some(v) = f.equality_on("userName").and_then(str_of) {
-                    self.lookup
-                        .by_user_name(&v)
-                        .await
-                        .map_err(from_chamilo)?
-                        .into_iter()
-                        .collect()
+                    if deprovisioned::is_tombstone(&v) {
+                        // Not a SCIM value (refused on writes): nothing has it.
+                        Vec::new()
+                    } else {
+                        match self.lookup.by_user_name(&v).await.map_err(from_chamilo)? {
+                            Some(a) => self
+                                .unless_deprovisioned_elsewhere(a)
+                                .await?
+                                .into_iter()
+                                .collect(),
+                            None => Vec::new(),
+                        }
+                    }
                 } else if let Some(v) = f.equality_on("externalId").and_then(str_of) {
-                    self.lookup
-                        .by_external_id(&v)
-                        .await
-                        .map_err(from_chamilo)?
-                        .into_iter()
-                        .collect()
+                    if deprovisioned::is_tombstone(&v) {
+                        Vec::new()
+                    } else {
+                        self.lookup
+                            .by_external_id(&v)
+                            .await
+                            .map_err(from_chamilo)?
+                            .into_iter()
+                            .collect()
+                    }
                 } else if let Some(v) = f.equality_on("id").and_then(str_of) {
                     self.account(&v).await?.into_iter().collect()
                 } else {
@@ -986,7 +1308,11 @@ impl ChamiloDirectory {
         };
         let candidates: Vec<Account> = candidates
             .into_iter()
-            .filter(|a| !self.mapping.is_protected(&a.login) && !self.lookup.is_reserved(a))
+            .filter(|a| {
+                !self.mapping.is_protected(&a.login)
+                    && !self.lookup.is_reserved(a)
+                    && !deprovisioned::is_deprovisioned(a)
+            })
             .collect();
         let users = candidates.iter().map(|a| self.to_user(a)).collect();
         Ok(query.select(users))

@@ -871,6 +871,20 @@ impl AccountLookup {
                 .await?;
             proven_active = Some(false);
         }
+        // An account this index holds as deleted through SCIM that Chamilo finds by a live
+        // value was revived by another replica: the entry is stale, forget it (the account
+        // is then learned like one made elsewhere).
+        if !super::deprovisioned::is_tombstone(value) {
+            for p in &fresh {
+                if self
+                    .index
+                    .by_id(p.id)
+                    .is_some_and(|a| super::deprovisioned::is_deprovisioned(&a))
+                {
+                    self.index.remove(p.id);
+                }
+            }
+        }
         let Some(profile) = self.pick(&fresh, known.as_ref(), &exact).cloned() else {
             if let Some(k) = known {
                 self.index.remove(k.id);

@@ -16,6 +16,7 @@
 //! 4. `backend.directory` is the SCIM engine's `Directory`.
 
 pub mod client;
+pub mod deprovisioned;
 pub mod directory;
 pub mod error;
 pub mod index;
