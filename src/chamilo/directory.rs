@@ -824,14 +824,30 @@ impl ChamiloDirectory {
         let managed_only = self.mapping.list_scope == ListScope::Managed;
         self.lookup
             .index
-            .snapshot()
-            .iter()
-            .filter(|a| !managed_only || a.user_name.is_some())
-            .collect()
+            .accounts(|a| !managed_only || a.user_name().is_some())
     }
 
     async fn find_users(&self, query: &ListQuery) -> Result<Page, DirectoryError> {
         self.ensure_index().await?;
+        if query.filter.is_none() && query.sort.is_none() {
+            // Paging (Okta's imports): only the page is copied out of the index, in id order.
+            let managed_only = self.mapping.list_scope == ListScope::Managed;
+            let reserved = self.lookup.reserved_check();
+            let page = self.lookup.index.page(
+                |a| {
+                    (!managed_only || a.user_name().is_some())
+                        && !self.mapping.is_protected(a.login())
+                        && !reserved(a)
+                },
+                query.start_index.max(1) - 1,
+                query.count,
+            );
+            let resources = page.accounts.iter().map(|a| self.to_user(a)).collect();
+            return Ok(Page {
+                total: page.total,
+                resources,
+            });
+        }
         let str_of = |v: &CompValue| match v {
             CompValue::Str(s) => Some(s.clone()),
             CompValue::Num(n) => Some(n.to_string()),
