@@ -30,7 +30,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{ChamiloClient, DeleteOutcome, NewAccount};
 use super::error::ChamiloError;
-use super::index::{Account, AccountLookup, IndexFields};
+use super::index::{Account, AccountLookup, AccountRef, IndexFields};
 use super::username::{login_candidates, LoginRules, LoginTransform};
 use crate::config::Secret;
 use crate::directory::{
@@ -819,35 +819,39 @@ impl ChamiloDirectory {
         }
     }
 
-    /// The index's accounts in the configured list scope.
-    fn listed(&self) -> Vec<Account> {
+    /// A search the index cannot answer by key (no filter, or a filter on other attributes):
+    /// the accounts in the configured list scope, never protected or reserved ones. Paging
+    /// without a filter or sort (Okta's imports) copies only the page, in id order; other
+    /// searches look at the index a chunk at a time.
+    fn search(&self, query: &ListQuery) -> Page {
         let managed_only = self.mapping.list_scope == ListScope::Managed;
-        self.lookup
+        let reserved = self.lookup.reserved_check();
+        let keep = |a: AccountRef<'_>| {
+            (!managed_only || a.user_name().is_some())
+                && !self.mapping.is_protected(a.login())
+                && !reserved(a)
+        };
+        if query.filter.is_none() && query.sort.is_none() {
+            let page = self
+                .lookup
+                .index
+                .page(keep, query.start_index.max(1) - 1, query.count);
+            let resources = page.accounts.iter().map(|a| self.to_user(a)).collect();
+            return Page {
+                total: page.total,
+                resources,
+            };
+        }
+        let chunks = self
+            .lookup
             .index
-            .accounts(|a| !managed_only || a.user_name().is_some())
+            .chunks(keep, SEARCH_CHUNK)
+            .map(|accounts| accounts.iter().map(|a| self.to_user(a)).collect());
+        query.select_chunks(chunks)
     }
 
     async fn find_users(&self, query: &ListQuery) -> Result<Page, DirectoryError> {
         self.ensure_index().await?;
-        if query.filter.is_none() && query.sort.is_none() {
-            // Paging (Okta's imports): only the page is copied out of the index, in id order.
-            let managed_only = self.mapping.list_scope == ListScope::Managed;
-            let reserved = self.lookup.reserved_check();
-            let page = self.lookup.index.page(
-                |a| {
-                    (!managed_only || a.user_name().is_some())
-                        && !self.mapping.is_protected(a.login())
-                        && !reserved(a)
-                },
-                query.start_index.max(1) - 1,
-                query.count,
-            );
-            let resources = page.accounts.iter().map(|a| self.to_user(a)).collect();
-            return Ok(Page {
-                total: page.total,
-                resources,
-            });
-        }
         let str_of = |v: &CompValue| match v {
             CompValue::Str(s) => Some(s.clone()),
             CompValue::Num(n) => Some(n.to_string()),
@@ -872,10 +876,10 @@ impl ChamiloDirectory {
                 } else if let Some(v) = f.equality_on("id").and_then(str_of) {
                     self.account(&v).await?.into_iter().collect()
                 } else {
-                    self.listed()
+                    return Ok(self.search(query));
                 }
             }
-            None => self.listed(),
+            None => return Ok(self.search(query)),
         };
         let candidates: Vec<Account> = candidates
             .into_iter()
@@ -885,6 +889,9 @@ impl ChamiloDirectory {
         Ok(query.select(users))
     }
 }
+
+/// Accounts converted to SCIM at a time by a search the index cannot answer by key.
+const SEARCH_CHUNK: usize = 1024;
 
 /// The core attributes `ChamiloMapping::map` reads: the engine drops every other one before
 /// the directory sees it, so each source of the mapping table above must be listed.

@@ -515,10 +515,37 @@ impl UserIndex {
         page
     }
 
-    /// Every account `keep` chooses, in id order (copies them: for searches that must look
-    /// at every account's attributes).
-    pub fn accounts(&self, keep: impl Fn(AccountRef<'_>) -> bool) -> Vec<Account> {
-        self.page(keep, 0, usize::MAX).accounts
+    /// The accounts `keep` chooses, in id order, `size` at a time (for searches that must
+    /// look at every account's attributes: only one chunk is copied at a time). Each chunk is
+    /// read under its own lock, so writes may land between chunks; every account is still
+    /// seen at most once.
+    pub fn chunks<'a, K>(&'a self, keep: K, size: usize) -> impl Iterator<Item = Vec<Account>> + 'a
+    where
+        K: Fn(AccountRef<'_>) -> bool + 'a,
+    {
+        let size = size.max(1);
+        let mut after: Option<u64> = None;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let inner = self.read();
+            let entries = &inner.maps.entries;
+            let from = after.map_or(0, |id| entries.partition_point(|e| e.id <= id));
+            let mut chunk = Vec::with_capacity(size.min(entries.len()));
+            for e in entries.get(from..).unwrap_or_default() {
+                if chunk.len() == size {
+                    break;
+                }
+                after = Some(e.id);
+                if keep(AccountRef(e)) {
+                    chunk.push(e.unpack());
+                }
+            }
+            done = chunk.len() < size;
+            (!chunk.is_empty()).then_some(chunk)
+        })
     }
 
     /// The account with this id.
@@ -1195,9 +1222,23 @@ mod tests {
         assert!(idx.page(managed, 9, 2).accounts.is_empty());
         let all = idx.page(|_| true, 0, 0);
         assert_eq!((all.total, all.accounts.len()), (9, 0));
-        let not_u5 = idx.accounts(|a| a.login() != "u5" && a.active());
-        assert_eq!(not_u5.len(), 8);
-        assert_eq!(not_u5[0], acc(1, "u1", None, None));
+        let chunks: Vec<Vec<u64>> = idx
+            .chunks(|a| a.login() != "u5" && a.active(), 3)
+            .map(|c| c.iter().map(|a| a.id).collect())
+            .collect();
+        assert_eq!(chunks, vec![vec![1, 2, 3], vec![4, 6, 7], vec![8, 9]]);
+        let mut chunks = idx.chunks(managed, 2);
+        assert_eq!(chunks.next().map(|c| c.len()), Some(2));
+        // A write between chunks: the next chunk continues after the last id seen.
+        idx.remove(2);
+        idx.upsert(acc(1, "u1", Some("u1@x"), None));
+        assert_eq!(
+            chunks
+                .next()
+                .map(|c| c.iter().map(|a| a.id).collect::<Vec<_>>()),
+            Some(vec![6, 8])
+        );
+        assert!(chunks.next().is_none());
     }
 
     #[test]
