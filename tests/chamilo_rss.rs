@@ -4,6 +4,8 @@
 //!
 //! `cargo test --release --test chamilo_rss -- --ignored --nocapture index_rebuild_peak_rss`
 
+mod chamilo_bench_support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
 use chamilo_scim_proxy::chamilo::index::{AccountLookup, IndexFields, UserIndex};
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
-use chamilo_scim_proxy::standin::{NewUser, Standin, StandinConfig};
+use chamilo_scim_proxy::standin::{Standin, StandinConfig};
 
 const CHILD: &str = "CHAMILO_RSS_STANDIN_USERS";
 
@@ -39,32 +41,7 @@ async fn serve_standin() {
         return;
     };
     let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
-    {
-        let mut state = chamilo.state();
-        for i in 1..=n {
-            state
-                .insert_user(NewUser {
-                    username: format!("firstname.lastname{i}"),
-                    firstname: Some("Firstname".into()),
-                    lastname: format!("Lastname{i}"),
-                    email: format!("firstname.lastname{i}@example-university.org"),
-                    password: "x".into(),
-                    status: 5,
-                    extra: vec![
-                        (
-                            "scim_user_name".into(),
-                            Some(format!("firstname.lastname{i}@example-university.org")),
-                        ),
-                        (
-                            "scim_external_id".into(),
-                            Some(format!("{:08x}-1d2c-4b7a-9e3f-{:012x}", i * 7919, i)),
-                        ),
-                    ],
-                    ..NewUser::default()
-                })
-                .unwrap();
-        }
-    }
+    chamilo_bench_support::seed_managed(&chamilo, n);
     println!("STANDIN {} {}", chamilo.base_url, chamilo.admin_api_key);
     // Until the parent closes stdin (bounded by the parent's own run).
     tokio::task::spawn_blocking(|| {
