@@ -72,13 +72,37 @@ impl Row {
         hop * (client_hops * self.times.len() as u64 + self.calls) as u32
     }
 
-    fn line(&self, accounts: usize, client_hops: u64, hop: Duration) -> String {
+    /// The row as a Markdown table line. `pass` and `bare` are the floor rows: the median
+    /// proxy work of an operation with k calls is its p50 minus what the same round trips
+    /// cost without SCIM work: one pass-through call (client hop, forwarding, one Chamilo
+    /// hop) plus k - 1 bare calls (zero calls: the pass-through minus the bare call, i.e. the
+    /// client hop).
+    fn line(
+        &self,
+        accounts: usize,
+        client_hops: u64,
+        hop: Duration,
+        floors: Option<(&Row, &Row)>,
+    ) -> String {
         let n = self.times.len() as f64;
         let total = self.total().as_secs_f64();
         let own = self.own();
         let net = own.saturating_sub(self.floor(client_hops, hop));
+        let median = floors.map_or(String::from("—"), |(pass, bare)| {
+            let k = (self.calls as f64 / n).round() as u32;
+            let floor = match k {
+                0 => pass.p50().saturating_sub(bare.p50()),
+                k => pass.p50() + bare.p50() * (k - 1),
+            };
+            let work = self.p50().as_secs_f64() - floor.as_secs_f64();
+            format!(
+                "{:.0} µs ({:.1} %)",
+                work * 1e6,
+                work / self.p50().as_secs_f64() * 100.0
+            )
+        });
         format!(
-            "| {accounts} | {} | {:.2} | {:.2} ms | {:.2} ms | {:.1} % | {:.1} % | {:.0} |",
+            "| {accounts} | {} | {:.2} | {:.2} ms | {:.2} ms | {:.1} % | {:.1} % | {:.0} | {median} |",
             self.name,
             self.calls as f64 / n,
             self.p50().as_secs_f64() * 1000.0,
@@ -373,7 +397,10 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
         vm_mib(pid, "VmRSS:")
     ));
 
-    let mut rows = vec![bare.line(accounts, 0, hop), passed.line(accounts, 1, hop)];
+    let mut rows = vec![
+        bare.line(accounts, 0, hop, None),
+        passed.line(accounts, 1, hop, None),
+    ];
     let mut p50 = BTreeMap::new();
     for r in [
         &creates,
@@ -387,11 +414,11 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
         &pages,
         &scans,
     ] {
-        rows.push(r.line(accounts, 1, hop));
+        rows.push(r.line(accounts, 1, hop, Some((&passed, &bare))));
         p50.insert(r.name, r.p50());
     }
     rows.push(format!(
-        "| {accounts} | (loopback round trip per call, from the floor row) | | {:.0} µs | | | | |",
+        "| {accounts} | (loopback round trip per call, from the floor row) | | {:.0} µs | | | | | |",
         hop.as_secs_f64() * 1e6
     ));
     (rows, p50, memory)
@@ -417,8 +444,8 @@ async fn binary_costs_at_1k_10k_100k() {
         memory.extend(m);
         p50s.push(p);
     }
-    println!("\n| accounts | operation | Chamilo calls/op | p50 | p99 | raw own share | proxy share (net of loopback) | proxy µs/op |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("\n| accounts | operation | Chamilo calls/op | p50 | p99 | raw own share | proxy share (net of loopback) | proxy µs/op | median proxy work |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!("{r}");
     }

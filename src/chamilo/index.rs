@@ -749,7 +749,17 @@ impl AccountLookup {
     pub fn reserved_check(&self) -> impl Fn(AccountRef<'_>) -> bool {
         let r = self.reserved();
         move |a| {
-            r.anonymous_ids.contains(&a.id()) || r.logins.contains(&a.login().trim().to_lowercase())
+            let login = a.login().trim();
+            r.anonymous_ids.contains(&a.id())
+                || r.logins.iter().any(|l| {
+                    // Called for every account of a page's scan: no allocation for ASCII
+                    // logins (the reserved ones are stored lower-cased).
+                    if login.is_ascii() {
+                        l.eq_ignore_ascii_case(login)
+                    } else {
+                        *l == login.to_lowercase()
+                    }
+                })
         }
     }
 
@@ -1239,6 +1249,49 @@ mod tests {
             Some(vec![6, 8])
         );
         assert!(chunks.next().is_none());
+    }
+
+    #[test]
+    fn reserved_check_agrees_with_is_reserved() {
+        use super::super::client::{ClientSettings, Credentials};
+        let client = ChamiloClient::new(ClientSettings::new(
+            "http://127.0.0.1:9",
+            Credentials {
+                username: "admin".into(),
+                api_key: None,
+                password: None,
+                security_key: None,
+            },
+        ))
+        .unwrap();
+        let lookup = AccountLookup::new(
+            Arc::new(UserIndex::new()),
+            Arc::new(client),
+            IndexFields::default(),
+        );
+        lookup.set_protected_logins(
+            &["Admin".to_owned(), "ÉCOLE".to_owned()],
+            LoginRules {
+                login_is_email: false,
+            },
+        );
+        lookup.set_anonymous_ids(vec![7]);
+        let check = lookup.reserved_check();
+        for (id, login) in [
+            (1, "admin"),
+            (2, " ADMIN "),
+            (3, "école"),
+            (4, "École"),
+            (5, "bob"),
+            (6, "admin2"),
+            (7, "anon"),
+        ] {
+            lookup.index.upsert(acc(id, login, None, None));
+            let entry = lookup.index.by_id(id).unwrap();
+            let via_ref = lookup.index.page(|a| a.id() == id && check(a), 0, 1).total == 1;
+            assert_eq!(via_ref, lookup.is_reserved(&entry), "{login}");
+            assert_eq!(via_ref, !matches!(id, 5 | 6), "{login}");
+        }
     }
 
     #[test]
