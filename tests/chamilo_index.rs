@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
-use chamilo_scim_proxy::chamilo::index::{AccountLookup, IndexFields, UserIndex};
+use chamilo_scim_proxy::chamilo::index::{AccountLookup, AccountRef, IndexFields, UserIndex};
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
-use chamilo_scim_proxy::standin::{NewUser, Standin, StandinConfig, StandinHandle};
+use chamilo_scim_proxy::standin::{Cost, NewUser, Standin, StandinConfig, StandinHandle};
 
 const UN: &str = "scim_user_name";
 const EXT: &str = "scim_external_id";
@@ -310,4 +310,135 @@ async fn unmanaged_logins_answer_as_user_names_with_fresh_checks() {
         },
     );
     assert!(lookup.by_user_name("user000001").await.unwrap().is_none());
+}
+
+fn managed(a: AccountRef<'_>) -> bool {
+    a.user_name().is_some()
+}
+
+fn page_ids(lookup: &AccountLookup, skip: usize, take: usize) -> (usize, Vec<u64>) {
+    let page = lookup.index.page(managed, skip, take);
+    (page.total, page.accounts.iter().map(|a| a.id).collect())
+}
+
+/// A refresh while a client pages: changes made in Chamilo (added, renamed, deactivated,
+/// deleted) are diffed into the live index, writes made through the proxy while the listing
+/// was in flight are not undone by its older rows, and every page is one consistent state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_diffs_changes_behind_the_proxys_back_while_paging() {
+    let (chamilo, lookup) = setup(0).await;
+    let lookup = Arc::new(lookup);
+    let ids: Vec<u64> = (1..=12)
+        .map(|i| {
+            scim_user(
+                &chamilo,
+                &format!("u{i:02}"),
+                &format!("u{i:02}@example.org"),
+                &format!("E-{i}"),
+            )
+        })
+        .collect();
+    lookup.rebuild().await.unwrap();
+    // The service account and the anonymous user are listed too.
+    let others = lookup.index.len() - ids.len();
+    let (total, first) = page_ids(&lookup, 0, 4);
+    assert_eq!((total, first.as_slice()), (12, &ids[..4]));
+
+    // Behind the proxy's back, between two pages.
+    let added = scim_user(&chamilo, "u13", "u13@example.org", "E-13");
+    {
+        let mut state = chamilo.state();
+        assert!(state.rename_user(ids[5], "u06b"));
+        state
+            .user_mut(ids[5])
+            .unwrap()
+            .extra
+            .insert(UN.into(), Some("u06b@example.org".into()));
+        assert!(state.set_active(ids[6], false));
+        assert!(state.remove_user(ids[1]));
+        assert!(state.remove_user(ids[9]));
+    }
+
+    // A slow listing; while it is in flight, writes through the proxy (Chamilo and the
+    // index change together, after Chamilo computed the listing).
+    chamilo.set_cost(Cost {
+        latency: std::time::Duration::from_millis(300),
+        ..Cost::default()
+    });
+    chamilo.reset_calls();
+    let refresh = tokio::spawn({
+        let lookup = lookup.clone();
+        async move { lookup.rebuild().await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while chamilo.calls("get_users") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no listing requested");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut renamed = lookup.index.by_id(ids[7]).unwrap();
+    {
+        let mut state = chamilo.state();
+        assert!(state.rename_user(ids[7], "u08b"));
+        assert!(state.remove_user(ids[8]));
+    }
+    renamed.login = "u08b".into();
+    lookup.index.upsert(renamed);
+    lookup.index.remove(ids[8]);
+    let late = scim_user(&chamilo, "u14", "u14@example.org", "E-14");
+    let mut late_account = lookup.index.by_id(ids[0]).unwrap();
+    late_account.id = late;
+    late_account.login = "u14".into();
+    late_account.user_name = Some("u14@example.org".into());
+    late_account.external_id = Some("E-14".into());
+    lookup.index.upsert(late_account);
+    // The page taken meanwhile is consistent (its total matches its contents' state).
+    let (mid_total, mid) = page_ids(&lookup, 0, 100);
+    assert_eq!(mid_total, mid.len());
+    assert!(mid.windows(2).all(|w| w[0] < w[1]));
+
+    assert_eq!(
+        refresh.await.unwrap().unwrap(),
+        11 + others,
+        "the listing as Chamilo computed it: 12 - 2 deleted + 1 added"
+    );
+    chamilo.set_cost(Cost::default());
+
+    let idx = &lookup.index;
+    // Added, renamed, deactivated, deleted behind the proxy's back: all seen.
+    assert_eq!(idx.by_login("u13").map(|a| a.id), Some(added));
+    assert!(idx.by_login("u06").is_none());
+    assert!(idx.by_user_name("u06@example.org").is_none());
+    assert_eq!(
+        idx.by_user_name("U06B@example.org").map(|a| a.id),
+        Some(ids[5])
+    );
+    assert_eq!(idx.by_id(ids[6]).map(|a| a.active), Some(false));
+    assert!(idx.by_id(ids[1]).is_none());
+    assert!(idx.by_external_id("E-10").is_none());
+    // The proxy's own writes during the listing win over its older rows.
+    assert_eq!(idx.by_login("u08b").map(|a| a.id), Some(ids[7]));
+    assert!(idx.by_login("u08").is_none());
+    assert!(idx.by_id(ids[8]).is_none());
+    assert_eq!(idx.by_external_id("E-14").map(|a| a.id), Some(late));
+
+    // The next pages come from the new state, in id order, and pages partition it.
+    let mut expected: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| ![ids[1], ids[8], ids[9]].contains(id))
+        .chain([added, late])
+        .collect();
+    expected.sort_unstable();
+    let mut paged = Vec::new();
+    for skip in (0..20).step_by(4) {
+        let (total, page) = page_ids(&lookup, skip, 4);
+        assert_eq!(total, expected.len());
+        paged.extend(page);
+    }
+    assert_eq!(paged, expected);
+
+    // A second refresh agrees with Chamilo and changes nothing visible.
+    lookup.rebuild().await.unwrap();
+    assert_eq!(page_ids(&lookup, 0, 100).1, expected);
+    assert_eq!(idx.by_login("u08b").map(|a| a.id), Some(ids[7]));
 }

@@ -4,6 +4,8 @@
 //!
 //! `cargo test --release --test chamilo_rss -- --ignored --nocapture index_rebuild_peak_rss`
 
+mod chamilo_bench_support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
 use chamilo_scim_proxy::chamilo::index::{AccountLookup, IndexFields, UserIndex};
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
-use chamilo_scim_proxy::standin::{NewUser, Standin, StandinConfig};
+use chamilo_scim_proxy::standin::{Standin, StandinConfig};
 
 const CHILD: &str = "CHAMILO_RSS_STANDIN_USERS";
 
@@ -39,32 +41,7 @@ async fn serve_standin() {
         return;
     };
     let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
-    {
-        let mut state = chamilo.state();
-        for i in 1..=n {
-            state
-                .insert_user(NewUser {
-                    username: format!("firstname.lastname{i}"),
-                    firstname: Some("Firstname".into()),
-                    lastname: format!("Lastname{i}"),
-                    email: format!("firstname.lastname{i}@example-university.org"),
-                    password: "x".into(),
-                    status: 5,
-                    extra: vec![
-                        (
-                            "scim_user_name".into(),
-                            Some(format!("firstname.lastname{i}@example-university.org")),
-                        ),
-                        (
-                            "scim_external_id".into(),
-                            Some(format!("{:08x}-1d2c-4b7a-9e3f-{:012x}", i * 7919, i)),
-                        ),
-                    ],
-                    ..NewUser::default()
-                })
-                .unwrap();
-        }
-    }
+    chamilo_bench_support::seed_managed(&chamilo, n);
     println!("STANDIN {} {}", chamilo.base_url, chamilo.admin_api_key);
     // Until the parent closes stdin (bounded by the parent's own run).
     tokio::task::spawn_blocking(|| {
@@ -111,25 +88,53 @@ async fn index_rebuild_peak_rss() {
         .unwrap(),
     );
     let lookup = AccountLookup::new(Arc::new(UserIndex::new()), client, IndexFields::default());
-    // Reset the peak ("5" clears VmHWM) so that it covers the rebuild only.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    // Reset the peak ("5" clears VmHWM) so that it covers the step measured only.
+    let reset_peak = || {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    };
+    reset_peak();
     let before = status_kib("VmRSS:");
     let started = Instant::now();
     let n = lookup.rebuild().await.unwrap();
     let took = started.elapsed();
     let peak = status_kib("VmHWM:");
     let after = status_kib("VmRSS:");
-    let again = Instant::now();
-    lookup.rebuild().await.unwrap();
-    let took2 = again.elapsed();
-    let peak2 = status_kib("VmHWM:");
     println!(
-        "index rebuild of {n} accounts (stand-in in another process): RSS before {:.1} MiB, peak during {:.1} MiB, after {:.1} MiB ({took:?}); second rebuild (old generation still live): peak {:.1} MiB ({took2:?}); index estimate {:.1} MiB",
-        before as f64 / 1024.0,
-        peak as f64 / 1024.0,
-        after as f64 / 1024.0,
-        peak2 as f64 / 1024.0,
+        "first build of {n} accounts (stand-in in another process): RSS before {:.1} MiB, peak during {:.1} MiB, after {:.1} MiB ({took:?}); index estimate {:.1} MiB",
+        mib(before),
+        mib(peak),
+        mib(after),
         lookup.index.approx_bytes() as f64 / 1048576.0
+    );
+    for round in 1..=2 {
+        reset_peak();
+        let again = Instant::now();
+        lookup.rebuild().await.unwrap();
+        println!(
+            "refresh {round} (diffed into the live index): peak {:.1} MiB, after {:.1} MiB ({:?})",
+            mib(status_kib("VmHWM:")),
+            mib(status_kib("VmRSS:")),
+            again.elapsed()
+        );
+    }
+    // What paging costs: one page of 100 out of 100k, computed under the read lock.
+    reset_peak();
+    let t = Instant::now();
+    let page = lookup.index.page(|a| a.user_name().is_some(), 50_000, 100);
+    println!(
+        "one page of {} (of {}): peak {:.1} MiB, {:?}",
+        page.accounts.len(),
+        page.total,
+        mib(status_kib("VmHWM:")),
+        t.elapsed()
+    );
+    // A search the index cannot answer by key looks at every account, a chunk at a time.
+    reset_peak();
+    let seen: usize = lookup.index.chunks(|_| true, 1024).map(|c| c.len()).sum();
+    println!(
+        "all {seen} accounts in chunks of 1024 (searches by other attributes): peak {:.1} MiB",
+        mib(status_kib("VmHWM:"))
     );
     drop(child.stdin.take());
     let _ = child.wait();

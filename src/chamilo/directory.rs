@@ -36,7 +36,7 @@ use serde_json::{json, Map, Value};
 use super::client::{ChamiloClient, DeleteOutcome, NewAccount, Profile};
 use super::deprovisioned;
 use super::error::ChamiloError;
-use super::index::{Account, AccountLookup, IndexFields};
+use super::index::{Account, AccountLookup, AccountRef, IndexFields};
 use super::kept::KeptAttributes;
 use super::username::{login_candidates, LoginRules, LoginTransform};
 use crate::config::Secret;
@@ -1252,16 +1252,37 @@ impl ChamiloDirectory {
         }
     }
 
-    /// The index's accounts in the configured list scope.
-    fn listed(&self) -> Vec<Account> {
+    /// A search the index cannot answer by key (no filter, or a filter on other attributes):
+    /// the accounts in the configured list scope, never protected or reserved ones. Paging
+    /// without a filter or sort (Okta's imports) copies only the page, in id order; other
+    /// searches look at the index a chunk at a time.
+    fn search(&self, query: &ListQuery) -> Page {
         let managed_only = self.mapping.list_scope == ListScope::Managed;
-        self.lookup
+        let reserved = self.lookup.reserved_check();
+        // Accounts SCIM deleted (a tombstone userName) are gone for SCIM.
+        let keep = |a: AccountRef<'_>| {
+            (!managed_only || a.user_name().is_some())
+                && !a.user_name().is_some_and(deprovisioned::is_tombstone)
+                && !self.mapping.is_protected(a.login())
+                && !reserved(a)
+        };
+        if query.filter.is_none() && query.sort.is_none() {
+            let page = self
+                .lookup
+                .index
+                .page(keep, query.start_index.max(1) - 1, query.count);
+            let resources = page.accounts.iter().map(|a| self.to_user(a)).collect();
+            return Page {
+                total: page.total,
+                resources,
+            };
+        }
+        let chunks = self
+            .lookup
             .index
-            .snapshot()
-            .iter()
-            .filter(|a| !managed_only || a.user_name.is_some())
-            .filter(|a| !deprovisioned::is_deprovisioned(a))
-            .collect()
+            .chunks(keep, SEARCH_CHUNK)
+            .map(|accounts| accounts.iter().map(|a| self.to_user(a)).collect());
+        query.select_chunks(chunks)
     }
 
     async fn find_users(&self, query: &ListQuery) -> Result<Page, DirectoryError> {
@@ -1301,10 +1322,10 @@ impl ChamiloDirectory {
                 } else if let Some(v) = f.equality_on("id").and_then(str_of) {
                     self.account(&v).await?.into_iter().collect()
                 } else {
-                    self.listed()
+                    return Ok(self.search(query));
                 }
             }
-            None => self.listed(),
+            None => return Ok(self.search(query)),
         };
         let candidates: Vec<Account> = candidates
             .into_iter()
@@ -1318,6 +1339,9 @@ impl ChamiloDirectory {
         Ok(query.select(users))
     }
 }
+
+/// Accounts converted to SCIM at a time by a search the index cannot answer by key.
+const SEARCH_CHUNK: usize = 1024;
 
 /// The core attributes `ChamiloMapping::map` reads and `ChamiloDirectory::to_user` returns:
 /// the engine drops every other one before the directory sees it, so each source of the

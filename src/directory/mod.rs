@@ -324,6 +324,12 @@ impl ListQuery {
         crate::scim::list::select(self, candidates)
     }
 
+    /// Like [`ListQuery::select`] for candidates that arrive in chunks: holds one chunk and
+    /// the best `start_index - 1 + count` matches at a time, never every candidate.
+    pub fn select_chunks(&self, chunks: impl IntoIterator<Item = Vec<User>>) -> Page {
+        crate::scim::list::select_chunks(self, chunks)
+    }
+
     /// Like [`ListQuery::select`] for users kept as JSON objects (`Value::Object` in the
     /// canonical form): matches by reference and copies only the returned page.
     pub fn select_json<'a>(

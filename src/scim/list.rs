@@ -24,6 +24,41 @@ pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
     select_json(query, values.iter())
 }
 
+/// Filters, sorts and pages users that arrive in chunks (see [`ListQuery::select_chunks`]).
+pub fn select_chunks(query: &ListQuery, chunks: impl IntoIterator<Item = Vec<User>>) -> Page {
+    // Only the first `wanted` matches in the final order can be on the page; a chunk's other
+    // matches are counted and dropped. The kept ones are trimmed once they double, so the
+    // work stays linear in the number of candidates.
+    let wanted = (query.start_index.max(1) - 1).saturating_add(query.count);
+    let per_chunk = ListQuery {
+        start_index: 1,
+        count: wanted,
+        ..query.clone()
+    };
+    let trim = ListQuery {
+        filter: None,
+        ..per_chunk.clone()
+    };
+    let mut total = 0;
+    let mut best: Vec<User> = Vec::new();
+    for chunk in chunks {
+        let page = select(&per_chunk, chunk);
+        total += page.total;
+        best.extend(page.resources);
+        if best.len() > wanted.saturating_mul(2) {
+            best = select(&trim, best).resources;
+        }
+    }
+    let last = ListQuery {
+        filter: None,
+        ..query.clone()
+    };
+    Page {
+        total,
+        resources: select(&last, best).resources,
+    }
+}
+
 /// Filters, sorts and pages users held as JSON objects, copying only the returned page
 /// (see [`ListQuery::select_json`]).
 pub fn select_json<'a>(query: &ListQuery, candidates: impl IntoIterator<Item = &'a Value>) -> Page {
@@ -297,6 +332,30 @@ mod tests {
         .into_iter()
         .map(|v| User::from_json(v.as_object().cloned().unwrap()))
         .collect()
+    }
+
+    #[test]
+    fn chunks_select_like_the_whole() {
+        let cases = [
+            (None, None, 1, 10),
+            (None, Some(("userName", false)), 2, 2),
+            (Some("title pr"), Some(("title", true)), 1, 2),
+            (Some("userName ne \"bob\""), None, 2, 1),
+            (None, Some(("emails", false)), 1, 0),
+            (None, None, 9, 3),
+        ];
+        for (filter, sort, start, count) in cases {
+            let q = query(filter, sort, start, count);
+            let whole = q.select(users());
+            for size in [1, 2, 3] {
+                let chunks: Vec<Vec<User>> = users().chunks(size).map(<[User]>::to_vec).collect();
+                assert_eq!(
+                    select_chunks(&q, chunks),
+                    whole,
+                    "{filter:?} {sort:?} {start} {count} in chunks of {size}"
+                );
+            }
+        }
     }
 
     fn ids(page: &Page) -> Vec<&str> {
