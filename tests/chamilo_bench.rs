@@ -117,6 +117,18 @@ async fn run(accounts: usize) {
     })
     .await
     .unwrap();
+    let mapping = ChamiloMapping::default();
+    {
+        // What `Backend::start` ensures in production.
+        let mut state = chamilo.state();
+        for name in [
+            &mapping.fields.user_name,
+            &mapping.fields.external_id,
+            &mapping.fields.attributes,
+        ] {
+            state.ensure_extra_field(name);
+        }
+    }
     let client = Arc::new(
         ChamiloClient::new(ClientSettings::new(
             chamilo.base_url.clone(),
@@ -129,7 +141,6 @@ async fn run(accounts: usize) {
         ))
         .unwrap(),
     );
-    let mapping = ChamiloMapping::default();
     let lookup = Arc::new(AccountLookup::new(
         Arc::new(UserIndex::new()),
         client.clone(),

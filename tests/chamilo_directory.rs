@@ -2,6 +2,7 @@
 //! userName round trip, validation before any call, deprovisioning and protected accounts.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
 use chamilo_scim_proxy::chamilo::directory::{
@@ -308,6 +309,19 @@ async fn a_round_trip_without_unreadable_attributes_keeps_them() {
 }
 
 fn directory_on(chamilo: &StandinHandle, mapping: ChamiloMapping) -> ChamiloDirectory {
+    directory_on_with(
+        chamilo,
+        mapping,
+        chamilo_scim_proxy::chamilo::index::MIN_REBUILD_INTERVAL,
+    )
+}
+
+/// A replica whose listings triggered by lookups may run every `min_rebuild`.
+fn directory_on_with(
+    chamilo: &StandinHandle,
+    mapping: ChamiloMapping,
+    min_rebuild: Duration,
+) -> ChamiloDirectory {
     ensure_fields(chamilo, &mapping);
     let client = Arc::new(
         ChamiloClient::new(ClientSettings::new(
@@ -321,11 +335,14 @@ fn directory_on(chamilo: &StandinHandle, mapping: ChamiloMapping) -> ChamiloDire
         ))
         .unwrap(),
     );
-    let lookup = Arc::new(AccountLookup::new(
-        Arc::new(UserIndex::new()),
-        client.clone(),
-        mapping.fields.clone(),
-    ));
+    let lookup = Arc::new(
+        AccountLookup::new(
+            Arc::new(UserIndex::new()),
+            client.clone(),
+            mapping.fields.clone(),
+        )
+        .with_min_rebuild_interval(min_rebuild),
+    );
     ChamiloDirectory::new(client, lookup, mapping)
 }
 
@@ -395,6 +412,63 @@ async fn two_replicas_sharing_one_chamilo_stay_correct() {
             .total,
         0
     );
+}
+
+/// A rename through replica A: replica B, whose index still holds the old userName, must find
+/// the account by its new one (a miss there would make the identity provider create a second
+/// account) and by its id, and must not find it by the old one.
+#[tokio::test]
+async fn a_rename_through_another_replica_is_found_by_the_new_name() {
+    let (chamilo, a) = setup(ChamiloMapping::default()).await;
+    let b = directory_on(&chamilo, ChamiloMapping::default());
+    let id = a.create(ann()).await.unwrap().id().unwrap().to_owned();
+    // B lists the account under its first userName.
+    assert_eq!(
+        b.find(&eq("userName", "ann.lee@example.org"))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+
+    let mut renamed = a.get(&id).await.unwrap().unwrap();
+    renamed
+        .as_json_mut()
+        .insert("userName".into(), json!("ann.smith@example.org"));
+    a.replace(&id, renamed, None).await.unwrap();
+
+    let page = b
+        .find(&eq("userName", "ann.smith@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1, "the new userName must be found on B");
+    assert_eq!(page.resources[0].id(), Some(id.as_str()));
+    assert_eq!(
+        b.find(&eq("userName", "ann.lee@example.org"))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let got = b.get(&id).await.unwrap().expect("found by id on B");
+    assert_eq!(got.user_name(), Some("ann.smith@example.org"));
+}
+
+/// A lookup by id on a replica whose cached userName was changed elsewhere: one listing settles
+/// it (rate-limited; the limit is lifted here), and the id is not reported gone.
+#[tokio::test]
+async fn an_id_whose_user_name_changed_elsewhere_is_not_reported_gone() {
+    let (chamilo, a) = setup(ChamiloMapping::default()).await;
+    let b = directory_on_with(&chamilo, ChamiloMapping::default(), Duration::ZERO);
+    let id = a.create(ann()).await.unwrap().id().unwrap().to_owned();
+    assert!(b.get(&id).await.unwrap().is_some());
+    let mut renamed = a.get(&id).await.unwrap().unwrap();
+    renamed
+        .as_json_mut()
+        .insert("userName".into(), json!("ann.smith@example.org"));
+    a.replace(&id, renamed, None).await.unwrap();
+    let got = b.get(&id).await.unwrap().expect("still there on B");
+    assert_eq!(got.user_name(), Some("ann.smith@example.org"));
 }
 
 #[tokio::test]

@@ -881,14 +881,8 @@ impl AccountLookup {
     pub async fn by_user_name(&self, user_name: &str) -> Result<Option<Account>, ChamiloError> {
         let known = self.index.by_user_name(user_name);
         let field = self.fields.user_name.clone();
-        let wanted = user_name.trim().to_lowercase();
-        // An indexed account without the value (stale, or partial) may be the match too.
         let managed = self
-            .confirm(&field, user_name, known, |a| {
-                a.user_name
-                    .as_deref()
-                    .is_none_or(|v| v.trim().to_lowercase() == wanted)
-            })
+            .confirm(&field, user_name, known, |a| a.user_name.as_deref(), false)
             .await?;
         match managed {
             Some(a) if self.is_reserved(&a) => Ok(None),
@@ -932,9 +926,13 @@ impl AccountLookup {
     pub async fn by_external_id(&self, external_id: &str) -> Result<Option<Account>, ChamiloError> {
         let known = self.index.by_external_id(external_id);
         let field = self.fields.external_id.clone();
-        self.confirm(&field, external_id, known, |a| {
-            a.external_id.as_deref().is_none_or(|v| v == external_id)
-        })
+        self.confirm(
+            &field,
+            external_id,
+            known,
+            |a| a.external_id.as_deref(),
+            true,
+        )
         .await
     }
 
@@ -957,20 +955,26 @@ impl AccountLookup {
             }
             None => return Ok(None),
         };
-        if let Some(un) = known.user_name.clone() {
-            let found = self.by_user_name(&un).await?;
-            return Ok(self.same_id(id, found));
-        }
-        if let Some(ext) = known.external_id.clone() {
-            let found = self.by_external_id(&ext).await?;
-            return Ok(self.same_id(id, found));
-        }
-        if self.client.username_exists(&known.login).await? {
-            Ok(Some(known))
+        let found = if let Some(un) = known.user_name.clone() {
+            self.by_user_name(&un).await?
+        } else if let Some(ext) = known.external_id.clone() {
+            self.by_external_id(&ext).await?
+        } else if self.client.username_exists(&known.login).await? {
+            return Ok(Some(known));
         } else {
-            self.index.remove(id);
-            Ok(None)
+            None
+        };
+        if found.as_ref().is_some_and(|a| a.id == id) {
+            return Ok(found);
         }
+        // The cached userName (or login) no longer leads to this id: the account was deleted,
+        // or renamed by another replica. Only a listing tells which; rate-limited like the
+        // listing for unknown ids (until it may run again, the account counts as gone).
+        if !known.partial && self.may_rebuild_for_unknown() {
+            self.rebuild().await?;
+            return Ok(self.index.by_id(id));
+        }
+        Ok(self.same_id(id, found))
     }
 
     fn same_id(&self, id: u64, found: Option<Account>) -> Option<Account> {
@@ -991,7 +995,8 @@ impl AccountLookup {
         field: &str,
         value: &str,
         known: Option<Account>,
-        exact: impl Fn(&Account) -> bool,
+        cached: impl Fn(&Account) -> Option<&str>,
+        case_exact: bool,
     ) -> Result<Option<Account>, ChamiloError> {
         // Ask for active users only when the index says active: an answer then proves both
         // existence and activity in one call.
@@ -1023,7 +1028,8 @@ impl AccountLookup {
                 }
             }
         }
-        let Some(profile) = self.pick(&fresh, known.as_ref(), &exact).cloned() else {
+        let sameness = |a: &Account| Sameness::of(cached(a), value, case_exact);
+        let Some(profile) = self.pick(&fresh, known.as_ref(), &sameness).cloned() else {
             if let Some(k) = known {
                 self.index.remove(k.id);
             }
@@ -1055,11 +1061,14 @@ impl AccountLookup {
         };
         account.login = profile.username.clone();
         // Keep the stored spelling when the index has it (Chamilo matched case-insensitively);
-        // an account new to the index gets the value it was found by.
-        if field == self.fields.user_name && account.user_name.is_none() {
-            account.user_name = Some(value.to_owned());
-        } else if field == self.fields.external_id && account.external_id.is_none() {
-            account.external_id = Some(value.to_owned());
+        // an account new to the index, or whose value was changed elsewhere (another replica
+        // renamed it), gets the value it was found by.
+        if cached(&account).is_none() || sameness(&account) == Sameness::Stale {
+            if field == self.fields.user_name {
+                account.user_name = Some(value.to_owned());
+            } else if field == self.fields.external_id {
+                account.external_id = Some(value.to_owned());
+            }
         }
         self.index.upsert(account.clone());
         account.phone = Some(profile.phone.clone());
@@ -1069,22 +1078,54 @@ impl AccountLookup {
     }
 
     /// Chooses among fresh matches (Chamilo compares case- and accent-insensitively): the one
-    /// the index knows with the exact value, else the lowest id.
+    /// the index knows for this value; else one whose cached value is the same; else one the
+    /// index does not know (made elsewhere since the listing); else one whose cached value is
+    /// stale (changed elsewhere since: Chamilo's answer is the truth). An account whose cached
+    /// value differs only in case from a case-exact value is not a match.
     fn pick<'p>(
         &self,
         fresh: &'p [Profile],
         known: Option<&Account>,
-        exact: &impl Fn(&Account) -> bool,
+        sameness: &impl Fn(&Account) -> Sameness,
     ) -> Option<&'p Profile> {
         if let Some(k) = known {
             if let Some(p) = fresh.iter().find(|p| p.id == k.id) {
                 return Some(p);
             }
         }
+        let cached = |p: &Profile| self.index.by_id(p.id).map(|a| sameness(&a));
         fresh
             .iter()
-            .find(|p| self.index.by_id(p.id).as_ref().is_some_and(exact))
-            .or_else(|| fresh.iter().find(|p| self.index.by_id(p.id).is_none()))
+            .find(|p| cached(p) == Some(Sameness::Same))
+            .or_else(|| fresh.iter().find(|p| cached(p).is_none()))
+            .or_else(|| fresh.iter().find(|p| cached(p) == Some(Sameness::Stale)))
+    }
+}
+
+/// How an indexed account's cached field value compares with the value looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sameness {
+    /// The same value (under the field's case rule), or no value cached (a partial account).
+    Same,
+    /// The same letters in another case, for a case-exact field: a different value.
+    CaseVariant,
+    /// Another value altogether: the cache predates a change made elsewhere.
+    Stale,
+}
+
+impl Sameness {
+    fn of(cached: Option<&str>, value: &str, case_exact: bool) -> Self {
+        let Some(cached) = cached else {
+            return Self::Same;
+        };
+        let folded = |s: &str| s.trim().to_lowercase();
+        if folded(cached) != folded(value) {
+            Self::Stale
+        } else if case_exact && cached != value {
+            Self::CaseVariant
+        } else {
+            Self::Same
+        }
     }
 }
 
