@@ -621,6 +621,57 @@ async fn slow_chamilo_is_504() {
         .call(Method::GET, &format!("/Users/{id}"), None)
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    // The timed-out call is in the metrics, by action and outcome.
+    let timeouts = common::admin_metric(
+        &s.proxy,
+        "chamilo_calls_total{action=\"users_profiles_by_extra_field\",outcome=\"timeout\"}",
+    )
+    .await;
+    assert!(timeouts.is_some_and(|n| n >= 1.0), "{timeouts:?}");
+}
+
+/// Every Chamilo call is counted by action and outcome on the admin port, and the counts are
+/// the calls Chamilo (the stand-in) received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chamilo_calls_are_counted_by_action() {
+    let s = stack(3, "").await;
+    let (id, _) = create(&s.scim, user_body("count@example.org", "Count", "Er")).await;
+    filter(&s.scim, "userName eq \"count@example.org\"").await;
+    let r = s
+        .scim
+        .call(Method::GET, &format!("/Users/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let taken = s
+        .scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(user_body("count@example.org", "Count", "Er")),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+
+    let mut checked = 0;
+    for (action, received) in s.chamilo.all_calls() {
+        if received == 0 {
+            continue;
+        }
+        let counted = common::admin_metric(
+            &s.proxy,
+            &format!("chamilo_calls_total{{action=\"{action}\",outcome=\"ok\"}}"),
+        )
+        .await
+        .unwrap_or(0.0);
+        assert_eq!(counted, received as f64, "{action}");
+        checked += 1;
+    }
+    assert!(checked >= 3, "{:?}", s.chamilo.all_calls());
+    let (_, text) = common::get(&s.proxy.admin_url("/metrics")).await.unwrap();
+    assert!(
+        text.contains("chamilo_call_duration_seconds_count{action=\"get_users\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

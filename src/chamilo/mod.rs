@@ -32,7 +32,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-pub use client::{ChamiloClient, ClientSettings, Credentials};
+pub use client::{CallObserver, ChamiloClient, ClientSettings, Credentials};
 pub use error::{CallOutcome, ChamiloError};
 
 use crate::config::{ChamiloConfig, Secret};
@@ -51,11 +51,21 @@ impl Backend {
     /// Builds client, index and directory (no call is made). `upstream_url` is used when
     /// `chamilo.url` is empty.
     pub fn from_config(config: &ChamiloConfig, upstream_url: &str) -> Result<Self, ChamiloError> {
+        Self::observed(config, upstream_url, None)
+    }
+
+    /// As [`Backend::from_config`], with every Chamilo call reported to `observer` (metrics).
+    pub fn observed(
+        config: &ChamiloConfig,
+        upstream_url: &str,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Result<Self, ChamiloError> {
         let mapping = directory::ChamiloMapping::from_config(config)?;
-        let client = Arc::new(ChamiloClient::new(ClientSettings::from_config(
-            config,
-            upstream_url,
-        )?)?);
+        let mut client = ChamiloClient::new(ClientSettings::from_config(config, upstream_url)?)?;
+        if let Some(observer) = observer {
+            client = client.with_observer(observer);
+        }
+        let client = Arc::new(client);
         let lookup = Arc::new(index::AccountLookup::new(
             Arc::new(index::UserIndex::new()),
             client.clone(),

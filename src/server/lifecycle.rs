@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::dispatch::Dispatcher;
-use super::metrics::HttpMetrics;
+use super::metrics::{ChamiloCallMetrics, HttpMetrics};
 use super::{accept, tls, PublicListener};
 use crate::admin::{Admin, Health};
 use crate::config::load::{Loaded, Source};
@@ -134,6 +134,7 @@ pub async fn run(
     let mut registry = Registry::default();
     let reload_metrics = ReloadMetrics::register(&mut registry);
     let http_metrics = HttpMetrics::register(&mut registry);
+    let chamilo_calls = ChamiloCallMetrics::register(&mut registry);
     let tunnels = TaskTracker::new();
     let proxy = Arc::new(Proxy::new(
         &initial.config.upstream,
@@ -179,6 +180,7 @@ pub async fn run(
         Arc::new(super::scim_backend::scim_service(
             &live,
             health.clone(),
+            chamilo_calls,
             background.clone(),
         )),
         http_metrics.clone(),

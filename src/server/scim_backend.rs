@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::ChamiloCallMetrics;
 use crate::admin::Health;
 use crate::chamilo::{Backend, ChamiloClient, Credentials};
 use crate::config::{ChamiloConfig, DirectoryKind, Live, Secret};
@@ -26,7 +27,12 @@ const START_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Builds the SCIM service for `cfg` and starts its backend in the background; `health`
 /// learns when the backend is ready. Never fails: a backend that cannot be built is logged
 /// and SCIM fails closed (503) while the pass-through keeps serving.
-pub fn scim_service(live: &Live, health: Arc<Health>, stop: CancellationToken) -> ScimService {
+pub fn scim_service(
+    live: &Live,
+    health: Arc<Health>,
+    calls: ChamiloCallMetrics,
+    stop: CancellationToken,
+) -> ScimService {
     let cfg = live.current();
     health.require_backend(cfg.scim.ready_requires_backend && cfg.scim.enabled);
     match cfg.scim.directory {
@@ -38,7 +44,11 @@ pub fn scim_service(live: &Live, health: Arc<Health>, stop: CancellationToken) -
             ScimService::new(Arc::new(MemoryDirectory::new()))
         }
         DirectoryKind::Chamilo => {
-            let backend = match Backend::from_config(&cfg.chamilo, &cfg.upstream.url) {
+            let backend = match Backend::observed(
+                &cfg.chamilo,
+                &cfg.upstream.url,
+                Some(Arc::new(calls)),
+            ) {
                 Ok(b) => Arc::new(b),
                 Err(e) => {
                     if cfg.scim.enabled {
