@@ -471,6 +471,44 @@ async fn an_id_whose_user_name_changed_elsewhere_is_not_reported_gone() {
     assert_eq!(got.user_name(), Some("ann.smith@example.org"));
 }
 
+/// A PUT or PATCH reads the user and then writes it: the write reuses the read's fresh
+/// confirmation when it follows at once (two Chamilo calls, not three), but not a stale one.
+#[tokio::test]
+async fn a_write_right_after_a_read_reuses_its_confirmation() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let id = dir.create(ann()).await.unwrap().id().unwrap().to_owned();
+
+    chamilo.reset_calls();
+    let mut current = dir.get(&id).await.unwrap().unwrap();
+    current.as_json_mut().insert(
+        "name".into(),
+        json!({"givenName": "Ann", "familyName": "Smith"}),
+    );
+    dir.replace(&id, current.clone(), None).await.unwrap();
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 1);
+    assert_eq!(chamilo.calls("update_user_from_username"), 1);
+    assert_eq!(chamilo.total_calls(), 2, "{:?}", chamilo.all_calls());
+
+    // Taken once: a second write confirms again.
+    chamilo.reset_calls();
+    dir.replace(&id, current.clone(), None).await.unwrap();
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 1);
+
+    // Too old to reuse: confirmed again.
+    dir.get(&id).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    chamilo.reset_calls();
+    dir.replace(&id, current, None).await.unwrap();
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 1);
+
+    // A delete right after a read does not write on the read's word either.
+    dir.get(&id).await.unwrap().unwrap();
+    chamilo.reset_calls();
+    dir.delete(&id).await.unwrap();
+    assert_eq!(chamilo.calls("users_profiles_by_extra_field"), 1);
+    assert!(dir.get(&id).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn okta_style_paging_is_stable() {
     let (_chamilo, dir) = setup(ChamiloMapping {

@@ -508,6 +508,51 @@ pub struct ChamiloDirectory {
     mapping: ChamiloMapping,
     /// Fixed by the mapping; built once because the engine asks per request.
     capabilities: Capabilities,
+    /// Accounts just confirmed fresh by `get`, for the write that follows at once (see
+    /// [`ConfirmedJustNow`]).
+    confirmed: ConfirmedJustNow,
+}
+
+/// The engine's PUT and PATCH read the user (`Directory::get`: one fresh confirmation) and
+/// then write it (`Directory::replace`), which would confirm it a second time a few
+/// milliseconds later: a third of a write's Chamilo calls for nothing. `get` leaves its
+/// confirmation here and the next write of that id takes it — once, and only within
+/// [`CONFIRMATION_REUSE`], so the window in which a change made elsewhere can go unseen is the
+/// one every confirm-then-write already has, not longer. A delete through this directory
+/// drops it.
+#[derive(Default)]
+struct ConfirmedJustNow(
+    std::sync::Mutex<std::collections::HashMap<u64, (Account, std::time::Instant)>>,
+);
+
+/// How long a confirmation may serve the write that follows it.
+const CONFIRMATION_REUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Confirmations kept at most (a burst of reads without writes must not grow it).
+const CONFIRMATIONS_KEPT: usize = 256;
+
+impl ConfirmedJustNow {
+    fn put(&self, account: &Account) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= CONFIRMATIONS_KEPT {
+            map.retain(|_, (_, at)| at.elapsed() < CONFIRMATION_REUSE);
+            if map.len() >= CONFIRMATIONS_KEPT {
+                map.clear();
+            }
+        }
+        map.insert(account.id, (account.clone(), std::time::Instant::now()));
+    }
+
+    fn take(&self, id: &str) -> Option<Account> {
+        let id = id.parse::<u64>().ok()?;
+        let (account, at) = self.0.lock().ok()?.remove(&id)?;
+        (at.elapsed() < CONFIRMATION_REUSE).then_some(account)
+    }
+
+    fn forget(&self, id: &str) {
+        if let (Ok(id), Ok(mut map)) = (id.parse::<u64>(), self.0.lock()) {
+            map.remove(&id);
+        }
+    }
 }
 
 impl ChamiloDirectory {
@@ -523,6 +568,7 @@ impl ChamiloDirectory {
             lookup,
             capabilities: mapping.capabilities(),
             mapping,
+            confirmed: ConfirmedJustNow::default(),
         }
     }
 
@@ -961,7 +1007,10 @@ impl ChamiloDirectory {
 
     async fn replace_user(&self, id: &str, user: User) -> Result<User, DirectoryError> {
         let m = self.mapping.map(&user)?;
-        let current = self.account(id).await?.ok_or(DirectoryError::NotFound)?;
+        let current = match self.confirmed.take(id) {
+            Some(current) => current,
+            None => self.account(id).await?.ok_or(DirectoryError::NotFound)?,
+        };
         if self.mapping.is_protected(&current.login) || self.lookup.is_reserved(&current) {
             return Err(reserved_account());
         }
@@ -1191,6 +1240,7 @@ impl ChamiloDirectory {
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), DirectoryError> {
+        self.confirmed.forget(id);
         let current = self.account(id).await?.ok_or(DirectoryError::NotFound)?;
         if self.mapping.is_protected(&current.login) || self.lookup.is_reserved(&current) {
             return Err(reserved_account());
@@ -1379,11 +1429,14 @@ impl Directory for ChamiloDirectory {
 
     fn get<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<User>> {
         Box::pin(async move {
-            Ok(self
+            let account = self
                 .account(id)
                 .await?
-                .filter(|a| !self.mapping.is_protected(&a.login) && !self.lookup.is_reserved(a))
-                .map(|a| self.to_user(&a)))
+                .filter(|a| !self.mapping.is_protected(&a.login) && !self.lookup.is_reserved(a));
+            if let Some(a) = &account {
+                self.confirmed.put(a);
+            }
+            Ok(account.map(|a| self.to_user(&a)))
         })
     }
 
