@@ -8,14 +8,11 @@
 //! Figures, the method (a no-op baseline of one bare call gives the loopback round trip, which is
 //! subtracted per call), and the memory measurements are recorded in `bench/chamilo.md`.
 
-use std::sync::Arc;
+mod chamilo_support;
+
 use std::time::{Duration, Instant};
 
-use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
-use chamilo_scim_proxy::chamilo::directory::{ChamiloDirectory, ChamiloMapping};
-use chamilo_scim_proxy::chamilo::index::{AccountLookup, UserIndex};
-use chamilo_scim_proxy::chamilo::ChamiloClient;
-use chamilo_scim_proxy::config::Secret;
+use chamilo_scim_proxy::chamilo::directory::ChamiloMapping;
 use chamilo_scim_proxy::directory::{Directory, ListQuery, User};
 use chamilo_scim_proxy::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use chamilo_scim_proxy::standin::{Cost, Standin, StandinConfig, StandinHandle};
@@ -117,36 +114,11 @@ async fn run(accounts: usize) {
     })
     .await
     .unwrap();
-    let mapping = ChamiloMapping::default();
-    {
-        // What `Backend::start` ensures in production.
-        let mut state = chamilo.state();
-        for name in [
-            &mapping.fields.user_name,
-            &mapping.fields.external_id,
-            &mapping.fields.attributes,
-        ] {
-            state.ensure_extra_field(name);
-        }
-    }
-    let client = Arc::new(
-        ChamiloClient::new(ClientSettings::new(
-            chamilo.base_url.clone(),
-            Credentials {
-                username: "admin".into(),
-                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
-                password: None,
-                security_key: Some(Secret::new(chamilo.security_key.clone())),
-            },
-        ))
-        .unwrap(),
-    );
-    let lookup = Arc::new(AccountLookup::new(
-        Arc::new(UserIndex::new()),
-        client.clone(),
-        mapping.fields.clone(),
-    ));
-    let dir = ChamiloDirectory::new(client.clone(), lookup.clone(), mapping);
+    let chamilo_support::Replica {
+        client,
+        lookup,
+        directory: dir,
+    } = chamilo_support::replica(&chamilo, ChamiloMapping::default());
     let t = Instant::now();
     lookup.rebuild().await.unwrap();
     let build = t.elapsed();

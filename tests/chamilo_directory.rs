@@ -1,20 +1,18 @@
 //! The Chamilo `directory` against the stand-in: the SCIM operations the engine calls, the
 //! userName round trip, validation before any call, deprovisioning and protected accounts.
 
-use std::sync::Arc;
+mod chamilo_support;
+
 use std::time::Duration;
 
-use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
 use chamilo_scim_proxy::chamilo::directory::{
     ChamiloDirectory, ChamiloMapping, Deprovision, ListScope,
 };
-use chamilo_scim_proxy::chamilo::index::{AccountLookup, UserIndex};
-use chamilo_scim_proxy::chamilo::ChamiloClient;
-use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::directory::{Directory, DirectoryError, ListQuery, User};
 use chamilo_scim_proxy::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use chamilo_scim_proxy::standin::state::STATUS_TEACHER;
 use chamilo_scim_proxy::standin::{Standin, StandinConfig, StandinHandle};
+use chamilo_support::{replica, replica_with};
 use serde_json::{json, Value};
 
 async fn setup(mapping: ChamiloMapping) -> (StandinHandle, ChamiloDirectory) {
@@ -24,38 +22,11 @@ async fn setup(mapping: ChamiloMapping) -> (StandinHandle, ChamiloDirectory) {
     })
     .await
     .unwrap();
-    let client = Arc::new(
-        ChamiloClient::new(ClientSettings::new(
-            chamilo.base_url.clone(),
-            Credentials {
-                username: "admin".into(),
-                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
-                password: None,
-                security_key: Some(Secret::new(chamilo.security_key.clone())),
-            },
-        ))
-        .unwrap(),
-    );
-    let lookup = Arc::new(AccountLookup::new(
-        Arc::new(UserIndex::new()),
-        client.clone(),
-        mapping.fields.clone(),
-    ));
-    // What `Backend::prepare` does at start-up: learn the anonymous users.
-    let caps = client.check_capabilities().await.unwrap();
-    lookup.set_anonymous_ids(caps.anonymous_ids);
-    ensure_fields(&chamilo, &mapping);
-    let dir = ChamiloDirectory::new(client, lookup, mapping);
-    (chamilo, dir)
-}
-
-/// What `Backend::start` makes sure of: the extra fields exist.
-fn ensure_fields(chamilo: &StandinHandle, mapping: &ChamiloMapping) {
-    let f = &mapping.fields;
-    let mut state = chamilo.state();
-    for name in [&f.user_name, &f.external_id, &f.attributes] {
-        state.ensure_extra_field(name);
-    }
+    let r = replica(&chamilo, mapping);
+    // What `Backend::start` does too: learn the anonymous users.
+    let caps = r.client.check_capabilities().await.unwrap();
+    r.lookup.set_anonymous_ids(caps.anonymous_ids);
+    (chamilo, r.directory)
 }
 
 fn user(v: Value) -> User {
@@ -309,41 +280,7 @@ async fn a_round_trip_without_unreadable_attributes_keeps_them() {
 }
 
 fn directory_on(chamilo: &StandinHandle, mapping: ChamiloMapping) -> ChamiloDirectory {
-    directory_on_with(
-        chamilo,
-        mapping,
-        chamilo_scim_proxy::chamilo::index::MIN_REBUILD_INTERVAL,
-    )
-}
-
-/// A replica whose listings triggered by lookups may run every `min_rebuild`.
-fn directory_on_with(
-    chamilo: &StandinHandle,
-    mapping: ChamiloMapping,
-    min_rebuild: Duration,
-) -> ChamiloDirectory {
-    ensure_fields(chamilo, &mapping);
-    let client = Arc::new(
-        ChamiloClient::new(ClientSettings::new(
-            chamilo.base_url.clone(),
-            Credentials {
-                username: "admin".into(),
-                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
-                password: None,
-                security_key: Some(Secret::new(chamilo.security_key.clone())),
-            },
-        ))
-        .unwrap(),
-    );
-    let lookup = Arc::new(
-        AccountLookup::new(
-            Arc::new(UserIndex::new()),
-            client.clone(),
-            mapping.fields.clone(),
-        )
-        .with_min_rebuild_interval(min_rebuild),
-    );
-    ChamiloDirectory::new(client, lookup, mapping)
+    replica(chamilo, mapping).directory
 }
 
 #[tokio::test]
@@ -459,7 +396,7 @@ async fn a_rename_through_another_replica_is_found_by_the_new_name() {
 #[tokio::test]
 async fn an_id_whose_user_name_changed_elsewhere_is_not_reported_gone() {
     let (chamilo, a) = setup(ChamiloMapping::default()).await;
-    let b = directory_on_with(&chamilo, ChamiloMapping::default(), Duration::ZERO);
+    let b = replica_with(&chamilo, ChamiloMapping::default(), Duration::ZERO).directory;
     let id = a.create(ann()).await.unwrap().id().unwrap().to_owned();
     assert!(b.get(&id).await.unwrap().is_some());
     let mut renamed = a.get(&id).await.unwrap().unwrap();

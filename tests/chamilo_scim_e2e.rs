@@ -1,6 +1,7 @@
 //! The SCIM engine over HTTP with the Chamilo directory and the stand-in behind it: what
 //! Entra ID sends, and what ends up in Chamilo.
 
+mod chamilo_support;
 mod scim_support;
 
 use std::sync::Arc;
@@ -167,37 +168,8 @@ async fn entra_sequence_against_the_chamilo_stand_in() {
 #[tokio::test]
 async fn entra_value_paths_against_the_round_trip_schema() {
     let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
-    let mapping = ChamiloMapping::default();
-    {
-        // What `Backend::start` makes sure of.
-        let f = &mapping.fields;
-        let mut state = chamilo.state();
-        for name in [&f.user_name, &f.external_id, &f.attributes] {
-            state.ensure_extra_field(name);
-        }
-    }
-    let client = Arc::new(
-        ChamiloClient::new(ClientSettings::new(
-            chamilo.base_url.clone(),
-            Credentials {
-                username: "admin".into(),
-                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
-                password: None,
-                security_key: Some(Secret::new(chamilo.security_key.clone())),
-            },
-        ))
-        .unwrap(),
-    );
-    let lookup = Arc::new(AccountLookup::new(
-        Arc::new(UserIndex::new()),
-        client.clone(),
-        mapping.fields.clone(),
-    ));
-    let s = start_with(
-        config(),
-        Arc::new(ChamiloDirectory::new(client, lookup, mapping)),
-    )
-    .await;
+    let directory = chamilo_support::replica(&chamilo, ChamiloMapping::default()).directory;
+    let s = start_with(config(), Arc::new(directory)).await;
 
     let schema = s
         .call(

@@ -46,6 +46,13 @@ pub struct IndexFields {
     pub attributes: String,
 }
 
+impl IndexFields {
+    /// Every field the proxy relies on: listed by each index refresh, created at start-up.
+    pub fn all(&self) -> [&str; 3] {
+        [&self.user_name, &self.external_id, &self.attributes]
+    }
+}
+
 impl Default for IndexFields {
     fn default() -> Self {
         Self {
@@ -812,11 +819,7 @@ impl AccountLookup {
             return Ok(self.index.len());
         }
         let mut refresh = self.index.begin_rebuild();
-        let fields = [
-            self.fields.user_name.as_str(),
-            self.fields.external_id.as_str(),
-            self.fields.attributes.as_str(),
-        ];
+        let fields = self.fields.all();
         // Streamed and diffed into the live index row by row: the peak memory is one index
         // plus one row, not two generations or the listing.
         let listed = self

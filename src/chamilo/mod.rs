@@ -109,15 +109,12 @@ impl Backend {
     /// Makes sure the userName, externalId and attributes extra fields exist. Updates of accounts made
     /// outside SCIM (adoption) fail on a missing field, while `save_user` creates the fields it
     /// is given: the only way through the web services is a short-lived placeholder account
-    /// created with both fields and deleted at once.
+    /// created with those fields and deleted at once.
     async fn ensure_extra_fields(&self) -> Result<(), ChamiloError> {
-        let f = &self.lookup.fields;
-        let wanted = [
-            f.user_name.as_str(),
-            f.external_id.as_str(),
-            f.attributes.as_str(),
-        ];
-        let missing = self.client.missing_extra_fields(&wanted).await?;
+        let missing = self
+            .client
+            .missing_extra_fields(&self.lookup.fields.all())
+            .await?;
         if missing.is_empty() {
             return Ok(());
         }
@@ -173,7 +170,10 @@ impl Backend {
                 "could not delete the placeholder account used to create extra fields"
             ),
         }
-        let still = self.client.missing_extra_fields(&wanted).await?;
+        let still = self
+            .client
+            .missing_extra_fields(&self.lookup.fields.all())
+            .await?;
         if !still.is_empty() {
             return Err(ChamiloError::Incompatible {
                 detail: explain(&still),

@@ -1,0 +1,74 @@
+//! The Chamilo backend's pieces built on a stand-in, as `Backend::from_config` and
+//! `Backend::start` build them in production: the admin's client, the extra fields, the index
+//! lookups and the directory.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
+use chamilo_scim_proxy::chamilo::directory::{ChamiloDirectory, ChamiloMapping};
+use chamilo_scim_proxy::chamilo::index::{AccountLookup, UserIndex, MIN_REBUILD_INTERVAL};
+use chamilo_scim_proxy::chamilo::ChamiloClient;
+use chamilo_scim_proxy::config::Secret;
+use chamilo_scim_proxy::standin::StandinHandle;
+
+/// One replica of the backend: its client, its index lookups and its directory.
+pub struct Replica {
+    pub client: Arc<ChamiloClient>,
+    pub lookup: Arc<AccountLookup>,
+    pub directory: ChamiloDirectory,
+}
+
+/// A client of the stand-in signed in as its administrator (api key and SOAP secret).
+pub fn admin_client(chamilo: &StandinHandle) -> Arc<ChamiloClient> {
+    Arc::new(
+        ChamiloClient::new(ClientSettings::new(
+            chamilo.base_url.clone(),
+            Credentials {
+                username: "admin".into(),
+                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+                password: None,
+                security_key: Some(Secret::new(chamilo.security_key.clone())),
+            },
+        ))
+        .unwrap(),
+    )
+}
+
+/// What `Backend::start` makes sure of: the extra fields exist.
+pub fn ensure_fields(chamilo: &StandinHandle, mapping: &ChamiloMapping) {
+    let mut state = chamilo.state();
+    for name in mapping.fields.all() {
+        state.ensure_extra_field(name);
+    }
+}
+
+/// A replica on `chamilo` with the default rate limit of listings triggered by lookups.
+pub fn replica(chamilo: &StandinHandle, mapping: ChamiloMapping) -> Replica {
+    replica_with(chamilo, mapping, MIN_REBUILD_INTERVAL)
+}
+
+/// A replica whose listings triggered by lookups may run every `min_rebuild`.
+pub fn replica_with(
+    chamilo: &StandinHandle,
+    mapping: ChamiloMapping,
+    min_rebuild: Duration,
+) -> Replica {
+    ensure_fields(chamilo, &mapping);
+    let client = admin_client(chamilo);
+    let lookup = Arc::new(
+        AccountLookup::new(
+            Arc::new(UserIndex::new()),
+            client.clone(),
+            mapping.fields.clone(),
+        )
+        .with_min_rebuild_interval(min_rebuild),
+    );
+    let directory = ChamiloDirectory::new(client.clone(), lookup.clone(), mapping);
+    Replica {
+        client,
+        lookup,
+        directory,
+    }
+}
