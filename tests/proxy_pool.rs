@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chamilo_scim_proxy::body::{empty, full, BoxBody};
-use chamilo_scim_proxy::proxy::pool::{Endpoint, PoolSettings, PooledBody, UpstreamPool};
+use chamilo_scim_proxy::proxy::pool::{Endpoint, PoolSettings, UpstreamPool};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
@@ -86,9 +86,8 @@ fn get(path: &str, addr: SocketAddr) -> Request<BoxBody> {
 /// Sends one request and reads the whole response body.
 async fn fetch(pool: &Arc<UpstreamPool>, to: &Arc<Endpoint>, path: &str) -> Bytes {
     let addr: SocketAddr = format!("{}:{}", to.host, to.port).parse().unwrap();
-    let (resp, lease) = pool.send(to, get(path, addr)).await.unwrap();
-    let body = PooledBody::new(resp.into_body(), lease);
-    body.collect().await.unwrap().to_bytes()
+    let resp = pool.send(to, get(path, addr)).await.unwrap();
+    resp.into_body().collect().await.unwrap().to_bytes()
 }
 
 async fn eventually(what: impl Fn() -> bool) -> bool {
@@ -118,8 +117,8 @@ async fn a_response_abandoned_midway_takes_its_connection_with_it() {
     let up = upstream().await;
     let pool = UpstreamPool::new(settings(Duration::from_secs(30)));
     let to = endpoint(up.addr);
-    let (resp, lease) = pool.send(&to, get("/big", up.addr)).await.unwrap();
-    let mut body = PooledBody::new(resp.into_body(), lease);
+    let resp = pool.send(&to, get("/big", up.addr)).await.unwrap();
+    let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.is_data());
     drop(body);
@@ -175,8 +174,8 @@ async fn concurrent_requests_open_connections_and_keep_them_up_to_the_limit() {
     // Four responses held open at once need four connections.
     let mut held = Vec::new();
     for _ in 0..4 {
-        let (resp, lease) = pool.send(&to, get("/", up.addr)).await.unwrap();
-        held.push(PooledBody::new(resp.into_body(), lease));
+        let resp = pool.send(&to, get("/", up.addr)).await.unwrap();
+        held.push(resp.into_body());
     }
     assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
     for body in held {

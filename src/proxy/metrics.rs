@@ -49,24 +49,18 @@ impl ErrorKind {
     }
 
     /// Classifies a failed upstream request.
-    pub fn of(err: &super::pool::UpstreamError) -> Self {
-        use super::pool::UpstreamError;
+    pub fn of(err: &super::upstream::UpstreamError) -> Self {
+        use super::upstream::UpstreamError;
         match err {
             UpstreamError::ConnectTimeout => Self::ConnectTimeout,
             UpstreamError::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 Self::ConnectTimeout
             }
             UpstreamError::Connect(_) => Self::Connect,
-            UpstreamError::Request(hyper_err) => {
-                let mut source = std::error::Error::source(hyper_err);
-                while let Some(cause) = source {
-                    if cause.is::<super::idle::BodyIdleTimeout>() {
-                        return Self::BodyTimeout;
-                    }
-                    source = cause.source();
-                }
-                Self::Reset
+            UpstreamError::RequestBody(cause) if cause.is::<super::idle::BodyIdleTimeout>() => {
+                Self::BodyTimeout
             }
+            _ => Self::Reset,
         }
     }
 }

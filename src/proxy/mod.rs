@@ -1,17 +1,19 @@
 //! Transparent pass-through to the upstream Chamilo.
 //!
 //! Upstream keep-alive connections live in an [`UpstreamPool`] with one idle list per worker
-//! thread. For each request: access rules on the normalised path; hop-by-hop headers out (those named by
+//! thread; HTTP/1.1 to the upstream is the proxy's own ([`h1`], [`upstream`]). For each request: access rules on the normalised path; hop-by-hop headers out (those named by
 //! `Connection` first); then `Host`, cookies and the forwarding headers; the body streams both
 //! ways under a per-frame idle timeout; `101 Switching Protocols` becomes a tunnel.
 
 pub mod access;
 pub mod forwarded;
+pub mod h1;
 pub mod headers;
 pub mod idle;
 mod metrics;
 pub mod pool;
 mod upgrade;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +32,8 @@ use crate::body::{full, BoxBody};
 use crate::config::{Config, UpstreamConfig};
 use idle::IdleTimeout;
 use metrics::{ErrorKind, ProxyMetrics};
-use pool::{Endpoint, PoolSettings, PooledBody, UpstreamPool};
+use pool::{Endpoint, PoolSettings, UpstreamPool};
+use upstream::ResponseBody;
 
 /// Who sent a request, as the listener saw it.
 #[derive(Debug, Clone, Copy)]
@@ -218,7 +221,7 @@ impl Proxy {
         // ends the request.
         let idle = cfg.upstream.body_idle_timeout;
         let (body, watch) = if body.is_end_stream() {
-            (IdleTimeout::new(body, idle, None).boxed(), None)
+            (crate::body::empty(), None)
         } else {
             let (signal, watch) = idle::upload_watch();
             (
@@ -243,8 +246,8 @@ impl Proxy {
                 return gateway_error(kind.status());
             }
         };
-        let (mut resp, lease) = match result {
-            Ok(sent) => sent,
+        let mut resp = match result {
+            Ok(resp) => resp,
             Err(err) => {
                 let kind = ErrorKind::of(&err);
                 self.metrics.error(kind);
@@ -254,8 +257,6 @@ impl Proxy {
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now belongs to the tunnel, not to the pool.
-            drop(lease);
             return self.switch_protocols(
                 resp,
                 protocol,
@@ -264,16 +265,14 @@ impl Proxy {
             );
         }
         headers::strip_hop_by_hop(resp.headers_mut());
-        let (parts, body) = resp.into_parts();
-        let body = PooledBody::new(body, lease);
-        Response::from_parts(parts, IdleTimeout::new(body, idle, None).boxed())
+        resp.map(|body| IdleTimeout::new(body, idle, None).boxed())
     }
 
     /// A `101` from upstream: accepted only for the protocol the client asked for; then both
     /// connections are spliced in a tracked task.
     fn switch_protocols(
         &self,
-        mut resp: Response<Incoming>,
+        mut resp: Response<ResponseBody>,
         requested: Option<HeaderValue>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         tunnel_idle: std::time::Duration,
@@ -294,15 +293,17 @@ impl Proxy {
             tracing::warn!("upstream switched to another protocol than the one requested");
             return gateway_error(StatusCode::BAD_GATEWAY);
         }
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let (mut parts, body) = resp.into_parts();
+        let Some(upstream) = body.into_tunnel() else {
+            return gateway_error(StatusCode::BAD_GATEWAY);
+        };
         upgrade::splice(
             &self.tunnels,
             client_upgrade,
-            upstream_upgrade,
+            upstream,
             tunnel_idle,
             self.metrics.clone(),
         );
-        let (mut parts, _) = resp.into_parts();
         headers::restore_upgrade(&mut parts.headers, granted);
         Response::from_parts(parts, crate::body::empty())
     }
@@ -318,7 +319,7 @@ impl Proxy {
     }
 }
 
-/// The error and its sources on one line (hyper-util's own message is just "client error").
+/// The error and its sources on one line.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();

@@ -13,20 +13,21 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use super::metrics::{ErrorKind, ProxyMetrics};
+use super::upstream::UpstreamConn;
 
-/// Splices the client's and the upstream's upgraded connections in a task on `tunnels`, so
-/// that graceful shutdown waits for it (the HTTP connection future ends at the upgrade). The
-/// tunnel is closed after `idle` without a byte in either direction.
+/// Splices the client's upgraded connection and the upstream's connection in a task on
+/// `tunnels`, so that graceful shutdown waits for it (the HTTP connection future ends at the
+/// upgrade). The tunnel is closed after `idle` without a byte in either direction.
 pub fn splice(
     tunnels: &TaskTracker,
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: UpstreamConn,
     idle: Duration,
     metrics: ProxyMetrics,
 ) {
     tunnels.spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(client) => client,
             Err(err) => {
                 metrics.error(ErrorKind::Upgrade);
                 tracing::warn!(error = %err, "upgrade failed");
@@ -35,7 +36,15 @@ pub fn splice(
         };
         let activity = Activity::default();
         let mut client = Watched::new(TokioIo::new(client), &activity);
-        let mut upstream = Watched::new(TokioIo::new(upstream), &activity);
+        // Bytes the upstream sent right behind its 101 go first.
+        let (upstream, early) = upstream.into_parts();
+        if !early.is_empty() {
+            if let Err(err) = tokio::io::AsyncWriteExt::write_all(&mut client, &early).await {
+                tracing::debug!(error = %err, "tunnel ended with an error");
+                return;
+            }
+        }
+        let mut upstream = Watched::new(upstream, &activity);
         metrics.open_tunnels.inc();
         tokio::select! {
             result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match result {

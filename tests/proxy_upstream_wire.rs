@@ -1,0 +1,411 @@
+//! The proxy's own HTTP/1.1 client (`proxy::h1`, `proxy::upstream`) against an upstream that
+//! writes exactly the bytes a test scripts: body framings, interim responses, broken and
+//! early answers, and when a request may be sent again.
+
+mod proxy_harness;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proxy_harness::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted upstream does with one request.
+enum Reply {
+    /// Write these bytes and keep the connection for the next request.
+    Keep(Vec<u8>),
+    /// Write these bytes and close.
+    Close(Vec<u8>),
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    connection: usize,
+    head: String,
+    body: Vec<u8>,
+}
+
+type Script = dyn Fn(&str, usize) -> Reply + Send + Sync;
+
+/// An upstream that answers each request with what `script(head, nth request on this
+/// connection)` says. Request bodies are read by `Content-Length` or to the last chunk,
+/// except for requests whose reply closes at once.
+struct Scripted {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Scripted {
+    async fn start(script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_reading_bodies(script, true).await
+    }
+
+    async fn start_reading_bodies(
+        script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static,
+        read_bodies: bool,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let (a, s) = (accepted.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let connection = a.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(serve(
+                    stream,
+                    connection,
+                    script.clone(),
+                    s.clone(),
+                    read_bodies,
+                ));
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            seen,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    connection: usize,
+    script: Arc<Script>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    read_bodies: bool,
+) {
+    let mut buf = Vec::new();
+    for nth in 1.. {
+        let Some(end) = read_until(&mut stream, &mut buf, b"\r\n\r\n").await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        buf.drain(..end);
+        let mut body = Vec::new();
+        if read_bodies {
+            if let Some(len) = field(&head, "content-length").and_then(|v| v.parse().ok()) {
+                while buf.len() < len {
+                    if !read_some(&mut stream, &mut buf).await {
+                        return;
+                    }
+                }
+                body = buf.drain(..len).collect();
+            } else if field(&head, "transfer-encoding").as_deref() == Some("chunked") {
+                let Some(end) = read_until(&mut stream, &mut buf, b"0\r\n\r\n").await else {
+                    return;
+                };
+                body = buf.drain(..end).collect();
+            }
+        }
+        let reply = script(&head, nth);
+        seen.lock().unwrap().push(Seen {
+            connection,
+            head,
+            body,
+        });
+        match reply {
+            Reply::Keep(bytes) => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Reply::Close(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until `buf` holds `end`; returns the length up to and including it.
+async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, end: &[u8]) -> Option<usize> {
+    loop {
+        if let Some(at) = buf.windows(end.len()).position(|w| w == end) {
+            return Some(at + end.len());
+        }
+        if !read_some(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut piece = [0u8; 8192];
+    match stream.read(&mut piece).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&piece[..n]);
+            true
+        }
+    }
+}
+
+fn field(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        (n.trim() == name).then(|| v.trim().to_owned())
+    })
+}
+
+fn request(method: &str, path: &str, extra: &str) -> Vec<u8> {
+    format!("{method} {path} HTTP/1.1\r\nHost: lms.example\r\n{extra}Connection: close\r\n\r\n")
+        .into_bytes()
+}
+
+async fn front_for(up: &Scripted) -> Front {
+    start_front(config_for(up.addr), None).await
+}
+
+fn upstream_errors(front: &Front, kind: &str) -> f64 {
+    let sample = format!("proxy_upstream_errors_total{{kind=\"{kind}\"}}");
+    front
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+const CHUNKED: &[u8] =
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n\
+5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n";
+
+#[tokio::test]
+async fn a_chunked_response_arrives_whole_and_its_connection_is_reused() {
+    let up = Scripted::start(|_, _| Reply::Keep(CHUNKED.to_vec())).await;
+    let front = front_for(&up).await;
+    for _ in 0..3 {
+        let resp = raw(front.addr, &request("GET", "/", "")).await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, b"hello world");
+        assert_eq!(resp.header("content-type").unwrap(), "text/plain");
+    }
+    assert_eq!(up.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_response_delimited_by_close_is_read_to_its_end_and_not_reused() {
+    let up = Scripted::start(|_, _| Reply::Close(b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec()))
+        .await;
+    let front = front_for(&up).await;
+    for _ in 0..2 {
+        let resp = raw(front.addr, &request("GET", "/", "")).await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, b"until the end");
+    }
+    assert_eq!(up.accepted(), 2);
+}
+
+#[tokio::test]
+async fn transfer_encoding_overrides_content_length_and_the_connection_is_not_reused() {
+    let smuggle = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nhello\r\n0\r\n\r\n";
+    let up = Scripted::start(move |_, _| Reply::Keep(smuggle.to_vec())).await;
+    let front = front_for(&up).await;
+    for _ in 0..2 {
+        let resp = raw(front.addr, &request("GET", "/", "")).await;
+        assert_eq!(resp.body, b"hello");
+        assert_ne!(resp.header("content-length").as_deref(), Some("3"));
+    }
+    assert_eq!(up.accepted(), 2);
+}
+
+#[tokio::test]
+async fn interim_responses_are_skipped_and_a_custom_reason_is_kept() {
+    let up = Scripted::start(|_, _| {
+        Reply::Keep(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n\
+              HTTP/1.1 404 Nicht Gefunden\r\nContent-Length: 4\r\n\r\ngone"
+                .to_vec(),
+        )
+    })
+    .await;
+    let front = front_for(&up).await;
+    let resp = raw(front.addr, &request("GET", "/", "")).await;
+    assert_eq!(resp.status, 404);
+    assert!(
+        resp.head.starts_with("HTTP/1.1 404 Nicht Gefunden"),
+        "{}",
+        resp.head
+    );
+    assert_eq!(resp.body, b"gone");
+}
+
+#[tokio::test]
+async fn a_head_response_keeps_its_length_and_its_connection() {
+    let up = Scripted::start(|_, _| {
+        Reply::Keep(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_vec())
+    })
+    .await;
+    let front = front_for(&up).await;
+    for _ in 0..2 {
+        let resp = raw(front.addr, &request("HEAD", "/file.pdf", "")).await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-length").unwrap(), "1234");
+        assert!(resp.body.is_empty());
+    }
+    assert_eq!(up.accepted(), 1);
+    assert!(up.seen()[0].head.starts_with("head /file.pdf http/1.1"));
+}
+
+#[tokio::test]
+async fn what_is_not_http_from_the_upstream_is_a_502() {
+    let up = Scripted::start(|_, _| Reply::Close(b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec())).await;
+    let front = front_for(&up).await;
+    let resp = raw(front.addr, &request("GET", "/", "")).await;
+    assert_eq!(resp.status, 502);
+    assert_eq!(upstream_errors(&front, "reset"), 1.0);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_not_passed_off_as_complete() {
+    let up = Scripted::start(|_, _| {
+        Reply::Close(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec())
+    })
+    .await;
+    let front = front_for(&up).await;
+    let mut stream = TcpStream::connect(front.addr).await.unwrap();
+    stream.write_all(&request("GET", "/", "")).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))
+        .await
+        .expect("the connection ends")
+        .ok();
+    // Either the client gets nothing, or fewer bytes than announced: never a response that
+    // looks complete.
+    if !buf.is_empty() {
+        let resp = parse_response(&buf);
+        assert_eq!(resp.header("content-length").unwrap(), "100");
+        assert!(resp.body.len() < 100, "{} bytes", resp.body.len());
+    }
+}
+
+/// The upstream closes a kept-alive connection on the second request without answering it:
+/// the race every keep-alive proxy meets when the upstream's idle timeout runs out.
+#[tokio::test]
+async fn an_unanswered_request_on_a_reused_connection_is_resent_only_if_idempotent() {
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let up = Scripted::start(|_, nth| {
+        if nth == 1 {
+            Reply::Keep(OK.to_vec())
+        } else {
+            Reply::Close(Vec::new())
+        }
+    })
+    .await;
+    let front = front_for(&up).await;
+
+    assert_eq!(raw(front.addr, &request("GET", "/a", "")).await.status, 200);
+    let resp = raw(front.addr, &request("GET", "/b", "")).await;
+    assert_eq!(resp.status, 200, "GET is sent again on a new connection");
+    let seen = up.seen();
+    let b: Vec<_> = seen
+        .iter()
+        .filter(|s| s.head.starts_with("get /b"))
+        .collect();
+    assert_eq!(b.len(), 2);
+    assert_ne!(b[0].connection, b[1].connection);
+
+    // Connection 2 is now idle in the pool; a POST on it gets the same treatment but must
+    // not be sent twice.
+    let resp = raw(front.addr, &request("POST", "/c", "Content-Length: 0\r\n")).await;
+    assert_eq!(resp.status, 502);
+    let posts = up
+        .seen()
+        .iter()
+        .filter(|s| s.head.starts_with("post /c"))
+        .count();
+    assert_eq!(posts, 1);
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_upload_reaches_the_client() {
+    let up = Scripted::start_reading_bodies(
+        |_, _| {
+            Reply::Close(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
+                    .to_vec(),
+            )
+        },
+        false,
+    )
+    .await;
+    let front = front_for(&up).await;
+    let size = 32 << 20;
+    let mut stream = TcpStream::connect(front.addr).await.unwrap();
+    let head =
+        format!("POST /upload HTTP/1.1\r\nHost: lms.example\r\nContent-Length: {size}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let upload = tokio::spawn(async move {
+        let block = vec![b'x'; 64 << 10];
+        for _ in 0..size / block.len() {
+            if writer.write_all(&block).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let mut piece = [0u8; 4096];
+            match reader.read(&mut piece).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&piece[..n]),
+            }
+            if buf.ends_with(b"too large") {
+                break;
+            }
+        }
+    });
+    read.await.expect("an answer within 20 s");
+    upload.abort();
+    let resp = parse_response(&buf);
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.body, b"too large");
+}
+
+#[tokio::test]
+async fn a_request_body_of_unknown_length_goes_chunked() {
+    let up = Scripted::start(|_, _| Reply::Keep(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())).await;
+    let front = front_for(&up).await;
+    let resp = raw(
+        front.addr,
+        b"POST /main/upload.php HTTP/1.1\r\nHost: lms.example\r\nTransfer-Encoding: chunked\r\n\
+          Connection: close\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 204);
+    let seen = up.seen();
+    assert_eq!(
+        field(&seen[0].head, "transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+    assert!(field(&seen[0].head, "content-length").is_none());
+    let mut decoded = Vec::new();
+    let mut rest = &seen[0].body[..];
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        decoded.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[eol + 2 + size + 2..];
+    }
+    assert_eq!(decoded, b"abcdefg");
+}
