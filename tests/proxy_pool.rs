@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chamilo_scim_proxy::body::{empty, full, BoxBody};
+use chamilo_scim_proxy::body::full;
+use chamilo_scim_proxy::proxy::h1::{RequestFraming, RequestHeadWriter};
 use chamilo_scim_proxy::proxy::pool::{Endpoint, PoolSettings, UpstreamPool};
-use http::{Request, Response};
+use chamilo_scim_proxy::proxy::upstream::OutgoingRequest;
+use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -75,12 +77,15 @@ fn endpoint(addr: SocketAddr) -> Arc<Endpoint> {
     })
 }
 
-fn get(path: &str, addr: SocketAddr) -> Request<BoxBody> {
-    Request::builder()
-        .uri(path)
-        .header("host", addr.to_string())
-        .body(empty())
-        .unwrap()
+fn get(path: &str, addr: SocketAddr) -> OutgoingRequest {
+    let mut head = RequestHeadWriter::new(&Method::GET, path, 1);
+    head.field(b"host", addr.to_string().as_bytes());
+    OutgoingRequest::new(
+        Method::GET,
+        head.finish(RequestFraming::Empty),
+        None,
+        RequestFraming::Empty,
+    )
 }
 
 /// Sends one request and reads the whole response body.

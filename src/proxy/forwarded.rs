@@ -10,6 +10,9 @@ use std::net::IpAddr;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use super::h1::RequestHeadWriter;
+use super::headers::HopByHop;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -86,85 +89,109 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         .and_then(|inner| inner.parse().ok())
 }
 
-/// Sets the forwarding headers for the upstream. `host` is the `Host` being forwarded.
-/// Call after hop-by-hop headers are gone, so `Connection` cannot erase what is added here.
+/// The forwarding fields the upstream gets for one request, worked out before its head is
+/// written: which incoming fields pass, and the values of those the proxy writes.
 ///
-/// This runs on every passed-through request, so it works on bytes: one scan of the names
-/// present instead of a lookup per name, and no formatting machinery for the address.
-pub fn apply(
-    headers: &mut HeaderMap,
-    peer: IpAddr,
-    tls: bool,
-    trusted: &[IpNet],
-    host: Option<&HeaderValue>,
-) {
-    let peer = peer.to_canonical();
-    let proto: &'static str = if tls { "https" } else { "http" };
-    let from_trusted = is_trusted(peer, trusted);
+/// This runs on every passed-through request, so it works on bytes: no formatting machinery
+/// for the address, and nothing is inserted into or removed from a `HeaderMap`.
+#[derive(Debug)]
+pub struct Forwarding {
+    from_trusted: bool,
+    /// `X-Forwarded-For`: a trusted peer's chain joined, then the peer.
+    chain: Vec<u8>,
+    /// `X-Forwarded-Proto`, unless a trusted peer sent one.
+    proto: Option<&'static str>,
+    /// `X-Forwarded-Host`, unless a trusted peer sent one.
+    host: Option<HeaderValue>,
+    /// `Forwarded`: a trusted peer's elements, then ours.
+    forwarded: Vec<u8>,
+}
 
-    if !from_trusted {
-        let mut claims: Vec<HeaderName> = Vec::new();
-        for name in headers.keys() {
-            if is_forwarding_claim(name) {
-                claims.push(name.clone());
+impl Forwarding {
+    /// `headers` are the client's, of which `hop` will not pass (a client may name
+    /// `X-Forwarded-For` in `Connection` to drop it, never to erase the proxy's own);
+    /// `host` is the `Host` being forwarded.
+    pub fn new(
+        headers: &HeaderMap,
+        hop: &HopByHop,
+        peer: IpAddr,
+        tls: bool,
+        trusted: &[IpNet],
+        host: Option<&HeaderValue>,
+    ) -> Self {
+        let peer = peer.to_canonical();
+        let proto: &'static str = if tls { "https" } else { "http" };
+        let from_trusted = is_trusted(peer, trusted);
+        // What a trusted peer sent and what reaches the upstream of it.
+        let incoming = |name: &HeaderName| from_trusted && hop.passes(name);
+
+        let mut peer_text: Vec<u8> = Vec::with_capacity(48);
+        push_ip(&mut peer_text, peer);
+
+        let mut chain: Vec<u8> = Vec::with_capacity(peer_text.len());
+        if incoming(&X_FORWARDED_FOR) {
+            join_fields(&mut chain, headers, &X_FORWARDED_FOR);
+        }
+        if !chain.is_empty() {
+            chain.extend_from_slice(b", ");
+        }
+        chain.extend_from_slice(&peer_text);
+
+        let mut forwarded: Vec<u8> = Vec::with_capacity(96);
+        if incoming(&FORWARDED) {
+            join_fields(&mut forwarded, headers, &FORWARDED);
+        }
+        if !forwarded.is_empty() {
+            forwarded.extend_from_slice(b", ");
+        }
+        match peer {
+            IpAddr::V4(_) => {
+                forwarded.extend_from_slice(b"for=");
+                forwarded.extend_from_slice(&peer_text);
+            }
+            IpAddr::V6(_) => {
+                forwarded.extend_from_slice(b"for=\"[");
+                forwarded.extend_from_slice(&peer_text);
+                forwarded.extend_from_slice(b"]\"");
             }
         }
-        super::headers::remove_keeping_order(headers, &claims);
-    }
-
-    let mut peer_text: Vec<u8> = Vec::with_capacity(48);
-    push_ip(&mut peer_text, peer);
-
-    // X-Forwarded-For: existing fields (trusted peer only, all removed otherwise) joined, then
-    // the peer.
-    let mut chain: Vec<u8> = Vec::with_capacity(peer_text.len());
-    if from_trusted {
-        join_fields(&mut chain, headers, &X_FORWARDED_FOR);
-    }
-    if !chain.is_empty() {
-        chain.extend_from_slice(b", ");
-    }
-    chain.extend_from_slice(&peer_text);
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
-        headers.insert(&X_FORWARDED_FOR, value);
-    }
-
-    headers
-        .entry(&X_FORWARDED_PROTO)
-        .or_insert(HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        headers
-            .entry(&X_FORWARDED_HOST)
-            .or_insert_with(|| host.clone());
-    }
-
-    // Forwarded: append our element to whatever a trusted peer sent.
-    let mut forwarded: Vec<u8> = Vec::with_capacity(96);
-    if from_trusted {
-        join_fields(&mut forwarded, headers, &FORWARDED);
-    }
-    if !forwarded.is_empty() {
-        forwarded.extend_from_slice(b", ");
-    }
-    match peer {
-        IpAddr::V4(_) => {
-            forwarded.extend_from_slice(b"for=");
-            forwarded.extend_from_slice(&peer_text);
+        if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+            forwarded.extend_from_slice(b";host=");
+            push_token_or_quoted(&mut forwarded, host);
         }
-        IpAddr::V6(_) => {
-            forwarded.extend_from_slice(b"for=\"[");
-            forwarded.extend_from_slice(&peer_text);
-            forwarded.extend_from_slice(b"]\"");
+        forwarded.extend_from_slice(b";proto=");
+        forwarded.extend_from_slice(proto.as_bytes());
+
+        let kept = |name: &HeaderName| incoming(name) && headers.contains_key(name);
+        Self {
+            from_trusted,
+            chain,
+            proto: (!kept(&X_FORWARDED_PROTO)).then_some(proto),
+            host: host.filter(|_| !kept(&X_FORWARDED_HOST)).cloned(),
+            forwarded,
         }
     }
-    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        forwarded.extend_from_slice(b";host=");
-        push_token_or_quoted(&mut forwarded, host);
+
+    /// Whether the client's field `name` is passed on as it is. `X-Forwarded-For` and
+    /// `Forwarded` never are (the proxy writes them whole); the other claims about the
+    /// client pass only from a trusted peer.
+    pub fn passes(&self, name: &HeaderName) -> bool {
+        if *name == X_FORWARDED_FOR || *name == FORWARDED {
+            return false;
+        }
+        self.from_trusted || !is_forwarding_claim(name)
     }
-    forwarded.extend_from_slice(b";proto=");
-    forwarded.extend_from_slice(proto.as_bytes());
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded)) {
-        headers.insert(&FORWARDED, value);
+
+    /// Writes the proxy's forwarding fields.
+    pub fn write(&self, head: &mut RequestHeadWriter) {
+        head.field(X_FORWARDED_FOR.as_str().as_bytes(), &self.chain);
+        if let Some(proto) = self.proto {
+            head.field(X_FORWARDED_PROTO.as_str().as_bytes(), proto.as_bytes());
+        }
+        if let Some(host) = &self.host {
+            head.field(X_FORWARDED_HOST.as_str().as_bytes(), host.as_bytes());
+        }
+        head.field(FORWARDED.as_str().as_bytes(), &self.forwarded);
     }
 }
 
@@ -226,6 +253,7 @@ fn push_token_or_quoted(out: &mut Vec<u8>, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::h1::RequestFraming;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()
@@ -233,6 +261,26 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// The fields the upstream gets when only forwarding is applied to `h`.
+    fn forwarded_fields(
+        h: &HeaderMap,
+        peer: IpAddr,
+        tls: bool,
+        trusted: &[IpNet],
+        host: Option<&HeaderValue>,
+    ) -> HeaderMap {
+        let hop = HopByHop::scan(h);
+        let fwd = Forwarding::new(h, &hop, peer, tls, trusted, host);
+        let mut head = RequestHeadWriter::new(&http::Method::GET, "/", h.len());
+        for (name, value) in h {
+            if hop.passes(name) && fwd.passes(name) {
+                head.field(name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        fwd.write(&mut head);
+        crate::proxy::h1::tests::request_fields(&head.finish(RequestFraming::Empty))
     }
 
     fn spoofed() -> HeaderMap {
@@ -247,10 +295,9 @@ mod tests {
 
     #[test]
     fn untrusted_peer_starts_a_new_chain() {
-        let mut h = spoofed();
         let host = HeaderValue::from_static("chamilo.example:8443");
-        apply(
-            &mut h,
+        let h = forwarded_fields(
+            &spoofed(),
             ip("203.0.113.9"),
             false,
             &nets(&["10.0.0.0/8"]),
@@ -264,6 +311,14 @@ mod tests {
             "for=203.0.113.9;host=\"chamilo.example:8443\";proto=http"
         );
         assert!(h.get("x-real-ip").is_none());
+        for name in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "forwarded",
+        ] {
+            assert_eq!(h.get_all(name).iter().count(), 1, "{name}");
+        }
     }
 
     #[test]
@@ -271,8 +326,8 @@ mod tests {
         let mut h = spoofed();
         h.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
         let host = HeaderValue::from_static("chamilo.example");
-        apply(
-            &mut h,
+        let h = forwarded_fields(
+            &h,
             ip("10.1.2.3"),
             true,
             &nets(&["10.0.0.0/8"]),
@@ -286,6 +341,27 @@ mod tests {
             "for=6.6.6.6, for=10.1.2.3;host=chamilo.example;proto=https"
         );
         assert_eq!(h["x-real-ip"], "6.6.6.6");
+    }
+
+    #[test]
+    fn a_trusted_chain_named_in_connection_is_dropped_and_replaced() {
+        let mut h = spoofed();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("X-Forwarded-For, X-Forwarded-Host"),
+        );
+        let host = HeaderValue::from_static("chamilo.example");
+        let h = forwarded_fields(
+            &h,
+            ip("10.1.2.3"),
+            false,
+            &nets(&["10.0.0.0/8"]),
+            Some(&host),
+        );
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-host"], "chamilo.example");
+        // Not named: a trusted peer's value stays.
+        assert_eq!(h["x-forwarded-proto"], "https");
     }
 
     #[test]
@@ -313,13 +389,11 @@ mod tests {
 
     #[test]
     fn ipv6_and_mapped_peers() {
-        let mut h = HeaderMap::new();
-        apply(&mut h, ip("2001:db8::1"), true, &[], None);
+        let h = forwarded_fields(&HeaderMap::new(), ip("2001:db8::1"), true, &[], None);
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
         assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=https");
 
-        let mut h = HeaderMap::new();
-        apply(&mut h, ip("::ffff:127.0.0.1"), false, &[], None);
+        let h = forwarded_fields(&HeaderMap::new(), ip("::ffff:127.0.0.1"), false, &[], None);
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert!(is_trusted(ip("::ffff:127.0.0.1"), &nets(&["127.0.0.0/8"])));
     }
@@ -332,8 +406,8 @@ mod tests {
             HeaderValue::from_bytes(b"\xff1.2.3.4").unwrap(),
         );
         let host = HeaderValue::from_bytes(b"h\xe9st").unwrap();
-        apply(
-            &mut h,
+        let h = forwarded_fields(
+            &h,
             ip("10.0.0.1"),
             false,
             &nets(&["10.0.0.0/8"]),

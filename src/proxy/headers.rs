@@ -15,46 +15,69 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
+/// The hop-by-hop fields of one message: the standard set and those its `Connection` names.
+#[derive(Debug, Default)]
+pub struct HopByHop {
+    /// Names found by [`is_hop_by_hop`] or in `Connection` (usually none, or `connection`
+    /// and `keep-alive`).
+    named: Vec<HeaderName>,
+    /// The `Upgrade` value when `Connection` asks for an upgrade.
+    pub upgrade: Option<HeaderValue>,
+}
+
+impl HopByHop {
+    /// Reads `Connection` (first) and finds the fields that must not cross the proxy.
+    ///
+    /// Runs on every request and response: one scan of the names present finds what to drop
+    /// (usually nothing), instead of a hash lookup per hop-by-hop name.
+    pub fn scan(headers: &HeaderMap) -> Self {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for name in headers.keys() {
+            if is_hop_by_hop(name) {
+                named.push(name.clone());
+            }
+        }
+        if named.is_empty() {
+            return Self::default();
+        }
+        let mut upgrade_requested = false;
+        for value in headers.get_all(header::CONNECTION) {
+            // Work on bytes: a value that is not UTF-8 may still name headers in its other tokens.
+            for token in value.as_bytes().split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"upgrade") {
+                    upgrade_requested = true;
+                }
+                // `Host` is a property of the message; a client naming it would only break routing.
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    if name != header::HOST {
+                        named.push(name);
+                    }
+                }
+            }
+        }
+        let upgrade = if upgrade_requested {
+            headers.get(header::UPGRADE).cloned()
+        } else {
+            None
+        };
+        Self { named, upgrade }
+    }
+
+    /// Whether the field `name` crosses the proxy.
+    pub fn passes(&self, name: &HeaderName) -> bool {
+        self.named.is_empty() || !self.named.contains(name)
+    }
+}
+
 /// Removes the headers named in `Connection` (read first), then the standard hop-by-hop set.
 ///
 /// When the message asks for a protocol upgrade (`Connection: upgrade` plus `Upgrade`), the
 /// `Upgrade` value is returned so the caller can put the pair back for the next hop.
-///
-/// Runs on every request and response: one scan of the names present finds what to remove
-/// (usually nothing), instead of a hash lookup per hop-by-hop name.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        if is_hop_by_hop(name) {
-            doomed.push(name.clone());
-        }
-    }
-    if doomed.is_empty() {
-        return None;
-    }
-    let mut upgrade_requested = false;
-    for value in headers.get_all(header::CONNECTION) {
-        // Work on bytes: a value that is not UTF-8 may still name headers in its other tokens.
-        for token in value.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"upgrade") {
-                upgrade_requested = true;
-            }
-            // `Host` is a property of the message; a client naming it would only break routing.
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                if name != header::HOST {
-                    doomed.push(name);
-                }
-            }
-        }
-    }
-    let upgrade = if upgrade_requested {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
-    remove_keeping_order(headers, &doomed);
-    upgrade
+    let hop = HopByHop::scan(headers);
+    remove_keeping_order(headers, &hop.named);
+    hop.upgrade
 }
 
 /// Removes every field named in `doomed` and keeps the others in their order (`HeaderMap::remove`
@@ -80,27 +103,6 @@ pub(crate) fn remove_keeping_order(headers: &mut HeaderMap, doomed: &[HeaderName
 pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, protocol);
-}
-
-/// Joins several `cookie` fields (HTTP/2 splits them, RFC 9113 §8.2.3) into one with `; `, as
-/// an HTTP/1.1 upstream (PHP) expects.
-pub fn join_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    let Some(first) = values.next() else { return };
-    if values.next().is_none() {
-        return;
-    }
-    let mut joined: Vec<u8> = Vec::with_capacity(first.len() * 2);
-    for value in headers.get_all(header::COOKIE) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(value.as_bytes());
-    }
-    // Each part was already a valid value, so the join is too; keep the fields if not.
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(header::COOKIE, value);
-    }
 }
 
 #[cfg(test)]
@@ -179,22 +181,5 @@ mod tests {
         assert!(h.get("connection").is_none());
         // The unreadable token names nothing; `x-a` is still named and goes.
         assert!(h.get("x-a").is_none());
-    }
-
-    #[test]
-    fn cookies_are_joined() {
-        let mut h = map(&[
-            ("cookie", b"a=1"),
-            ("cookie", b"PHPSESSID=x"),
-            ("cookie", b"c=\xe9"),
-        ]);
-        join_cookies(&mut h);
-        let all: Vec<_> = h.get_all("cookie").iter().collect();
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].as_bytes(), b"a=1; PHPSESSID=x; c=\xe9");
-
-        let mut single = map(&[("cookie", b"a=1")]);
-        join_cookies(&mut single);
-        assert_eq!(single.get("cookie").unwrap(), "a=1");
     }
 }

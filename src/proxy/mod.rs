@@ -19,9 +19,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use std::borrow::Cow;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -30,10 +32,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{full, BoxBody};
 use crate::config::{Config, UpstreamConfig};
+use forwarded::Forwarding;
+use h1::{RequestFraming, RequestHeadWriter};
+use headers::HopByHop;
 use idle::IdleTimeout;
 use metrics::{ErrorKind, ProxyMetrics};
 use pool::{Endpoint, PoolSettings, UpstreamPool};
-use upstream::ResponseBody;
+use upstream::{OutgoingRequest, ResponseBody};
 
 /// Who sent a request, as the listener saw it.
 #[derive(Debug, Clone, Copy)]
@@ -112,13 +117,12 @@ impl UpstreamTarget {
 
     /// The request target sent upstream: origin-form (RFC 9112 §3.2.1), the client's path and
     /// query under the upstream URL's path. An absolute-form client target loses its origin.
-    fn uri_for(&self, client_target: &Uri) -> Result<Uri, http::Error> {
-        let path_and_query = match client_target.path_and_query() {
-            Some(pq) if self.base_path.is_empty() => pq.clone(),
-            Some(pq) => PathAndQuery::try_from(format!("{}{}", self.base_path, pq))?,
-            None => PathAndQuery::try_from(format!("{}/", self.base_path))?,
-        };
-        Ok(Uri::from(path_and_query))
+    fn path_for<'a>(&self, client_target: &'a Uri) -> Cow<'a, str> {
+        match client_target.path_and_query() {
+            Some(pq) if self.base_path.is_empty() => Cow::Borrowed(pq.as_str()),
+            Some(pq) => Cow::Owned(format!("{}{}", self.base_path, pq)),
+            None => Cow::Owned(format!("{}/", self.base_path)),
+        }
     }
 }
 
@@ -174,58 +178,50 @@ impl Proxy {
                 return gateway_error(StatusCode::BAD_GATEWAY);
             }
         };
-        let uri = match target.uri_for(req.uri()) {
-            Ok(uri) => uri,
-            Err(_) => return plain(StatusCode::BAD_REQUEST, "Bad request target\n"),
-        };
-
         // The client's Host; an HTTP/2 `:authority` or absolute-form target wins (RFC 9112
-        // §3.2.2), and must be copied before the target is rewritten.
+        // §3.2.2). HTTP/1.0 without Host: name the upstream, as a client would.
         let host = match req.uri().authority() {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
             None => req.headers().get(header::HOST).cloned(),
         };
-
-        let protocol = headers::strip_hop_by_hop(req.headers_mut());
-        let client_upgrade = match (&protocol, req.version()) {
+        let hop = HopByHop::scan(req.headers());
+        let client_upgrade = match (&hop.upgrade, req.version()) {
             (Some(_), Version::HTTP_11) => Some(hyper::upgrade::on(&mut req)),
             _ => None,
         };
-
-        let (mut parts, body) = req.into_parts();
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let h = &mut parts.headers;
-        // hyper's server already answered `100 Continue`; its client cannot handle `Expect`.
-        h.remove(header::EXPECT);
-        headers::join_cookies(h);
-        match &host {
-            Some(host) => {
-                h.insert(header::HOST, host.clone());
-            }
-            // HTTP/1.0 without Host: name the upstream, as a client would.
-            None => {
-                if let Ok(upstream_host) = HeaderValue::from_str(target.authority.as_str()) {
-                    h.insert(header::HOST, upstream_host);
-                }
-            }
-        }
-        forwarded::apply(h, client.peer.ip(), client.tls, trusted, host.as_ref());
-        if let (Some(protocol), Some(_)) = (&protocol, &client_upgrade) {
-            headers::restore_upgrade(h, protocol.clone());
-        }
+        let forwarding = Forwarding::new(
+            req.headers(),
+            &hop,
+            client.peer.ip(),
+            client.tls,
+            trusted,
+            host.as_ref(),
+        );
+        let (parts, body) = req.into_parts();
+        let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
+        let head = request_head(
+            &parts.method,
+            &target.path_for(&parts.uri),
+            &parts.headers,
+            host.as_ref()
+                .map_or(target.authority.as_str().as_bytes(), HeaderValue::as_bytes),
+            &hop,
+            client_upgrade.as_ref().and(hop.upgrade.as_ref()),
+            &forwarding,
+            framing,
+        );
 
         // The response-header timeout runs from the moment the request body is fully sent
         // (or dropped): a long upload is not a slow upstream. Until then, an upload that
         // makes no progress for `body_idle_timeout` (client silent, or upstream not reading)
         // ends the request.
         let idle = cfg.upstream.body_idle_timeout;
-        let (body, watch) = if body.is_end_stream() {
-            (crate::body::empty(), None)
+        let (body, watch) = if framing == RequestFraming::Empty {
+            (None, None)
         } else {
             let (signal, watch) = idle::upload_watch();
             (
-                IdleTimeout::new(body, idle, Some(signal)).boxed(),
+                Some(IdleTimeout::new(body, idle, Some(signal)).boxed()),
                 Some(watch),
             )
         };
@@ -238,8 +234,9 @@ impl Proxy {
             Err::<(), _>(ErrorKind::ResponseTimeout)
         };
 
+        let request = OutgoingRequest::new(parts.method, head, body, framing);
         let result = tokio::select! {
-            result = self.pool.send(&target.endpoint, Request::from_parts(parts, body)) => result,
+            result = self.pool.send(&target.endpoint, request) => result,
             Err(kind) = deadline => {
                 self.metrics.error(kind);
                 tracing::warn!(kind = kind.as_str(), "upstream request timed out");
@@ -259,7 +256,7 @@ impl Proxy {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return self.switch_protocols(
                 resp,
-                protocol,
+                hop.upgrade,
                 client_upgrade,
                 cfg.upstream.tunnel_idle_timeout,
             );
@@ -319,6 +316,50 @@ impl Proxy {
     }
 }
 
+/// The head the upstream gets: `Host` first, then the client's fields in their order without
+/// hop-by-hop ones, `Expect` (hyper's server already answered `100 Continue`) and those
+/// rewritten here: cookies joined into one field (HTTP/2 splits them, RFC 9113 §8.2.3; PHP
+/// reads one), the forwarding fields, and the upgrade pair when the client asked for one.
+#[allow(clippy::too_many_arguments)]
+fn request_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    host: &[u8],
+    hop: &HopByHop,
+    upgrade: Option<&HeaderValue>,
+    forwarding: &Forwarding,
+    framing: RequestFraming,
+) -> Vec<u8> {
+    let mut head = RequestHeadWriter::new(method, target, headers.len() + 6);
+    head.field(b"host", host);
+    let mut cookies_written = false;
+    for (name, value) in headers {
+        if *name == header::HOST
+            || *name == header::EXPECT
+            || !hop.passes(name)
+            || !forwarding.passes(name)
+        {
+            continue;
+        }
+        if *name == header::COOKIE {
+            if !cookies_written {
+                let all = headers.get_all(header::COOKIE).iter();
+                head.joined_field(b"cookie", all.map(HeaderValue::as_bytes), b"; ");
+                cookies_written = true;
+            }
+            continue;
+        }
+        head.field(name.as_str().as_bytes(), value.as_bytes());
+    }
+    forwarding.write(&mut head);
+    if let Some(protocol) = upgrade {
+        head.field(b"connection", b"upgrade");
+        head.field(b"upgrade", protocol.as_bytes());
+    }
+    head.finish(framing)
+}
+
 /// The error and its sources on one line.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
@@ -376,22 +417,108 @@ mod tests {
                 port: 8081
             }
         );
-        let uri = t
-            .uri_for(&"/main/a%2Fb.php?x=1&y=%00".parse().unwrap())
-            .unwrap();
-        assert_eq!(uri.to_string(), "/main/a%2Fb.php?x=1&y=%00");
-        let uri = t
-            .uri_for(&"http://evil.example/index.php".parse().unwrap())
-            .unwrap();
-        assert_eq!(uri.to_string(), "/index.php");
+        let uri: Uri = "/main/a%2Fb.php?x=1&y=%00".parse().unwrap();
+        assert_eq!(t.path_for(&uri), "/main/a%2Fb.php?x=1&y=%00");
+        let uri: Uri = "http://evil.example/index.php".parse().unwrap();
+        assert_eq!(t.path_for(&uri), "/index.php");
 
         let t = UpstreamTarget::parse("http://chamilo/lms/").unwrap();
         assert_eq!(t.endpoint.port, 80);
-        let uri = t.uri_for(&"/index.php?a".parse().unwrap()).unwrap();
-        assert_eq!(uri.to_string(), "/lms/index.php?a");
+        let uri: Uri = "/index.php?a".parse().unwrap();
+        assert_eq!(t.path_for(&uri), "/lms/index.php?a");
 
         let t = UpstreamTarget::parse("http://[::1]:8081").unwrap();
         assert_eq!(t.endpoint.host, "::1");
+    }
+
+    fn client_fields(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn head_for(h: &HeaderMap, upgrade: bool) -> Vec<u8> {
+        let hop = HopByHop::scan(h);
+        let peer: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        let host = h.get("host").cloned();
+        let fwd = Forwarding::new(h, &hop, peer, false, &[], host.as_ref());
+        request_head(
+            &Method::GET,
+            "/index.php",
+            h,
+            host.as_ref().map_or(b"upstream", HeaderValue::as_bytes),
+            &hop,
+            hop.upgrade.as_ref().filter(|_| upgrade),
+            &fwd,
+            RequestFraming::Empty,
+        )
+    }
+
+    #[test]
+    fn the_upstream_gets_the_client_fields_in_order_minus_hop_by_hop_ones() {
+        let h = client_fields(&[
+            ("x-first", b"1"),
+            ("host", b"lms.example"),
+            ("connection", b"keep-alive, X-Secret"),
+            ("keep-alive", b"timeout=5"),
+            ("x-secret", b"s"),
+            ("expect", b"100-continue"),
+            ("cookie", b"a=1"),
+            ("accept", b"text/html"),
+            ("cookie", b"PHPSESSID=x"),
+            ("cookie", b"c=\xe9"),
+            ("x-forwarded-for", b"6.6.6.6"),
+            ("x-last", b"\xff"),
+        ]);
+        let head = head_for(&h, false);
+        let text = String::from_utf8_lossy(&head);
+        assert!(
+            text.starts_with("GET /index.php HTTP/1.1\r\nhost: lms.example\r\n"),
+            "{text}"
+        );
+        let fields = crate::proxy::h1::tests::request_fields(&head);
+        let names: Vec<&str> = fields.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "host",
+                "x-first",
+                "cookie",
+                "accept",
+                "x-last",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "forwarded"
+            ]
+        );
+        let cookies: Vec<_> = fields.get_all("cookie").iter().collect();
+        assert_eq!(cookies.len(), 1);
+        assert_eq!(cookies[0].as_bytes(), b"a=1; PHPSESSID=x; c=\xe9");
+        assert_eq!(fields["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(fields["x-last"].as_bytes(), b"\xff");
+    }
+
+    #[test]
+    fn an_upgrade_goes_on_only_when_the_client_connection_can_follow() {
+        let h = client_fields(&[
+            ("host", b"lms.example"),
+            ("connection", b"Upgrade"),
+            ("upgrade", b"websocket"),
+            ("sec-websocket-key", b"k"),
+        ]);
+        let fields = crate::proxy::h1::tests::request_fields(&head_for(&h, true));
+        assert_eq!(fields["connection"], "upgrade");
+        assert_eq!(fields["upgrade"], "websocket");
+        assert_eq!(fields["sec-websocket-key"], "k");
+        let fields = crate::proxy::h1::tests::request_fields(&head_for(&h, false));
+        assert!(fields.get("connection").is_none());
+        assert!(fields.get("upgrade").is_none());
     }
 
     #[test]

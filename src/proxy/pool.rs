@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Response;
 use tokio::time::Instant;
 
 use super::upstream::{self, Home, OutgoingRequest, ResponseBody, UpstreamConn};
-use crate::body::BoxBody;
 
 pub use super::upstream::UpstreamError;
 
@@ -67,11 +66,10 @@ impl UpstreamPool {
     pub async fn send(
         self: &Arc<Self>,
         endpoint: &Arc<Endpoint>,
-        req: Request<BoxBody>,
+        mut req: OutgoingRequest,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         self.start_sweeper();
         let slot = thread_slot() % self.slots.len();
-        let mut req = OutgoingRequest::new(req);
         while let Some(mut conn) = self.take_idle(slot, endpoint) {
             match conn.exchange(&mut req).await {
                 Ok(exchanged) => return Ok(self.respond(conn, exchanged, slot, endpoint)),

@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
-use http::header::{self, HeaderMap};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
@@ -186,40 +185,21 @@ pub struct OutgoingRequest {
 }
 
 impl OutgoingRequest {
-    /// Encodes `req`, whose headers must be ready for the upstream (hop-by-hop fields gone).
-    /// A body of unknown length goes chunked.
-    pub fn new(req: Request<BoxBody>) -> Self {
-        let (parts, body) = req.into_parts();
-        let declared = declared_length(&parts.headers);
-        let (framing, body) = if body.is_end_stream() && declared.unwrap_or(0) == 0 {
-            (RequestFraming::Empty, None)
-        } else {
-            match declared {
-                Some(n) => (RequestFraming::Length(n), Some(body)),
-                None => (RequestFraming::Chunked, Some(body)),
-            }
-        };
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::with_capacity(256 + 64 * parts.headers.len());
-        h1::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
+    /// `head` is the encoded head (see [`h1::RequestHeadWriter`]); `body` is `None` exactly
+    /// when `framing` is [`RequestFraming::Empty`].
+    pub fn new(
+        method: Method,
+        head: Vec<u8>,
+        body: Option<BoxBody>,
+        framing: RequestFraming,
+    ) -> Self {
         Self {
             head,
-            method: parts.method,
-            body,
+            method,
+            body: body.filter(|_| framing != RequestFraming::Empty),
             framing,
         }
     }
-}
-
-/// `Content-Length` as a number when present and valid (hyper's server checked it already).
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The response head, and whether the whole request went out before it.
