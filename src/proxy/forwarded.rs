@@ -89,86 +89,42 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         .and_then(|inner| inner.parse().ok())
 }
 
-/// The forwarding fields the upstream gets for one request, worked out before its head is
-/// written: which incoming fields pass, and the values of those the proxy writes.
+/// The forwarding fields the upstream gets for one request: which incoming fields pass, and
+/// the fields the proxy writes.
 ///
-/// This runs on every passed-through request, so it works on bytes: no formatting machinery
-/// for the address, and nothing is inserted into or removed from a `HeaderMap`.
+/// This runs on every passed-through request, so it works on bytes: the values are written
+/// straight into the request head, with no formatting machinery for the address and nothing
+/// inserted into or removed from a `HeaderMap`.
 #[derive(Debug)]
-pub struct Forwarding {
+pub struct Forwarding<'a> {
+    headers: &'a HeaderMap,
+    hop: &'a HopByHop,
+    peer: IpAddr,
     from_trusted: bool,
-    /// `X-Forwarded-For`: a trusted peer's chain joined, then the peer.
-    chain: Vec<u8>,
-    /// `X-Forwarded-Proto`, unless a trusted peer sent one.
-    proto: Option<&'static str>,
-    /// `X-Forwarded-Host`, unless a trusted peer sent one.
-    host: Option<HeaderValue>,
-    /// `Forwarded`: a trusted peer's elements, then ours.
-    forwarded: Vec<u8>,
+    proto: &'static str,
+    host: Option<&'a HeaderValue>,
 }
 
-impl Forwarding {
+impl<'a> Forwarding<'a> {
     /// `headers` are the client's, of which `hop` will not pass (a client may name
     /// `X-Forwarded-For` in `Connection` to drop it, never to erase the proxy's own);
     /// `host` is the `Host` being forwarded.
     pub fn new(
-        headers: &HeaderMap,
-        hop: &HopByHop,
+        headers: &'a HeaderMap,
+        hop: &'a HopByHop,
         peer: IpAddr,
         tls: bool,
         trusted: &[IpNet],
-        host: Option<&HeaderValue>,
+        host: Option<&'a HeaderValue>,
     ) -> Self {
         let peer = peer.to_canonical();
-        let proto: &'static str = if tls { "https" } else { "http" };
-        let from_trusted = is_trusted(peer, trusted);
-        // What a trusted peer sent and what reaches the upstream of it.
-        let incoming = |name: &HeaderName| from_trusted && hop.passes(name);
-
-        let mut peer_text: Vec<u8> = Vec::with_capacity(48);
-        push_ip(&mut peer_text, peer);
-
-        let mut chain: Vec<u8> = Vec::with_capacity(peer_text.len());
-        if incoming(&X_FORWARDED_FOR) {
-            join_fields(&mut chain, headers, &X_FORWARDED_FOR);
-        }
-        if !chain.is_empty() {
-            chain.extend_from_slice(b", ");
-        }
-        chain.extend_from_slice(&peer_text);
-
-        let mut forwarded: Vec<u8> = Vec::with_capacity(96);
-        if incoming(&FORWARDED) {
-            join_fields(&mut forwarded, headers, &FORWARDED);
-        }
-        if !forwarded.is_empty() {
-            forwarded.extend_from_slice(b", ");
-        }
-        match peer {
-            IpAddr::V4(_) => {
-                forwarded.extend_from_slice(b"for=");
-                forwarded.extend_from_slice(&peer_text);
-            }
-            IpAddr::V6(_) => {
-                forwarded.extend_from_slice(b"for=\"[");
-                forwarded.extend_from_slice(&peer_text);
-                forwarded.extend_from_slice(b"]\"");
-            }
-        }
-        if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-            forwarded.extend_from_slice(b";host=");
-            push_token_or_quoted(&mut forwarded, host);
-        }
-        forwarded.extend_from_slice(b";proto=");
-        forwarded.extend_from_slice(proto.as_bytes());
-
-        let kept = |name: &HeaderName| incoming(name) && headers.contains_key(name);
         Self {
-            from_trusted,
-            chain,
-            proto: (!kept(&X_FORWARDED_PROTO)).then_some(proto),
-            host: host.filter(|_| !kept(&X_FORWARDED_HOST)).cloned(),
-            forwarded,
+            headers,
+            hop,
+            peer,
+            from_trusted: is_trusted(peer, trusted),
+            proto: if tls { "https" } else { "http" },
+            host,
         }
     }
 
@@ -182,31 +138,69 @@ impl Forwarding {
         self.from_trusted || !is_forwarding_claim(name)
     }
 
+    /// Whether a trusted peer's `name` fields reach the upstream (and so are kept or
+    /// extended rather than replaced).
+    fn incoming(&self, name: &HeaderName) -> bool {
+        self.from_trusted && self.hop.passes(name) && self.headers.contains_key(name)
+    }
+
     /// Writes the proxy's forwarding fields.
     pub fn write(&self, head: &mut RequestHeadWriter) {
-        head.field(X_FORWARDED_FOR.as_str().as_bytes(), &self.chain);
-        if let Some(proto) = self.proto {
-            head.field(X_FORWARDED_PROTO.as_str().as_bytes(), proto.as_bytes());
+        // X-Forwarded-For: a trusted peer's chain, then the peer.
+        head.field_with(X_FORWARDED_FOR.as_str().as_bytes(), |value| {
+            if self.incoming(&X_FORWARDED_FOR) && join_fields(value, self.headers, &X_FORWARDED_FOR)
+            {
+                value.extend_from_slice(b", ");
+            }
+            push_ip(value, self.peer);
+        });
+        if !self.incoming(&X_FORWARDED_PROTO) {
+            head.field(X_FORWARDED_PROTO.as_str().as_bytes(), self.proto.as_bytes());
         }
-        if let Some(host) = &self.host {
+        if let Some(host) = self.host.filter(|_| !self.incoming(&X_FORWARDED_HOST)) {
             head.field(X_FORWARDED_HOST.as_str().as_bytes(), host.as_bytes());
         }
-        head.field(FORWARDED.as_str().as_bytes(), &self.forwarded);
+        // Forwarded: a trusted peer's elements, then ours.
+        head.field_with(FORWARDED.as_str().as_bytes(), |value| {
+            if self.incoming(&FORWARDED) && join_fields(value, self.headers, &FORWARDED) {
+                value.extend_from_slice(b", ");
+            }
+            match self.peer {
+                IpAddr::V4(_) => {
+                    value.extend_from_slice(b"for=");
+                    push_ip(value, self.peer);
+                }
+                IpAddr::V6(_) => {
+                    value.extend_from_slice(b"for=\"[");
+                    push_ip(value, self.peer);
+                    value.extend_from_slice(b"]\"");
+                }
+            }
+            if let Some(host) = self.host.and_then(|h| h.to_str().ok()) {
+                value.extend_from_slice(b";host=");
+                push_token_or_quoted(value, host);
+            }
+            value.extend_from_slice(b";proto=");
+            value.extend_from_slice(self.proto.as_bytes());
+        });
     }
 }
 
-/// Appends the non-empty fields of `name`, joined with `, `.
-fn join_fields(out: &mut Vec<u8>, headers: &HeaderMap, name: &HeaderName) {
+/// Appends the non-empty fields of `name`, joined with `, `; tells whether there were any.
+fn join_fields(out: &mut Vec<u8>, headers: &HeaderMap, name: &HeaderName) -> bool {
+    let mut any = false;
     for value in headers.get_all(name) {
         let part = value.as_bytes().trim_ascii();
         if part.is_empty() {
             continue;
         }
-        if !out.is_empty() {
+        if any {
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(part);
+        any = true;
     }
+    any
 }
 
 /// The textual form of `ip` (IPv4 dotted decimal written by hand: it is on every request).

@@ -89,6 +89,15 @@ impl RequestHeadWriter {
         self.0.extend_from_slice(b"\r\n");
     }
 
+    /// One field whose value `write` appends (from `HeaderValue`s, addresses and constants,
+    /// never CR or LF).
+    pub fn field_with(&mut self, name: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
+        self.0.extend_from_slice(name);
+        self.0.extend_from_slice(b": ");
+        write(&mut self.0);
+        self.0.extend_from_slice(b"\r\n");
+    }
+
     /// One field whose value is `parts` joined with `separator`.
     pub fn joined_field<'a>(
         &mut self,
@@ -159,9 +168,10 @@ pub fn parse_response_head(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Err(H1Error::HeadTooLarge)
@@ -200,6 +210,8 @@ pub fn parse_response_head(
     }
     let head = buf.split_to(len).freeze();
 
+    // The fields that delimit the body are noted on the way, not looked up afterwards.
+    let mut delimiters = Delimiters::default();
     let mut headers = HeaderMap::with_capacity(count);
     for &(name_at, name_len, value_at, value_len) in &at[..count] {
         let (name_at, value_at) = (name_at as usize, value_at as usize);
@@ -208,16 +220,21 @@ pub fn parse_response_head(
         let value =
             HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
                 .map_err(|_| H1Error::Head("bad field value"))?;
+        delimiters.note(&name, value.as_bytes());
         headers.append(name, value);
     }
     let reason = reason_at.map(|(from, len)| head.slice(from..from + len));
 
-    let close_asked = has_token(&headers, &header::CONNECTION, b"close");
     let keep_alive = match version {
-        Version::HTTP_11 => !close_asked,
-        _ => !close_asked && has_token(&headers, &header::CONNECTION, b"keep-alive"),
+        Version::HTTP_11 => !delimiters.close,
+        _ => !delimiters.close && delimiters.keep_alive,
     };
-    let (framing, framing_closes) = framing(&mut headers, status, head_request)?;
+    let (framing, framing_closes) = delimiters.framing(status, head_request)?;
+    if framing == Framing::Chunked && framing_closes {
+        // Transfer-Encoding overrides Content-Length, which must not be passed on (RFC 9112
+        // §6.3, 3).
+        headers.remove(header::CONTENT_LENGTH);
+    }
     Ok(Some(ResponseHead {
         status,
         version,
@@ -228,48 +245,60 @@ pub fn parse_response_head(
     }))
 }
 
-/// The body's framing, and whether it forbids reusing the connection afterwards. A message
-/// with both `Transfer-Encoding` and `Content-Length` loses the latter (RFC 9112 §6.3, 3).
-fn framing(
-    headers: &mut HeaderMap,
-    status: StatusCode,
-    head_request: bool,
-) -> Result<(Framing, bool), H1Error> {
-    if head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok((Framing::Empty, false));
-    }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let both = headers.remove(header::CONTENT_LENGTH).is_some();
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|coding| !coding.is_empty());
-        return match last {
-            Some(coding) if coding.eq_ignore_ascii_case(b"chunked") => Ok((Framing::Chunked, both)),
-            _ => Ok((Framing::UntilClose, true)),
-        };
-    }
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|b| *b == b',') {
-            let n = parse_length(item.trim_ascii()).ok_or(H1Error::ContentLength)?;
-            if length.is_some_and(|seen| seen != n) {
-                return Err(H1Error::ContentLength);
+/// What the fields of a response say about its body and its connection.
+#[derive(Debug, Default)]
+struct Delimiters {
+    /// `Transfer-Encoding` seen: whether its last coding is `chunked`.
+    chunked: Option<bool>,
+    /// `Content-Length` seen, and its value if all its values agree.
+    length: Option<Result<u64, H1Error>>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Delimiters {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        let items = || value.split(|b| *b == b',').map(<[u8]>::trim_ascii);
+        if *name == header::CONNECTION {
+            for token in items() {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
-            length = Some(n);
+        } else if *name == header::TRANSFER_ENCODING {
+            if let Some(last) = items().rfind(|coding| !coding.is_empty()) {
+                self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            }
+        } else if *name == header::CONTENT_LENGTH {
+            for item in items() {
+                let n = parse_length(item).ok_or(H1Error::ContentLength);
+                self.length = Some(match (self.length.take(), n) {
+                    (None, n) => n,
+                    (Some(Ok(seen)), Ok(n)) if seen == n => Ok(n),
+                    _ => Err(H1Error::ContentLength),
+                });
+            }
         }
     }
-    Ok(match length {
-        Some(0) => (Framing::Empty, false),
-        Some(n) => (Framing::Length(n), false),
-        None => (Framing::UntilClose, true),
-    })
+
+    /// The body's framing (RFC 9112 §6.3), and whether it forbids reusing the connection
+    /// afterwards (a message with both `Transfer-Encoding` and `Content-Length` does).
+    fn framing(&self, status: StatusCode, head_request: bool) -> Result<(Framing, bool), H1Error> {
+        if head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok((Framing::Empty, false));
+        }
+        match (self.chunked, &self.length) {
+            (Some(true), length) => Ok((Framing::Chunked, length.is_some())),
+            (Some(false), _) => Ok((Framing::UntilClose, true)),
+            (None, Some(Ok(0))) => Ok((Framing::Empty, false)),
+            (None, Some(Ok(n))) => Ok((Framing::Length(*n), false)),
+            (None, Some(Err(err))) => Err(err.clone()),
+            (None, None) => Ok((Framing::UntilClose, true)),
+        }
+    }
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
@@ -278,16 +307,6 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     }
     digits.iter().try_fold(0u64, |n, d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Whether a comma-separated field `name` holds `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
     })
 }
 

@@ -189,15 +189,15 @@ impl Proxy {
             (Some(_), Version::HTTP_11) => Some(hyper::upgrade::on(&mut req)),
             _ => None,
         };
+        let (parts, body) = req.into_parts();
         let forwarding = Forwarding::new(
-            req.headers(),
+            &parts.headers,
             &hop,
             client.peer.ip(),
             client.tls,
             trusted,
             host.as_ref(),
         );
-        let (parts, body) = req.into_parts();
         let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
         let head = request_head(
             &parts.method,
