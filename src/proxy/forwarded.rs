@@ -229,7 +229,26 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 
 /// RFC 7230 `token` or, when a character needs it (`:` of a port), a quoted-string.
 fn push_token_or_quoted(out: &mut Vec<u8>, value: &str) {
-    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let is_tchar = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+    };
     if !value.is_empty() && value.bytes().all(is_tchar) {
         out.extend_from_slice(value.as_bytes());
         return;

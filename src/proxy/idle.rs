@@ -72,13 +72,15 @@ impl UploadWatch {
 pin_project! {
     /// Passes frames of `inner` through; fails when none arrives for `idle`. Frames and the
     /// end of the stream (or dropping the body) are reported to `signal`'s [`UploadWatch`].
+    ///
+    /// The timer is armed only when the body first has to wait: most responses are one
+    /// frame that is ready at once, and they cost no clock reading and no timer.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
-        #[pin]
-        sleep: Sleep,
+        sleep: Option<Pin<Box<Sleep>>>,
         idle: Duration,
-        last_frame: Instant,
+        last_frame: Option<Instant>,
         signal: Option<UploadSignal>,
     }
 }
@@ -86,12 +88,11 @@ pin_project! {
 impl<B> IdleTimeout<B> {
     /// Wraps `inner`; progress goes to `signal` when given.
     pub fn new(inner: B, idle: Duration, signal: Option<UploadSignal>) -> Self {
-        let now = Instant::now();
         Self {
             inner,
-            sleep: tokio::time::sleep_until(now + idle),
+            sleep: None,
             idle,
-            last_frame: now,
+            last_frame: None,
             signal,
         }
     }
@@ -109,12 +110,14 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
+        let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 // Resetting the timer on every frame would cost a timer-wheel update each
                 // time; remembering the instant and checking when the timer fires is enough.
-                *this.last_frame = Instant::now();
+                if this.sleep.is_some() {
+                    *this.last_frame = Some(Instant::now());
+                }
                 if let Some(signal) = this.signal.as_ref() {
                     signal.frames.fetch_add(1, Ordering::Relaxed);
                 }
@@ -127,16 +130,24 @@ where
                 }
                 Poll::Ready(None)
             }
-            Poll::Pending => loop {
-                if this.sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+            Poll::Pending => {
+                let idle = *this.idle;
+                let sleep = this.sleep.get_or_insert_with(|| {
+                    let now = Instant::now();
+                    *this.last_frame = Some(now);
+                    Box::pin(tokio::time::sleep_until(now + idle))
+                });
+                loop {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let deadline = this.last_frame.map_or_else(Instant::now, |t| t + idle);
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Some(Err(Box::new(BodyIdleTimeout(idle)))));
+                    }
+                    sleep.as_mut().reset(deadline);
                 }
-                let deadline = *this.last_frame + *this.idle;
-                if Instant::now() >= deadline {
-                    return Poll::Ready(Some(Err(Box::new(BodyIdleTimeout(*this.idle)))));
-                }
-                this.sleep.as_mut().reset(deadline);
-            },
+            }
         }
     }
 
