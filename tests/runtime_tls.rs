@@ -228,7 +228,8 @@ async fn silent_client_after_the_handshake_is_cut_off() {
 
     // HTTP/2 by ALPN (hyper's HTTP/2 server has no header-read timeout of its own), HTTP/1.1
     // by ALPN, and no ALPN at all; then an HTTP/2 client that sends part of the preface.
-    let cases: [(&str, &[&[u8]], &[u8]); 4] = [
+    type Case<'a> = (&'a str, &'a [&'a [u8]], &'a [u8]);
+    let cases: [Case; 4] = [
         ("h2", &[b"h2", b"http/1.1"], b""),
         ("http/1.1", &[b"http/1.1"], b""),
         ("no ALPN", &[], b""),
