@@ -129,10 +129,22 @@ async fn slow_and_silent_clients_are_cut_off() {
     let mut half_preface = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
     half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
 
+    // A client that sends one request, reads the answer and then stays silent: the wait for
+    // the next request head has the same deadline.
+    let mut kept_alive = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    for _ in 0..2 {
+        kept_alive
+            .write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(&mut kept_alive).await;
+    }
+
     for (name, stream) in [
         ("silent", &mut silent),
         ("slow", &mut slow),
         ("half preface", &mut half_preface),
+        ("silent after two requests", &mut kept_alive),
     ] {
         let mut buf = [0u8; 256];
         let started = std::time::Instant::now();
