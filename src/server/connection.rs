@@ -36,7 +36,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The HTTP version a connection is served with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// HTTP/1.1 (and 1.0), with upgrades (WebSocket).
     Http1,
+    /// HTTP/2, by ALPN `h2` or by prior knowledge (h2c).
     Http2,
 }
 
