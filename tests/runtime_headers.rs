@@ -125,8 +125,27 @@ async fn slow_and_silent_clients_are_cut_off() {
     slow.write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
+    // A client that starts the HTTP/2 preface and stops before its end.
+    let mut half_preface = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
 
-    for (name, stream) in [("silent", &mut silent), ("slow", &mut slow)] {
+    // A client that sends one request, reads the answer and then stays silent: the wait for
+    // the next request head has the same deadline.
+    let mut kept_alive = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    for _ in 0..2 {
+        kept_alive
+            .write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(&mut kept_alive).await;
+    }
+
+    for (name, stream) in [
+        ("silent", &mut silent),
+        ("slow", &mut slow),
+        ("half preface", &mut half_preface),
+        ("silent after two requests", &mut kept_alive),
+    ] {
         let mut buf = [0u8; 256];
         let started = std::time::Instant::now();
         let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
@@ -195,4 +214,32 @@ async fn cleartext_http2_with_prior_knowledge_is_served() {
         assert_eq!(resp.version(), http::Version::HTTP_2);
         assert!(is_scim_answer(resp.status().as_u16()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_http2_preface_in_two_writes_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config_text("", "")).unwrap();
+    let proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+
+    // The server decides between HTTP/1.1 and HTTP/2 on the first bytes; here they are only
+    // part of the preface at first, so it has to wait for the rest.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut stream = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    stream.write_all(&preface[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&preface[10..]).await.unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    // An HTTP/2 server answers with a frame header (its SETTINGS), an HTTP/1.1 one with a 400.
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut frame))
+        .await
+        .expect("no answer")
+        .unwrap();
+    assert_eq!(frame[3], 4, "not an HTTP/2 SETTINGS frame: {frame:?}");
 }

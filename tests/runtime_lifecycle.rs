@@ -91,6 +91,51 @@ async fn idle_keep_alive_connections_do_not_hold_shutdown() {
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
 }
 
+/// Connections served otherwise than by HTTP/1.1 after a request: an HTTP/2 (h2c) connection
+/// left idle after a request, and a plain connection that has not sent a byte yet (the server
+/// is still waiting to see which protocol it speaks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_and_silent_connections_do_not_hold_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, shutdown_config("100ms", "20s", "")).unwrap();
+    let mut proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
+
+    let tcp = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<bytes::Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+    let h2_conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/scim/v2/Users", proxy.public))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert!(is_scim_answer(resp.status().as_u16()));
+    drop(resp);
+    let mut silent = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+
+    let sent = Instant::now();
+    proxy.signal("TERM");
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("no exit");
+    assert!(status.success());
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "idle connections delayed shutdown by {:?}",
+        sent.elapsed()
+    );
+    // Both were closed by the server.
+    let ended = tokio::time::timeout(Duration::from_secs(2), h2_conn).await;
+    assert!(ended.is_ok(), "the HTTP/2 connection is still open");
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), silent.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+}
+
 /// The request that is in flight when SIGTERM arrives is answered in full. It goes through the
 /// pass-through to a slow upstream, so it needs the real `Proxy::forward` (branch `proxy`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

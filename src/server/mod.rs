@@ -1,8 +1,10 @@
 //! Listeners, connections, routing to `scim` / `proxy`, graceful drain.
 //!
-//! [`lifecycle::run`] wires everything together; [`accept`] serves the public listener with
-//! hyper-util's auto builder (HTTP/1.1 and HTTP/2, upgrades enabled), optionally behind TLS.
+//! [`lifecycle::run`] wires everything together; [`accept`] takes the public listener's
+//! connections and hands each to [`connection::serve`] (HTTP/1.1 with upgrades, or HTTP/2),
+//! optionally behind TLS.
 
+pub mod connection;
 pub mod dispatch;
 pub mod lifecycle;
 pub mod metrics;
@@ -10,19 +12,14 @@ pub mod route;
 pub mod scim_backend;
 pub mod tls;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use self::connection::Drain;
 use self::dispatch::Dispatcher;
 use self::metrics::{GaugeGuard, HttpMetrics};
 use crate::config::Live;
@@ -75,12 +72,12 @@ pub fn bind_reuseport(
     Ok(listeners)
 }
 
-/// Accepts connections until `stop` fires, then returns the handle that drains them.
+/// Accepts connections until `stop` fires, then returns the [`Drain`] of those still open.
 ///
 /// `server.max_connections` is enforced by not serving (and not accepting more) while at the
 /// limit; the kernel's backlog queues the rest, which is gentler than accepting and closing.
-pub async fn accept(public: PublicListener, stop: CancellationToken) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
+pub async fn accept(public: PublicListener, stop: CancellationToken) -> Drain {
+    let drain = Drain::new();
     let limit = public.limit.clone();
     loop {
         let (stream, peer) = tokio::select! {
@@ -109,7 +106,7 @@ pub async fn accept(public: PublicListener, stop: CancellationToken) -> Graceful
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let watcher = graceful.watcher();
+        let watch = drain.watch();
         let tls = public.tls.clone();
         let dispatcher = public.dispatcher.clone();
         let live = public.live.clone();
@@ -121,165 +118,8 @@ pub async fn accept(public: PublicListener, stop: CancellationToken) -> Graceful
                 peer,
                 tls: tls.is_some(),
             };
-            match tls {
-                None => serve_plain(stream, client, dispatcher, live, watcher).await,
-                Some(acceptor) => {
-                    serve_tls(stream, acceptor, client, dispatcher, live, watcher).await
-                }
-            }
+            connection::serve(stream, tls, client, dispatcher, live, watch).await;
         });
     }
-    graceful
-}
-
-async fn serve_plain(
-    stream: TcpStream,
-    client: ClientInfo,
-    dispatcher: Arc<Dispatcher>,
-    live: Live,
-    watcher: Watcher,
-) {
-    let wait = live.current().server.header_read_timeout;
-    let stream = FirstByteDeadline::new(stream, wait);
-    serve_io(stream, client, dispatcher, live, watcher).await;
-}
-
-async fn serve_tls(
-    stream: TcpStream,
-    acceptor: TlsAcceptor,
-    client: ClientInfo,
-    dispatcher: Arc<Dispatcher>,
-    live: Live,
-    watcher: Watcher,
-) {
-    let wait = live.current().server.tls_handshake_timeout;
-    match tokio::time::timeout(wait, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
-            let wait = live.current().server.header_read_timeout;
-            let tls = FirstByteDeadline::new(tls, wait);
-            serve_io(tls, client, dispatcher, live, watcher).await
-        }
-        Ok(Err(e)) => tracing::debug!(peer = %client.peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(peer = %client.peer, "TLS handshake timed out"),
-    }
-}
-
-async fn serve_io<I>(
-    io: I,
-    client: ClientInfo,
-    dispatcher: Arc<Dispatcher>,
-    live: Live,
-    watcher: Watcher,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // Built per connection from the live configuration, so timeouts follow reloads.
-    let cfg = live.current();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.server.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let service = service_fn(move |req| {
-        let dispatcher = dispatcher.clone();
-        async move { Ok::<_, Infallible>(dispatcher.dispatch(req, client).await) }
-    });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(peer = %client.peer, error = %e, "connection ended with an error");
-    }
-}
-
-/// Fails the first read with `TimedOut` when no byte arrives within the deadline.
-///
-/// hyper-util's auto builder sniffs the protocol (HTTP/1 or the HTTP/2 preface) before hyper's
-/// own header-read timeout starts, and that sniffing has no timeout: a client that connects
-/// (or completes a TLS handshake) and then stays silent would hold a connection slot forever.
-/// Wrapping the stream covers plain and TLS alike, including bytes rustls already buffered.
-struct FirstByteDeadline<I> {
-    io: I,
-    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<I> FirstByteDeadline<I> {
-    fn new(io: I, wait: std::time::Duration) -> Self {
-        Self {
-            io,
-            deadline: Some(Box::pin(tokio::time::sleep(wait))),
-        }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<I> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::future::Future;
-        use std::task::Poll;
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        match std::pin::Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    this.deadline = None;
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                let expired = match this.deadline.as_mut() {
-                    Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
-                    None => false,
-                };
-                if expired {
-                    Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no request received",
-                    )))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<I> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
+    drain
 }
