@@ -47,7 +47,10 @@ impl Dispatcher {
         let (label, path, response) = match classify(req.uri()) {
             Route::Scim { sub_path } => {
                 let response = if cfg.scim.enabled {
-                    self.scim.handle(req, &sub_path, &cfg.scim).await
+                    // Boxed: the SCIM engine's state (Chamilo calls through reqwest) is large,
+                    // and would otherwise size every request's future, which hyper moves by
+                    // value, pass-through ones included.
+                    Box::pin(self.scim.handle(req, &sub_path, &cfg.scim)).await
                 } else {
                     plain(StatusCode::NOT_FOUND, "Not Found\n")
                 };
