@@ -14,3 +14,4 @@ pub mod scim;
 pub mod server;
 pub mod standin;
 pub mod telemetry;
+pub mod timer;

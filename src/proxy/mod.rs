@@ -230,7 +230,7 @@ impl Proxy {
             if let Some(watch) = watch {
                 watch.sent(idle).await.map_err(|_| ErrorKind::BodyTimeout)?;
             }
-            tokio::time::sleep(header_timeout).await;
+            crate::timer::Deadline::after(header_timeout).await;
             Err::<(), _>(ErrorKind::ResponseTimeout)
         };
 

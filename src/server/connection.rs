@@ -29,6 +29,7 @@ use super::dispatch::Dispatcher;
 use crate::body::BoxBody;
 use crate::config::Live;
 use crate::proxy::ClientInfo;
+use crate::timer::CoarseTimer;
 
 /// What a prior-knowledge HTTP/2 client sends first (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -268,7 +269,7 @@ async fn serve_http1<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(CoarseTimer)
         .header_read_timeout(header_wait)
         .serve_connection(TokioIo::new(io), dispatch_service(dispatcher, client))
         .with_upgrades();
