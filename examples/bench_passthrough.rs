@@ -14,7 +14,8 @@
 //! library's `Proxy` and `route` behind a plain hyper-util server loop. Each target is driven
 //! by `wrk --latency` with the same threads, connections and duration, in interleaved rounds
 //! (the machine is shared: interleaving spreads background load over all three); printed are
-//! every round, the medians of req/s, p50 and p99, and the ratios proxy÷nginx and
+//! every round, the medians of req/s, p50 and p99, the proxy÷nginx ratios of each round and
+//! their median (proxy and nginx take turns going first), and the ratios proxy÷nginx and
 //! proxy÷direct. Then 1 GiB is uploaded through the proxy while its peak resident memory
 //! (`VmHWM`) is read from `/proc`.
 
@@ -466,8 +467,11 @@ fn run(seconds: u64, connections: u64, rounds: usize) -> Result<(), BoxError> {
     let mut runs: Vec<Vec<Figures>> = vec![Vec::new(), Vec::new(), Vec::new()];
     println!("\nround  target        req/s     p50 ms     p99 ms  errors");
     for round in 1..=rounds {
-        for (i, (name, addr)) in targets.iter().enumerate() {
-            let f = wrk(*addr, seconds, connections)?;
+        // proxy and nginx take turns going first, so that neither always follows `direct`.
+        let order: [usize; 3] = if round % 2 == 1 { [0, 1, 2] } else { [0, 2, 1] };
+        for i in order {
+            let (name, addr) = targets[i];
+            let f = wrk(addr, seconds, connections)?;
             println!(
                 "{round:>5}  {name:<8} {:>10.0} {:>10.3} {:>10.3}  {}",
                 f.rps,
@@ -493,6 +497,27 @@ fn run(seconds: u64, connections: u64, rounds: usize) -> Result<(), BoxError> {
         println!("        {name:<8} {rps:>10.0} {p50:>10.3} {p99:>10.3}");
     }
     let (direct, ours, theirs) = (summary[0], summary[1], summary[2]);
+    // Paired per round: the machine's speed drifts between rounds, much less within one.
+    let mut paired: Vec<f64> = runs[1]
+        .iter()
+        .zip(&runs[2])
+        .map(|(p, n)| p.rps / n.rps)
+        .collect();
+    let listed: Vec<String> = paired.iter().map(|r| format!("{r:.2}")).collect();
+    println!("\nthroughput proxy÷nginx per round: {}", listed.join(" "));
+    println!(
+        "throughput proxy÷nginx, median of the rounds: {:.2}",
+        median(&mut paired)
+    );
+    let mut paired_p99: Vec<f64> = runs[1]
+        .iter()
+        .zip(&runs[2])
+        .map(|(p, n)| p.p99_ms / n.p99_ms)
+        .collect();
+    println!(
+        "p99 proxy÷nginx, median of the rounds: {:.2}",
+        median(&mut paired_p99)
+    );
     println!("\nthroughput proxy÷nginx  {:.2}", ours.0 / theirs.0);
     println!("throughput proxy÷direct {:.2}", ours.0 / direct.0);
     println!(
