@@ -204,7 +204,7 @@ async fn a_refused_connect_is_a_connect_error() {
     });
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     match pool.send(&to, get("/", addr)).await {
-        Err(chamilo_scim_proxy::proxy::pool::UpstreamError::Connect(_)) => {}
+        Err(chamilo_scim_proxy::proxy::upstream::UpstreamError::Connect(_)) => {}
         other => panic!("expected a connect error, got {:?}", other.map(|_| ())),
     }
 }

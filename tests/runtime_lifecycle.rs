@@ -77,14 +77,10 @@ async fn idle_keep_alive_connections_do_not_hold_shutdown() {
         "{head}"
     );
 
-    let sent = Instant::now();
-    proxy.signal("TERM");
-    let status = proxy.wait_exit(Duration::from_secs(10)).expect("no exit");
-    assert!(status.success());
+    let took = terminate(&mut proxy);
     assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "an idle connection delayed shutdown by {:?}",
-        sent.elapsed()
+        took < Duration::from_secs(5),
+        "an idle connection delayed shutdown by {took:?}"
     );
     // The server closed the idle connection.
     let n = tokio::time::timeout(Duration::from_secs(2), idle.read(&mut buf)).await;
@@ -118,14 +114,10 @@ async fn idle_http2_and_silent_connections_do_not_hold_shutdown() {
     drop(resp);
     let mut silent = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
 
-    let sent = Instant::now();
-    proxy.signal("TERM");
-    let status = proxy.wait_exit(Duration::from_secs(10)).expect("no exit");
-    assert!(status.success());
+    let took = terminate(&mut proxy);
     assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "idle connections delayed shutdown by {:?}",
-        sent.elapsed()
+        took < Duration::from_secs(5),
+        "idle connections delayed shutdown by {took:?}"
     );
     // Both were closed by the server.
     let ended = tokio::time::timeout(Duration::from_secs(2), h2_conn).await;
@@ -170,11 +162,7 @@ async fn grace_period_bounds_the_exit() {
     let url = proxy.url("/very-slow");
     let _request = tokio::spawn(async move { get(&url).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sent = Instant::now();
-    proxy.signal("TERM");
-    let status = proxy.wait_exit(Duration::from_secs(10)).expect("no exit");
-    assert!(status.success());
-    let took = sent.elapsed();
+    let took = terminate(&mut proxy);
     assert!(
         took >= Duration::from_secs(1) && took < Duration::from_secs(6),
         "{took:?}"
@@ -239,4 +227,13 @@ async fn open_tunnel_is_waited_for_then_exit_follows_its_close() {
         "{:?}",
         sent.elapsed()
     );
+}
+
+/// Sends SIGTERM and waits for a successful exit; returns how long that took.
+fn terminate(proxy: &mut ProxyProcess) -> Duration {
+    let sent = Instant::now();
+    proxy.signal("TERM");
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("no exit");
+    assert!(status.success());
+    sent.elapsed()
 }

@@ -1,9 +1,11 @@
 //! Transparent pass-through to the upstream Chamilo.
 //!
 //! Upstream keep-alive connections live in an [`UpstreamPool`] with one idle list per worker
-//! thread; HTTP/1.1 to the upstream is the proxy's own ([`h1`], [`upstream`]). For each request: access rules on the normalised path; hop-by-hop headers out (those named by
-//! `Connection` first); then `Host`, cookies and the forwarding headers; the body streams both
-//! ways under a per-frame idle timeout; `101 Switching Protocols` becomes a tunnel.
+//! thread; HTTP/1.1 to the upstream is the proxy's own ([`h1`], [`upstream`]). For each
+//! request: access rules on the normalised path; the upstream's request head written without
+//! hop-by-hop fields (those named by `Connection` first), with `Host`, joined cookies and the
+//! forwarding fields; the body streams both ways under a per-frame idle timeout;
+//! `101 Switching Protocols` becomes a tunnel.
 
 pub mod access;
 pub mod forwarded;
@@ -15,12 +17,11 @@ pub mod pool;
 mod upgrade;
 pub mod upstream;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use std::borrow::Cow;
-
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};

@@ -14,9 +14,7 @@ use std::time::Duration;
 use http::Response;
 use tokio::time::Instant;
 
-use super::upstream::{self, Home, OutgoingRequest, ResponseBody, UpstreamConn};
-
-pub use super::upstream::UpstreamError;
+use super::upstream::{self, Home, OutgoingRequest, ResponseBody, UpstreamConn, UpstreamError};
 
 /// Where connections go: host and port of `upstream.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
