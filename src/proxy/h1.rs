@@ -679,6 +679,28 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// Whatever the upstream sends, the parser answers without panicking: a head it
+        /// accepts is taken off the buffer whole, and a chunked body never yields more bytes
+        /// than arrived. (`fuzz/fuzz_targets/upstream_h1.rs` explores further.)
+        #[test]
+        fn arbitrary_bytes_are_answered_not_panicked_on(
+            head in proptest::collection::vec(any::<u8>(), 0..300),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            head_request in any::<bool>(),
+        ) {
+            let mut buf = BytesMut::from(&head[..]);
+            if let Ok(Some(_)) = parse_response_head(&mut buf, head_request) {
+                prop_assert!(buf.len() < head.len());
+            }
+            let mut buf = BytesMut::from(&body[..]);
+            let mut decoder = ChunkedDecoder::default();
+            let mut yielded = 0;
+            while let Ok(Some(data)) = decoder.decode(&mut buf) {
+                yielded += data.len();
+            }
+            prop_assert!(yielded <= body.len());
+        }
+
         /// Any body, cut into any chunks and delivered in any pieces, decodes to itself.
         #[test]
         fn chunked_round_trip(
