@@ -293,6 +293,7 @@ async fn a_body_cut_short_is_not_passed_off_as_complete() {
         assert_eq!(resp.header("content-length").unwrap(), "100");
         assert!(resp.body.len() < 100, "{} bytes", resp.body.len());
     }
+    assert_eq!(upstream_errors(&front, "truncated"), 1.0);
 }
 
 /// The upstream closes a kept-alive connection on the second request without answering it:

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     BodyTimeout,
     /// The connection broke or the upstream spoke invalid HTTP.
     Reset,
+    /// The response body broke off after its head had been passed on.
+    Truncated,
     /// `upstream.url` unusable.
     Config,
     /// A `101` that does not match the upgrade asked for, or a failed tunnel.
@@ -33,6 +35,7 @@ impl ErrorKind {
             Self::ResponseTimeout => "response_timeout",
             Self::BodyTimeout => "body_timeout",
             Self::Reset => "reset",
+            Self::Truncated => "truncated",
             Self::Config => "config",
             Self::Upgrade => "upgrade",
         }
@@ -73,15 +76,22 @@ pub struct ProxyMetrics {
     pub open_tunnels: Gauge,
     /// Requests refused by an access rule.
     pub access_denied: Counter,
+    /// `upstream_errors{kind="truncated"}`, resolved once: every response body carries it.
+    pub truncated: Counter,
 }
 
 impl ProxyMetrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
+        let upstream_errors: Family<[(&'static str, &'static str); 1], Counter> = Family::default();
+        let truncated = upstream_errors
+            .get_or_create(&[("kind", ErrorKind::Truncated.as_str())])
+            .clone();
         let metrics = Self {
-            upstream_errors: Family::default(),
+            upstream_errors,
             open_tunnels: Gauge::default(),
             access_denied: Counter::default(),
+            truncated,
         };
         registry.register(
             "proxy_upstream_errors",

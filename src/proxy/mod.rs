@@ -263,6 +263,8 @@ impl Proxy {
             );
         }
         headers::strip_hop_by_hop(resp.headers_mut());
+        resp.body_mut()
+            .count_failures_in(self.metrics.truncated.clone());
         resp.map(|body| IdleTimeout::new(body, idle, None).boxed())
     }
 

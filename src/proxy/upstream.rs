@@ -331,6 +331,7 @@ pub(super) fn response(
         state,
         reusable,
         home: Some(home),
+        failures: None,
     };
     if body.state == State::Done {
         body.finish();
@@ -353,6 +354,8 @@ pub struct ResponseBody {
     state: State,
     reusable: bool,
     home: Option<Home>,
+    /// Counts a body that breaks off (the head has gone to the client: no status can say so).
+    failures: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,6 +369,11 @@ enum State {
 }
 
 impl ResponseBody {
+    /// Counts in `failures` when the body breaks off.
+    pub fn count_failures_in(&mut self, failures: prometheus_client::metrics::counter::Counter) {
+        self.failures = Some(failures);
+    }
+
     /// The connection after a `101 Switching Protocols`, for the tunnel.
     pub fn into_tunnel(mut self) -> Option<UpstreamConn> {
         match self.state {
@@ -390,6 +398,10 @@ impl ResponseBody {
     fn fail(&mut self, err: UpstreamError) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         self.state = State::Done;
         self.conn = None;
+        if let Some(failures) = &self.failures {
+            failures.inc();
+        }
+        tracing::warn!(error = %err, "upstream response body broke off");
         Poll::Ready(Some(Err(err)))
     }
 }
