@@ -197,15 +197,7 @@ async fn cleartext_http2_with_prior_knowledge_is_served() {
     std::fs::write(&path, config_text("", "")).unwrap();
     let proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
 
-    let tcp = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<bytes::Bytes>>(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c_client(proxy.public).await;
     for _ in 0..3 {
         let req = http::Request::get(format!("http://{}/scim/v2/Users", proxy.public))
             .body(http_body_util::Empty::new())

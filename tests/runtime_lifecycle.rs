@@ -97,15 +97,7 @@ async fn idle_http2_and_silent_connections_do_not_hold_shutdown() {
     std::fs::write(&path, shutdown_config("100ms", "20s", "")).unwrap();
     let mut proxy = ProxyProcess::start(&path, &[TOKEN_ENV]);
 
-    let tcp = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<bytes::Bytes>>(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-    let h2_conn = tokio::spawn(conn);
+    let (mut sender, h2_conn) = h2c_client(proxy.public).await;
     let req = http::Request::get(format!("http://{}/scim/v2/Users", proxy.public))
         .body(http_body_util::Empty::new())
         .unwrap();

@@ -305,3 +305,21 @@ impl Upstream {
 pub fn is_scim_answer(status: u16) -> bool {
     status == 501 || status == 401
 }
+
+/// An HTTP/2 prior-knowledge (h2c) client connection to `addr`; the connection's task is
+/// returned so a test can see when the server closes it.
+pub async fn h2c_client(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(conn))
+}
