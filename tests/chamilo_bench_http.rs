@@ -160,16 +160,8 @@ async fn start_proxy(chamilo: &StandinHandle, dir: &tempfile::TempDir) -> (Proxy
         .await
         .unwrap();
     let scim = TestServer::at(proxy.url("/scim/v2"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = scim.call(Method::GET, "/Users?count=1", None).await;
-        if r.status != StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-            break;
-        }
-        assert!(Instant::now() < deadline, "SCIM still 503 after 120 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    scim.wait_until_ready(Duration::from_secs(120), String::new)
+        .await;
     (proxy, started.elapsed())
 }
 

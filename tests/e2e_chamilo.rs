@@ -51,20 +51,8 @@ async fn start_proxy(
         .await
         .unwrap();
     let scim = TestServer::at(proxy.url("/scim/v2"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = scim.call(Method::GET, "/Users?count=1", None).await;
-        if r.status != StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "SCIM still 503 after 20 s:\n{}",
-            proxy.logs().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    scim.wait_until_ready(Duration::from_secs(20), || proxy.logs().join("\n"))
+        .await;
     (proxy, scim, dir)
 }
 

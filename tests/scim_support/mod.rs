@@ -84,6 +84,29 @@ pub async fn start_with(cfg: ScimConfig, directory: Arc<dyn Directory>) -> TestS
 }
 
 impl TestServer {
+    /// Waits until the SCIM endpoint stops answering 503 (the Chamilo backend's index is
+    /// built), then requires a 200; fails after `within` with `context()` in the message.
+    pub async fn wait_until_ready(
+        &self,
+        within: std::time::Duration,
+        context: impl Fn() -> String,
+    ) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let r = self.call(Method::GET, "/Users?count=1", None).await;
+            if r.status != StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SCIM still 503 after {within:?}:\n{}",
+                context()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A client for a SCIM endpoint served elsewhere (e.g. by the real binary), `base` ending
     /// in `/scim/v2`.
     pub fn at(base: String) -> Self {
