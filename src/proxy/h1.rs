@@ -196,33 +196,14 @@ pub fn parse_response_head(
         .reason
         .filter(|r| !r.is_empty() && status.canonical_reason() != Some(*r))
         .map(|r| (r.as_ptr() as usize - base, r.len()));
-    // (name start, name length, value start, value length) of each field.
-    let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
-    let count = parsed.headers.len();
-    for (slot, field) in at.iter_mut().zip(parsed.headers.iter()) {
-        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-        *slot = (
-            offset(field.name.as_bytes()),
-            field.name.len() as u32,
-            offset(field.value),
-            field.value.len() as u32,
-        );
-    }
+    let spans = FieldSpans::record(buf, parsed.headers);
     let head = buf.split_to(len).freeze();
 
     // The fields that delimit the body are noted on the way, not looked up afterwards.
     let mut delimiters = Delimiters::default();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name_at, name_len, value_at, value_len) in &at[..count] {
-        let (name_at, value_at) = (name_at as usize, value_at as usize);
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
-            .map_err(|_| H1Error::Head("bad field name"))?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
-                .map_err(|_| H1Error::Head("bad field value"))?;
-        delimiters.note(&name, value.as_bytes());
-        headers.append(name, value);
-    }
+    let mut headers = spans
+        .decode(&head, |name, value| delimiters.note(name, value))
+        .map_err(H1Error::Head)?;
     let reason = reason_at.map(|(from, len)| head.slice(from..from + len));
 
     let keep_alive = match version {
@@ -243,6 +224,64 @@ pub fn parse_response_head(
         framing,
         keep_alive: keep_alive && !framing_closes && framing != Framing::UntilClose,
     }))
+}
+
+/// Where each field of a head parsed by httparse lies in its buffer, so that once the head is
+/// split off as [`Bytes`] its values become slices of it instead of copies.
+pub(crate) struct FieldSpans {
+    /// (name start, name length, value start, value length) of each field.
+    at: [(u32, u32, u32, u32); MAX_FIELDS],
+    count: usize,
+}
+
+impl FieldSpans {
+    /// The most fields a head may have (requests and responses alike).
+    pub(crate) const MAX: usize = MAX_FIELDS;
+
+    /// Records `fields`, which httparse parsed from `buf` (a head is far below 4 GiB).
+    pub(crate) fn record(buf: &[u8], fields: &[httparse::Header<'_>]) -> Self {
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+        for (slot, field) in at.iter_mut().zip(fields) {
+            *slot = (
+                offset(field.name.as_bytes()),
+                field.name.len() as u32,
+                offset(field.value),
+                field.value.len() as u32,
+            );
+        }
+        Self {
+            at,
+            count: fields.len().min(MAX_FIELDS),
+        }
+    }
+
+    /// The fields as a map over `head`, the bytes `record` saw (split off and frozen);
+    /// `note` sees each field on the way.
+    pub(crate) fn decode(
+        &self,
+        head: &Bytes,
+        mut note: impl FnMut(&HeaderName, &[u8]),
+    ) -> Result<HeaderMap, &'static str> {
+        let mut headers = HeaderMap::with_capacity(self.count);
+        for &(name_at, name_len, value_at, value_len) in &self.at[..self.count] {
+            let (name_at, value_at) = (name_at as usize, value_at as usize);
+            let name = head
+                .get(name_at..name_at + name_len as usize)
+                .and_then(|name| HeaderName::from_bytes(name).ok())
+                .ok_or("bad field name")?;
+            let value_end = value_at + value_len as usize;
+            if value_end > head.len() {
+                return Err("bad field value");
+            }
+            let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_end))
+                .map_err(|_| "bad field value")?;
+            note(&name, value.as_bytes());
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
 }
 
 /// What the fields of a response say about its body and its connection.

@@ -25,9 +25,7 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use tokio_util::task::TaskTracker;
 
@@ -154,13 +152,17 @@ impl Proxy {
 
     /// Passes `req` to the upstream named in `cfg` (the snapshot this request started with).
     /// `path` is the normalised path the router decided on; access rules are checked on it.
-    pub async fn forward(
+    pub async fn forward<B>(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         client: ClientInfo,
         cfg: &Config,
         path: &str,
-    ) -> Response<BoxBody> {
+    ) -> Response<BoxBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
         let trusted = &cfg.forwarding.trusted_networks;
         if !cfg.access.rules.is_empty() {
             let ip = forwarded::client_ip(req.headers(), client.peer.ip(), trusted);

@@ -115,8 +115,13 @@ impl Default for Drain {
 }
 
 impl DrainWatch {
+    /// Whether the drain has begun (or its worker is gone): one atomic load.
+    pub(super) fn has_begun(&self) -> bool {
+        self.signal.has_changed().unwrap_or(true)
+    }
+
     /// Resolves when the drain begins (or its worker is gone).
-    async fn begun(&mut self) {
+    pub(super) async fn begun(&mut self) {
         let _ = self.signal.changed().await;
     }
 
@@ -183,7 +188,7 @@ pub async fn serve(
         };
         match protocol {
             Ok(Ok(Some(Protocol::Http1))) => {
-                serve_http1(stream, client, dispatcher, header_wait, drain).await
+                super::express::serve(stream, client, dispatcher, header_wait, drain).await
             }
             Ok(Ok(Some(Protocol::Http2))) => serve_http2(stream, client, dispatcher, drain).await,
             Ok(Ok(None)) => {}
@@ -259,7 +264,7 @@ fn dispatch_service(
 }
 
 /// Serves HTTP/1.1 (upgrades included) until the connection ends or the drain completes it.
-async fn serve_http1<I>(
+pub(super) async fn serve_http1<I>(
     io: I,
     client: ClientInfo,
     dispatcher: Arc<Dispatcher>,

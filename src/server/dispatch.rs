@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::metrics::{GaugeGuard, HttpMetrics, RouteKind};
 use super::route::{classify, Route};
-use crate::body::{full, BoxBody};
+use crate::body::{full, BoxBody, BoxError};
 use crate::config::Live;
 use crate::proxy::{ClientInfo, Proxy};
 use crate::scim::ScimService;
@@ -36,16 +36,19 @@ impl Dispatcher {
         }
     }
 
+    /// The public listener's metrics.
+    pub(super) fn metrics(&self) -> &HttpMetrics {
+        &self.metrics
+    }
+
     /// Answers one request. Never fails: every outcome is an HTTP response.
     pub async fn dispatch(&self, req: Request<Incoming>, client: ClientInfo) -> Response<BoxBody> {
-        let started = Instant::now();
-        let _in_flight = GaugeGuard::enter(&self.metrics.in_flight);
-        // One snapshot for the whole request: a reload in the middle does not affect it.
-        let cfg = self.live.current();
-        let method = req.method().clone();
-        let version = req.version();
-        let (label, path, response) = match classify(req.uri()) {
+        match classify(req.uri()) {
+            Route::PassThrough { path } => self.pass_through(req, client, path).await,
             Route::Scim { sub_path } => {
+                let visit = Visit::begin(&self.metrics, &req, client);
+                // One snapshot for the whole request: a reload in the middle does not affect it.
+                let cfg = self.live.current();
                 let response = if cfg.scim.enabled {
                     // Boxed: the SCIM engine's state (Chamilo calls through reqwest) is large,
                     // and would otherwise size every request's future, which hyper moves by
@@ -54,35 +57,80 @@ impl Dispatcher {
                 } else {
                     plain(StatusCode::NOT_FOUND, "Not Found\n")
                 };
-                (RouteKind::Scim, format!("/scim/v2{sub_path}"), response)
-            }
-            Route::PassThrough { path } => {
-                let response = self.proxy.forward(req, client, &cfg, &path).await;
-                (RouteKind::PassThrough, path, response)
+                let path = format!("/scim/v2{sub_path}");
+                visit.end(&self.metrics, RouteKind::Scim, &path, response)
             }
             Route::Reject { status, reason } => {
+                let visit = Visit::begin(&self.metrics, &req, client);
                 tracing::debug!(peer = %client.peer, reason, "request target rejected");
-                (
-                    RouteKind::Reject,
-                    "-".to_owned(),
-                    plain(status, status_text(status)),
-                )
+                let response = plain(status, status_text(status));
+                visit.end(&self.metrics, RouteKind::Reject, "-", response)
             }
-        };
+        }
+    }
+
+    /// Passes a request the router sent to the upstream on; `path` is its normalised path.
+    /// Also the entry of the express lane, whose requests carry no body.
+    pub async fn pass_through<B>(
+        &self,
+        req: Request<B>,
+        client: ClientInfo,
+        path: String,
+    ) -> Response<BoxBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let visit = Visit::begin(&self.metrics, &req, client);
+        // One snapshot for the whole request: a reload in the middle does not affect it.
+        let cfg = self.live.current();
+        let response = self.proxy.forward(req, client, &cfg, &path).await;
+        visit.end(&self.metrics, RouteKind::PassThrough, &path, response)
+    }
+}
+
+/// One request from its start to its response: counted in flight meanwhile, then measured
+/// and logged.
+struct Visit {
+    started: Instant,
+    _in_flight: GaugeGuard,
+    method: Method,
+    version: Version,
+    client: ClientInfo,
+}
+
+impl Visit {
+    fn begin<B>(metrics: &HttpMetrics, req: &Request<B>, client: ClientInfo) -> Self {
+        Self {
+            started: Instant::now(),
+            _in_flight: GaugeGuard::enter(&metrics.in_flight),
+            method: req.method().clone(),
+            version: req.version(),
+            client,
+        }
+    }
+
+    fn end(
+        self,
+        metrics: &HttpMetrics,
+        label: RouteKind,
+        path: &str,
+        response: Response<BoxBody>,
+    ) -> Response<BoxBody> {
         let status = response.status().as_u16();
-        let elapsed = started.elapsed();
-        self.metrics.observe(label, status, elapsed.as_secs_f64());
+        let elapsed = self.started.elapsed();
+        metrics.observe(label, status, elapsed.as_secs_f64());
         // A fixed field list: no headers and no query string, so no credential can leak here.
         tracing::info!(
             target: "access",
-            method = %method,
+            method = %self.method,
             route = label.label(),
-            path = %path,
+            path,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            peer = %client.peer,
-            tls = client.tls,
-            version = ?version,
+            peer = %self.client.peer,
+            tls = self.client.tls,
+            version = ?self.version,
             "request"
         );
         response

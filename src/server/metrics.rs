@@ -18,6 +18,11 @@ pub(crate) struct RouteLabel {
     pub route: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HandoverLabel {
+    pub reason: &'static str,
+}
+
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -54,7 +59,8 @@ impl RouteKind {
 const STATUS_CELLS: usize = 500;
 
 /// `http_requests_total{route,status}`, `http_request_duration_seconds{route}`,
-/// `http_requests_in_flight`, `http_connections_open`, `tls_certificate_expiry_timestamp_seconds`.
+/// `http_requests_in_flight`, `http_connections_open`, `http_express_handovers_total{reason}`,
+/// `tls_certificate_expiry_timestamp_seconds`.
 #[derive(Clone)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
@@ -64,6 +70,8 @@ pub struct HttpMetrics {
     durations: [Histogram; RouteKind::ALL.len()],
     pub(crate) in_flight: Gauge,
     pub(crate) connections: Gauge,
+    /// Plain HTTP/1.1 connections the express lane gave to hyper's server, by why.
+    pub(crate) handovers: Family<HandoverLabel, Counter>,
     pub(crate) certificate_expiry: Gauge,
 }
 
@@ -86,6 +94,7 @@ impl HttpMetrics {
             durations,
             in_flight: Gauge::default(),
             connections: Gauge::default(),
+            handovers: Family::default(),
             certificate_expiry: Gauge::default(),
         };
         registry.register(
@@ -107,6 +116,13 @@ impl HttpMetrics {
             "http_connections_open",
             "Client connections open on the public listener",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "http_express_handovers",
+            "Plain HTTP/1.1 connections the express lane handed to the full HTTP server, by the \
+             first request it does not serve itself (request body, expect, upgrade, HTTP/1.0, \
+             scim route, ...)",
+            metrics.handovers.clone(),
         );
         registry.register(
             "tls_certificate_expiry_timestamp_seconds",

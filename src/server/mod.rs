@@ -6,6 +6,7 @@
 
 pub mod connection;
 pub mod dispatch;
+pub mod express;
 pub mod lifecycle;
 pub mod metrics;
 pub mod route;

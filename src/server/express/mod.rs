@@ -1,0 +1,369 @@
+//! The express lane: plain-TCP HTTP/1.1 connections served by the proxy's own loop for as
+//! long as their requests are plain pass-through ones, which is nearly all of a Chamilo
+//! site's traffic (pages, scripts, images). At the first request that is anything else — a
+//! body, `Expect`, an upgrade, HTTP/1.0, a SCIM or rejected target, a malformed head — hyper's
+//! server takes the connection over for the rest of its life, starting with that request's
+//! bytes, and answers exactly as it would have from the start.
+//!
+//! Why: hyper's server machinery (its dispatcher, message state and encoders around each
+//! request) was about 40 % of the proxy's CPU time per pass-through request, more than the
+//! forwarding itself. Here a request costs one read, one parse into `http` types, the
+//! pass-through, and one write of head and body together.
+
+pub mod head;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt as _;
+use http::{Method, Response};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Empty};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
+
+use self::head::{BodyFraming, ExpressRequest, ToHyper};
+use super::connection::{serve_http1, DrainWatch};
+use super::dispatch::Dispatcher;
+use super::metrics::HandoverLabel;
+use super::route::{classify, Route};
+use crate::body::BoxBody;
+use crate::proxy::h1::{chunk_size_line, LAST_CHUNK};
+use crate::proxy::ClientInfo;
+use crate::timer::Deadline;
+
+/// Room kept free in the read buffer before each read.
+const READ_ROOM: usize = 8 * 1024;
+
+/// A first body frame up to this size goes out in the same write as the head.
+const COALESCE: usize = 16 * 1024;
+
+/// Serves a plain HTTP/1.1 connection until it closes, the drain ends it, or hyper takes over.
+pub(super) async fn serve(
+    mut stream: TcpStream,
+    client: ClientInfo,
+    dispatcher: Arc<Dispatcher>,
+    header_wait: Duration,
+    mut drain: DrainWatch,
+) {
+    let mut buf = BytesMut::with_capacity(READ_ROOM);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let express = match next_request(&mut stream, &mut buf, header_wait, &mut drain).await {
+            Next::Request(express) => express,
+            Next::Hyper(ToHyper(reason)) => {
+                let hyper = Handover::new(stream, client, dispatcher, header_wait, drain);
+                return hyper.serve(buf.freeze(), reason).await;
+            }
+            Next::Closed => return,
+        };
+        let ExpressRequest {
+            request,
+            close,
+            head,
+        } = express;
+        let path = match classify(request.uri()) {
+            Route::PassThrough { path } => path,
+            route => {
+                drop(request);
+                let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+                whole.extend_from_slice(&head);
+                whole.extend_from_slice(&buf);
+                let reason = match route {
+                    Route::Scim { .. } => "scim route",
+                    _ => "rejected target",
+                };
+                let hyper = Handover::new(stream, client, dispatcher, header_wait, drain);
+                return hyper.serve(whole.freeze(), reason).await;
+            }
+        };
+        drop(head);
+        let head_request = request.method() == Method::HEAD;
+        let request = request.map(|()| Empty::<Bytes>::new());
+        let response = dispatcher.pass_through(request, client, path).await;
+        let close = close || drain.has_begun();
+        match respond(&mut stream, &mut out, response, head_request, close).await {
+            Ok(()) if !close => {}
+            Ok(()) => {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %client.peer, error = %e, "connection ended with an error");
+                return;
+            }
+        }
+    }
+}
+
+/// A connection on its way to hyper's server, with what it needs there.
+struct Handover {
+    stream: TcpStream,
+    client: ClientInfo,
+    dispatcher: Arc<Dispatcher>,
+    header_wait: Duration,
+    drain: DrainWatch,
+}
+
+impl Handover {
+    fn new(
+        stream: TcpStream,
+        client: ClientInfo,
+        dispatcher: Arc<Dispatcher>,
+        header_wait: Duration,
+        drain: DrainWatch,
+    ) -> Self {
+        Self {
+            stream,
+            client,
+            dispatcher,
+            header_wait,
+            drain,
+        }
+    }
+
+    /// hyper serves the rest of the connection, starting with `read`, the bytes the lane
+    /// has read and not served (the request it does not serve, and any after it).
+    async fn serve(self, read: Bytes, reason: &'static str) {
+        let metrics = self.dispatcher.metrics();
+        metrics
+            .handovers
+            .get_or_create(&HandoverLabel { reason })
+            .inc();
+        tracing::trace!(peer = %self.client.peer, reason, "connection handed to hyper");
+        let io = Prefixed::new(self.stream, read);
+        serve_http1(
+            io,
+            self.client,
+            self.dispatcher,
+            self.header_wait,
+            self.drain,
+        )
+        .await
+    }
+}
+
+/// What comes next on a connection. (Its large variant is moved once per request; a box
+/// would cost an allocation per request.)
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Request(ExpressRequest),
+    /// A request the lane does not serve; its bytes are still in the buffer.
+    Hyper(ToHyper),
+    /// The client closed, went silent past the header-read timeout, or the drain began
+    /// while the connection was idle.
+    Closed,
+}
+
+/// Reads until a whole request head is in `buf`; the header-read timeout runs from the
+/// start, idle keep-alive time included (as with hyper's server).
+async fn next_request(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    header_wait: Duration,
+    drain: &mut DrainWatch,
+) -> Next {
+    let mut deadline: Option<Deadline> = None;
+    loop {
+        if !buf.is_empty() {
+            match head::parse_request_head(buf) {
+                Ok(Some(express)) => return Next::Request(express),
+                Ok(None) => {}
+                Err(to_hyper) => return Next::Hyper(to_hyper),
+            }
+        }
+        let deadline = deadline.get_or_insert_with(|| Deadline::after(header_wait));
+        if buf.capacity() - buf.len() < READ_ROOM / 4 {
+            buf.reserve(READ_ROOM);
+        }
+        let idle = buf.is_empty();
+        let read = tokio::select! {
+            biased;
+            // Only an idle connection ends at once; a request on its way is served first.
+            _ = drain.begun(), if idle => return Next::Closed,
+            _ = &mut *deadline => {
+                tracing::debug!("no request within header_read_timeout");
+                return Next::Closed;
+            }
+            read = stream.read_buf(buf) => read,
+        };
+        match read {
+            Ok(0) | Err(_) => return Next::Closed,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes `response`. The head and the first body frame, when it is ready at once, go out
+/// in one write; a 69-byte page costs one system call.
+async fn respond(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    response: Response<BoxBody>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    let (parts, mut body) = response.into_parts();
+    let framing = head::BodyFraming::of(
+        head_request,
+        parts.status,
+        &parts.headers,
+        body.size_hint().exact(),
+    );
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| r.as_bytes());
+    out.clear();
+    head::write_response_head(
+        out,
+        parts.status,
+        reason,
+        &parts.headers,
+        framing,
+        close,
+        http_date,
+    );
+    if framing == BodyFraming::None {
+        return stream.write_all(out).await;
+    }
+
+    let chunked = framing == BodyFraming::Chunked;
+    let mut head_sent = false;
+    let mut sent: u64 = 0;
+    loop {
+        let frame = if head_sent {
+            body.frame().await
+        } else if let Some(frame) = body.frame().now_or_never() {
+            frame
+        } else {
+            // The body is not there yet: the client gets the head meanwhile.
+            stream.write_all(out).await?;
+            head_sent = true;
+            continue;
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            // Trailers are dropped, as on the way in.
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue,
+            },
+        };
+        sent += data.len() as u64;
+        if matches!(framing, BodyFraming::Length(n) if sent > n) {
+            return Err(io::Error::other("response body longer than its length"));
+        }
+        let head = if head_sent { &[][..] } else { &out[..] };
+        let coalesce = !head_sent && data.len() <= COALESCE;
+        if chunked {
+            let mut bufs = Buf::chain(head, chunk_size_line(data.len()))
+                .chain(data)
+                .chain(&b"\r\n"[..]);
+            stream.write_all_buf(&mut bufs).await?;
+        } else if coalesce {
+            stream.write_all_buf(&mut Buf::chain(head, data)).await?;
+        } else {
+            stream.write_all(head).await?;
+            stream.write_all(&data).await?;
+        }
+        head_sent = true;
+    }
+    if let BodyFraming::Length(n) = framing {
+        if sent != n {
+            return Err(io::Error::other("response body shorter than its length"));
+        }
+    }
+    let head = if head_sent { &[][..] } else { &out[..] };
+    if chunked {
+        stream
+            .write_all_buf(&mut Buf::chain(head, LAST_CHUNK))
+            .await
+    } else if !head_sent {
+        stream.write_all(head).await
+    } else {
+        Ok(())
+    }
+}
+
+/// The `Date` field's value for now, made once a second per thread.
+fn http_date() -> Bytes {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, Bytes)> = const {
+            std::cell::RefCell::new((u64::MAX, Bytes::new()))
+        };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second {
+            *cached = (second, Bytes::from(httpdate::fmt_http_date(now)));
+        }
+        cached.1.clone()
+    })
+}
+
+/// A connection whose first bytes were already read: hyper reads those first.
+struct Prefixed {
+    prefix: Bytes,
+    io: TcpStream,
+}
+
+impl Prefixed {
+    fn new(io: TcpStream, prefix: Bytes) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.prefix.len().min(buf.remaining());
+        buf.put_slice(&this.prefix[..n]);
+        this.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
