@@ -125,36 +125,68 @@ impl DrainWatch {
         let _ = self.signal.changed().await;
     }
 
+    /// A probe for a task that asks at many points whether the drain has begun.
+    pub(super) fn probe(&self) -> DrainProbe {
+        let mut notified = self.signal.clone();
+        DrainProbe {
+            changed: Box::pin(async move {
+                let _ = notified.changed().await;
+            }),
+            signal: self.signal.clone(),
+            stage: DrainStage::Unregistered,
+        }
+    }
+
     /// Drives `conn` to its end; when the drain begins, calls `graceful` on it once first.
-    ///
-    /// The drain's notification future is polled only once, to register this task's waker:
-    /// polling it again would take its lock on every wake-up of the connection. Later polls
-    /// read the channel's version instead, one atomic load. That is only sound because this
-    /// future is awaited directly by the connection's own task, whose waker does not change.
     async fn serve<C, T>(self, conn: C, mut graceful: impl FnMut(Pin<&mut C>)) -> T
     where
         C: Future<Output = T>,
     {
-        let mut probe = self.signal.clone();
+        let mut probe = self.probe();
         let mut conn = std::pin::pin!(conn);
-        let mut changed = std::pin::pin!(probe.changed());
-        let signal = self.signal;
-        let mut stage = DrainStage::Unregistered;
+        let mut asked = false;
         std::future::poll_fn(move |cx| {
-            let begun = match stage {
-                DrainStage::Unregistered => changed.as_mut().poll(cx).is_ready(),
-                DrainStage::Registered => signal.has_changed().unwrap_or(true),
-                DrainStage::Draining => false,
-            };
-            if begun {
+            if !asked && probe.poll_begun(cx).is_ready() {
                 graceful(conn.as_mut());
-                stage = DrainStage::Draining;
-            } else if stage == DrainStage::Unregistered {
-                stage = DrainStage::Registered;
+                asked = true;
             }
             conn.as_mut().poll(cx)
         })
         .await
+    }
+}
+
+/// Tells one task whether the drain has begun, and wakes it when it does.
+///
+/// The drain's notification future is polled only once, to register the task's waker:
+/// polling it again would take its lock on every wake-up of the connection. Later polls read
+/// the channel's version instead, one atomic load. That is only sound because a probe is
+/// polled by its connection's own task alone, whose waker does not change.
+pub(super) struct DrainProbe {
+    changed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    signal: watch::Receiver<()>,
+    stage: DrainStage,
+}
+
+impl DrainProbe {
+    /// Ready once the drain has begun.
+    pub(super) fn poll_begun(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.stage {
+            DrainStage::Unregistered => {
+                if self.changed.as_mut().poll(cx).is_ready() {
+                    self.stage = DrainStage::Begun;
+                    return Poll::Ready(());
+                }
+                self.stage = DrainStage::Registered;
+                Poll::Pending
+            }
+            DrainStage::Registered if self.signal.has_changed().unwrap_or(true) => {
+                self.stage = DrainStage::Begun;
+                Poll::Ready(())
+            }
+            DrainStage::Registered => Poll::Pending,
+            DrainStage::Begun => Poll::Ready(()),
+        }
     }
 }
 
@@ -164,8 +196,8 @@ enum DrainStage {
     Unregistered,
     /// This task's waker is registered; the version tells whether the drain began.
     Registered,
-    /// The connection was asked to finish.
-    Draining,
+    /// The drain has begun.
+    Begun,
 }
 
 /// Serves one accepted connection until it closes.

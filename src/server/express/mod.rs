@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 use tokio::net::TcpStream;
 
 use self::head::{BodyFraming, ExpressRequest, ToHyper};
-use super::connection::{serve_http1, DrainWatch};
+use super::connection::{serve_http1, DrainProbe, DrainWatch};
 use super::dispatch::Dispatcher;
 use super::metrics::HandoverLabel;
 use super::route::{classify, Route};
@@ -48,12 +48,13 @@ pub(super) async fn serve(
     client: ClientInfo,
     dispatcher: Arc<Dispatcher>,
     header_wait: Duration,
-    mut drain: DrainWatch,
+    drain: DrainWatch,
 ) {
     let mut buf = BytesMut::with_capacity(READ_ROOM);
     let mut out = Vec::with_capacity(1024);
+    let mut probe = drain.probe();
     loop {
-        let express = match next_request(&mut stream, &mut buf, header_wait, &mut drain).await {
+        let express = match next_request(&mut stream, &mut buf, header_wait, &mut probe).await {
             Next::Request(express) => express,
             Next::Hyper(ToHyper(reason)) => {
                 let hyper = Handover::new(stream, client, dispatcher, header_wait, drain);
@@ -165,7 +166,7 @@ async fn next_request(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     header_wait: Duration,
-    drain: &mut DrainWatch,
+    drain: &mut DrainProbe,
 ) -> Next {
     let mut deadline: Option<Deadline> = None;
     loop {
@@ -184,7 +185,7 @@ async fn next_request(
         let read = tokio::select! {
             biased;
             // Only an idle connection ends at once; a request on its way is served first.
-            _ = drain.begun(), if idle => return Next::Closed,
+            _ = std::future::poll_fn(|cx| drain.poll_begun(cx)), if idle => return Next::Closed,
             _ = &mut *deadline => {
                 tracing::debug!("no request within header_read_timeout");
                 return Next::Closed;
