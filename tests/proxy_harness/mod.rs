@@ -487,13 +487,18 @@ impl ClientConnection {
 
     /// Reads the next response, skipping interim 1xx ones.
     pub async fn response(&mut self) -> RawResponse {
-        self.next_response(false).await
+        self.next_response(Awaited::Final).await
     }
 
     /// Reads the next response as the answer to a `HEAD`: a head and no body, whatever its
     /// fields announce.
     pub async fn head_response(&mut self) -> RawResponse {
-        self.next_response(true).await
+        self.next_response(Awaited::FinalToHead).await
+    }
+
+    /// Reads the next response, which must be an interim one (`100 Continue`).
+    pub async fn interim_response(&mut self) -> RawResponse {
+        self.next_response(Awaited::Interim).await
     }
 
     /// True when the server ends the connection (end of stream or reset) within `within`,
@@ -518,13 +523,13 @@ impl ClientConnection {
         tokio::time::timeout(within, read).await.is_ok()
     }
 
-    async fn next_response(&mut self, to_head: bool) -> RawResponse {
-        tokio::time::timeout(WIRE_WAIT, self.read_framed(to_head))
+    async fn next_response(&mut self, awaited: Awaited) -> RawResponse {
+        tokio::time::timeout(WIRE_WAIT, self.read_framed(awaited))
             .await
             .expect("a response within 30 s")
     }
 
-    async fn read_framed(&mut self, to_head: bool) -> RawResponse {
+    async fn read_framed(&mut self, awaited: Awaited) -> RawResponse {
         loop {
             let end = loop {
                 if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -536,8 +541,18 @@ impl ClientConnection {
                 );
             };
             let (status, head, headers) = parse_head(&self.buf[..end - 4]);
-            if (100..200).contains(&status) && status != 101 {
+            let interim = (100..200).contains(&status) && status != 101;
+            if interim || awaited == Awaited::Interim {
+                assert!(interim, "not an interim response: {head}");
                 self.buf.drain(..end);
+                if awaited == Awaited::Interim {
+                    return RawResponse {
+                        status,
+                        head,
+                        headers,
+                        body: Vec::new(),
+                    };
+                }
                 continue;
             }
             let field = |name: &str| {
@@ -548,28 +563,29 @@ impl ClientConnection {
             };
             let chunked = field("transfer-encoding")
                 .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"));
-            let (taken, body) = if to_head || matches!(status, 101..=199 | 204 | 304) {
-                (0, Vec::new())
-            } else if chunked {
-                let taken = loop {
-                    if let Some(n) = chunked_len(&self.buf[end..]) {
-                        break n;
+            let (taken, body) =
+                if awaited == Awaited::FinalToHead || matches!(status, 101 | 204 | 304) {
+                    (0, Vec::new())
+                } else if chunked {
+                    let taken = loop {
+                        if let Some(n) = chunked_len(&self.buf[end..]) {
+                            break n;
+                        }
+                        assert!(self.fill().await, "connection closed inside a chunked body");
+                    };
+                    (taken, dechunk(&self.buf[end..end + taken]))
+                } else if let Some(len) = field("content-length") {
+                    let len: usize = len.parse().unwrap();
+                    while self.buf.len() < end + len {
+                        assert!(self.fill().await, "connection closed inside a body");
                     }
-                    assert!(self.fill().await, "connection closed inside a chunked body");
+                    (len, self.buf[end..end + len].to_vec())
+                } else {
+                    // Delimited by the end of the connection.
+                    while self.fill().await {}
+                    let taken = self.buf.len() - end;
+                    (taken, self.buf[end..].to_vec())
                 };
-                (taken, dechunk(&self.buf[end..end + taken]))
-            } else if let Some(len) = field("content-length") {
-                let len: usize = len.parse().unwrap();
-                while self.buf.len() < end + len {
-                    assert!(self.fill().await, "connection closed inside a body");
-                }
-                (len, self.buf[end..end + len].to_vec())
-            } else {
-                // Delimited by the end of the connection.
-                while self.fill().await {}
-                let taken = self.buf.len() - end;
-                (taken, self.buf[end..].to_vec())
-            };
             self.buf.drain(..end + taken);
             return RawResponse {
                 status,
@@ -587,6 +603,15 @@ impl ClientConnection {
         self.buf.extend_from_slice(&piece[..n]);
         n > 0
     }
+}
+
+/// Which response [`ClientConnection`] reads next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    Final,
+    /// A final response to a `HEAD`: never a body.
+    FinalToHead,
+    Interim,
 }
 
 /// The length of the complete chunked body (trailers included) at the start of `data`, or
