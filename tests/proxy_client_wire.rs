@@ -147,6 +147,124 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn a_pipeline_mixing_bodies_scim_and_plain_requests_is_answered_in_order() {
+    let up = start_upstream().await;
+    let server = server_for(up.addr).await;
+    let mut conn = ClientConnection::open(server.addr).await;
+    let mut all = get("/first");
+    all.extend_from_slice(
+        b"POST /form HTTP/1.1\r\nHost: chamilo.example\r\nContent-Length: 7\r\n\r\nname=ab",
+    );
+    all.extend_from_slice(&get("/scim/v2/Users"));
+    all.extend_from_slice(&get("/after-scim"));
+    all.extend_from_slice(
+        b"POST /chunked HTTP/1.1\r\nHost: chamilo.example\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n0\r\n\r\n",
+    );
+    all.extend_from_slice(&get("/last"));
+    conn.send(&all).await;
+
+    assert_eq!(conn.response().await.echo().target(), "/first");
+    let echo = conn.response().await.echo();
+    assert_eq!((echo.target(), &echo.0["body_len"]), ("/form", &7.into()));
+    assert_eq!(conn.response().await.status, 401);
+    assert_eq!(conn.response().await.echo().target(), "/after-scim");
+    let echo = conn.response().await.echo();
+    assert_eq!(
+        (echo.target(), &echo.0["body_len"]),
+        ("/chunked", &3.into())
+    );
+    assert_eq!(conn.response().await.echo().target(), "/last");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert!(!conn.closed_within(Duration::from_millis(50)).await);
+}
+
+#[tokio::test]
+async fn a_head_arriving_a_byte_at_a_time_is_served() {
+    let up = start_upstream().await;
+    let server = server_for(up.addr).await;
+    let mut conn = ClientConnection::open(server.addr).await;
+    conn.set_nodelay();
+    for _ in 0..2 {
+        for byte in get("/slowly?x=1") {
+            conn.send(&[byte]).await;
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(conn.response().await.echo().target(), "/slowly?x=1");
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_failure_is_answered_on_a_kept_connection() {
+    // A port nothing listens on any more.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = server_for(closed).await;
+    let mut conn = ClientConnection::open(server.addr).await;
+    for _ in 0..2 {
+        conn.send(&get("/index.php")).await;
+        let resp = conn.response().await;
+        assert!(
+            resp.head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+            "{}",
+            resp.head
+        );
+        assert_eq!(resp.header("connection"), None);
+        assert!(!resp.body.is_empty());
+    }
+    assert!(!conn.closed_within(Duration::from_millis(50)).await);
+}
+
+#[tokio::test]
+async fn request_fields_reach_the_upstream_minus_hop_by_hop_ones_in_order() {
+    let up = start_upstream().await;
+    let server = server_for(up.addr).await;
+    let mut conn = ClientConnection::open(server.addr).await;
+    conn.send(
+        b"GET /fields HTTP/1.1\r\nHost: chamilo.example\r\n\
+          Connection: keep-alive, X-Client-Secret\r\nX-Client-Secret: s\r\n\
+          Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\
+          Proxy-Authorization: Basic eDp5\r\nTE: trailers\r\n\
+          Cookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\nX-Empty:\r\n\
+          X-Forwarded-For: 6.6.6.6\r\nUser-Agent: wire-test\r\n\r\n",
+    )
+    .await;
+    let echo = conn.response().await.echo();
+    let fields: Vec<(String, String)> = echo.0["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap().to_owned(),
+                h[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // Cookie fields are joined into one where the first was, whatever the client's version
+    // (`proxy::forward`, for PHP); the rest keep their order.
+    let expected = [
+        ("host", "chamilo.example"),
+        ("cookie", "a=1; b=2"),
+        ("accept", "text/html"),
+        ("x-empty", ""),
+        ("user-agent", "wire-test"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "chamilo.example"),
+        ("forwarded", "for=127.0.0.1;host=chamilo.example;proto=http"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(fields, expected);
+}
+
+#[tokio::test]
 async fn a_head_response_has_the_upstreams_length_and_no_body() {
     let up = Scripted::start(|head, _| framings(head)).await;
     let server = server_for(up.addr).await;
@@ -256,6 +374,27 @@ async fn connection_close_from_the_client_is_echoed_and_the_connection_ends() {
 }
 
 #[tokio::test]
+async fn close_among_other_connection_options_in_any_case_ends_the_connection() {
+    let up = start_upstream().await;
+    let server = server_for(up.addr).await;
+    for field in ["Connection: keep-alive, close", "CONNECTION: CLOSE"] {
+        let mut conn = ClientConnection::open(server.addr).await;
+        conn.send(
+            format!("GET /x HTTP/1.1\r\nHost: chamilo.example\r\n{field}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let resp = conn.response().await;
+        assert_eq!(resp.status, 200, "{field}");
+        assert_eq!(
+            resp.header("connection").as_deref(),
+            Some("close"),
+            "{field}"
+        );
+        assert!(conn.closed_within(CLOSE_WAIT).await, "{field}");
+    }
+}
+
+#[tokio::test]
 async fn http10_without_keep_alive_is_answered_then_closed() {
     let up = start_upstream().await;
     let server = server_for(up.addr).await;
@@ -324,7 +463,9 @@ async fn http10_with_keep_alive_is_kept_open() {
 async fn a_malformed_head_is_a_400_and_the_connection_closes() {
     let up = start_upstream().await;
     let server = server_for(up.addr).await;
-    let malformed: [&[u8]; 8] = [
+    let malformed: [&[u8]; 10] = [
+        b"GET /index.php HTTP/1.1\r\nHost : chamilo.example\r\n\r\n",
+        b"GET /index.php HTTP/1.1\r\nHost: chamilo.example\r\nContent-Length: +1\r\n\r\na",
         b"NOT HTTP AT ALL\r\n\r\n",
         b"GET /index.php HTTP/2.0\r\nHost: chamilo.example\r\n\r\n",
         b"GET /index.php HTTP/1.1\r\nHost: chamilo.example\r\nX-Folded: a\r\n b\r\n\r\n",
@@ -457,6 +598,37 @@ async fn lenient_heads_are_served_on_a_kept_connection() {
         Some(up.addr.to_string().as_str())
     );
     assert_eq!(echo.header("x-forwarded-host"), None);
+
+    // Two `Host` fields (RFC 9112 section 3.2 asks for a 400): the first is forwarded.
+    conn.send(b"GET /two-hosts HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n")
+        .await;
+    let echo = conn.response().await.echo();
+    assert_eq!(echo.header_all("host"), ["a.example"]);
+
+    // Empty lines before the request line, a method in lower case (methods are case
+    // sensitive, so forwarded as it is), raw UTF-8 in the target, a tab inside a value.
+    conn.send(b"\r\n\r\nget /caf\xc3\xa9?q=\xc3\xa9 HTTP/1.1\r\nHost: chamilo.example\r\nX-Tab: a\tb\r\n\r\n")
+        .await;
+    let echo = conn.response().await.echo();
+    assert_eq!(echo.0["method"], "get");
+    assert_eq!(echo.target(), "/café?q=é");
+    assert_eq!(echo.header("x-tab").as_deref(), Some("a\tb"));
+
+    // POST without a length in HTTP/1.1 has no body; GET with a length has one.
+    conn.send(b"POST /no-length HTTP/1.1\r\nHost: chamilo.example\r\n\r\n")
+        .await;
+    let echo = conn.response().await.echo();
+    assert_eq!(
+        (echo.target(), &echo.0["body_len"]),
+        ("/no-length", &0.into())
+    );
+    conn.send(b"GET /with-body HTTP/1.1\r\nHost: chamilo.example\r\nContent-Length: 3\r\n\r\nabc")
+        .await;
+    let echo = conn.response().await.echo();
+    assert_eq!(
+        (echo.target(), &echo.0["body_len"]),
+        ("/with-body", &3.into())
+    );
 
     conn.send(&get("/after")).await;
     assert_eq!(conn.response().await.echo().target(), "/after");
@@ -706,7 +878,8 @@ async fn response_fields_lose_hop_by_hop_ones_and_keep_cookies_in_order() {
     let up = Scripted::start(|head, _| {
         if head.starts_with("get /dated ") {
             return Reply::Keep(
-                b"HTTP/1.1 200 OK\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok"
+                b"HTTP/1.1 200 Fine\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\nServer: Apache/2.4\r\n\
+                  X-Bytes: caf\xe9 \xff\r\nContent-Length: 2\r\n\r\nok"
                     .to_vec(),
             );
         }
@@ -762,9 +935,17 @@ async fn response_fields_lose_hop_by_hop_ones_and_keep_cookies_in_order() {
     assert_eq!(resp.header("transfer-encoding").as_deref(), Some("chunked"));
     assert_eq!(resp.header_all("date").len(), 1);
 
-    // The upstream's own Date is passed on, not replaced nor doubled.
+    // The upstream's own Date is passed on, not replaced nor doubled; so are its reason
+    // phrase, its `Server` and a value that is not UTF-8.
     conn.send(&get("/dated")).await;
     let resp = conn.response().await;
+    assert!(
+        resp.head.starts_with("HTTP/1.1 200 Fine\r\n"),
+        "{}",
+        resp.head
+    );
+    assert_eq!(resp.header("server").as_deref(), Some("Apache/2.4"));
+    assert_eq!(resp.header_all("x-bytes"), [b"caf\xe9 \xff".as_slice()]);
     assert_eq!(
         resp.header_all("date"),
         [b"Tue, 01 Jan 2030 00:00:00 GMT".as_slice()]

@@ -480,6 +480,11 @@ impl ClientConnection {
         }
     }
 
+    /// Sends each write in its own segment, so that small writes reach the server apart.
+    pub fn set_nodelay(&self) {
+        self.stream.set_nodelay(true).unwrap();
+    }
+
     /// Writes `bytes` as they are, in one write.
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
