@@ -6,6 +6,7 @@
 
 mod proxy_harness;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use proxy_harness::scripted::{Reply, Scripted};
@@ -104,7 +105,7 @@ async fn a_keep_alive_sequence_with_a_body_and_a_scim_request_stays_on_one_conne
 
     conn.send(&get("/after-scim")).await;
     assert_eq!(conn.response().await.echo().target(), "/after-scim");
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 5);
     assert!(!conn.closed_within(Duration::from_millis(50)).await);
 }
 
@@ -126,7 +127,7 @@ async fn a_scim_request_with_scim_disabled_is_a_404_and_the_connection_goes_on()
     );
     conn.send(&get("/index.php")).await;
     assert_eq!(conn.response().await.echo().target(), "/index.php");
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -175,7 +176,7 @@ async fn a_pipeline_mixing_bodies_scim_and_plain_requests_is_answered_in_order()
         ("/chunked", &3.into())
     );
     assert_eq!(conn.response().await.echo().target(), "/last");
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 5);
     assert!(!conn.closed_within(Duration::from_millis(50)).await);
 }
 
@@ -370,7 +371,7 @@ async fn connection_close_from_the_client_is_echoed_and_the_connection_ends() {
     let echo = resp.echo();
     assert_eq!(echo.target(), "/last");
     assert!(conn.closed_within(CLOSE_WAIT).await);
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -501,7 +502,7 @@ async fn a_malformed_head_is_a_400_and_the_connection_closes() {
         .await;
     assert_eq!(conn.response().await.status, 400);
     assert!(conn.closed_within(CLOSE_WAIT).await);
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -536,7 +537,7 @@ async fn a_head_or_target_too_large_is_refused_and_the_connection_closes() {
         );
         assert!(conn.closed_within(CLOSE_WAIT).await, "{status}");
     }
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -565,7 +566,7 @@ async fn targets_the_router_refuses_are_400s_that_keep_the_connection() {
     }
     conn.send(&get("/index.php")).await;
     assert_eq!(conn.response().await.echo().target(), "/index.php");
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -689,7 +690,7 @@ async fn transfer_encoding_with_content_length_is_served_chunked_then_closed() {
     assert_eq!(echo.target(), "/ambiguous");
     assert_eq!(echo.0["body_len"], 3);
     assert!(conn.closed_within(CLOSE_WAIT).await);
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -778,7 +779,7 @@ async fn a_client_silent_in_its_head_or_between_requests_is_closed_after_the_hea
         closes_after(&mut conn, Instant::now(), timeout).await;
     };
     tokio::join!(half, silent, idle);
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
