@@ -2,6 +2,8 @@
 //! hyper front (plain or TLS with ALPN h2/http1.1), and raw HTTP/1.1 helpers. Loopback only.
 #![allow(dead_code)]
 
+pub mod scripted;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,10 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use chamilo_scim_proxy::admin::Health;
 use chamilo_scim_proxy::body::{empty, full, BoxBody};
-use chamilo_scim_proxy::config::Config;
+use chamilo_scim_proxy::config::load::Loaded;
+use chamilo_scim_proxy::config::{Config, Live};
 use chamilo_scim_proxy::proxy::{ClientInfo, Proxy};
+use chamilo_scim_proxy::server::dispatch::Dispatcher;
+use chamilo_scim_proxy::server::metrics::{ChamiloCallMetrics, HttpMetrics};
 use chamilo_scim_proxy::server::route::{classify, Route};
+use chamilo_scim_proxy::server::scim_backend::scim_service;
+use chamilo_scim_proxy::server::{accept, PublicListener};
 use futures_util::StreamExt;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -23,6 +31,8 @@ use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// A 64 KiB chunk used to build large bodies without allocating per chunk.
@@ -331,6 +341,63 @@ pub async fn start_front(cfg: Config, tls: Option<Arc<rustls::ServerConfig>>) ->
     }
 }
 
+/// The real public listener: `server::accept` and `server::connection` (protocol sniffing,
+/// hyper's HTTP/1.1 server with its header-read timeout, the drain) in front of the real
+/// `Dispatcher`, with the SCIM service composed as at start-up. Plain TCP, served on the
+/// test's runtime as on one worker's.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting and drains as at SIGTERM (requests in flight finish, idle connections
+    /// close); returns once every connection has ended.
+    pub async fn drain(self) {
+        self.stop.cancel();
+        self.served.await.unwrap();
+    }
+}
+
+pub async fn start_server(cfg: Config) -> Server {
+    let mut registry = Registry::default();
+    let metrics = HttpMetrics::register(&mut registry);
+    let calls = ChamiloCallMetrics::register(&mut registry);
+    let proxy = Arc::new(Proxy::new(&cfg.upstream, &mut registry, TaskTracker::new()).unwrap());
+    let limit = Arc::new(Semaphore::new(cfg.server.max_connections.max(1)));
+    let live = Live::new(&Loaded {
+        config: cfg,
+        tls: None,
+        fingerprint: [0; 32],
+        files: Vec::new(),
+        warnings: Vec::new(),
+    });
+    let stop = CancellationToken::new();
+    let scim = scim_service(&live, Arc::new(Health::default()), calls, stop.clone());
+    let dispatcher = Arc::new(Dispatcher::new(
+        live.clone(),
+        proxy,
+        Arc::new(scim),
+        metrics.clone(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let public = PublicListener {
+        listener,
+        limit,
+        tls: None,
+        dispatcher,
+        live,
+        metrics,
+    };
+    let served = tokio::spawn({
+        let stop = stop.clone();
+        async move { accept(public, stop).await.shutdown().await }
+    });
+    Server { addr, stop, served }
+}
+
 /// A configuration pointing at `upstream` with short timeouts for tests.
 pub fn config_for(upstream: SocketAddr) -> Config {
     let mut cfg = Config::default();
@@ -384,33 +451,211 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     parse_response(&buf)
 }
 
-/// Sends `request` and reads one response that has a `Content-Length`, leaving the
-/// connection open (for requests that cannot ask for `Connection: close`).
+/// Sends `request` on a new connection and reads one response, leaving the connection open
+/// (for requests that cannot ask for `Connection: close`).
 pub async fn raw_one(addr: SocketAddr, request: &[u8]) -> RawResponse {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut buf = Vec::new();
-    let read = async {
-        loop {
+    let mut conn = ClientConnection::open(addr).await;
+    conn.send(request).await;
+    conn.response().await
+}
+
+/// How long a [`ClientConnection`] waits for a response before failing the test.
+const WIRE_WAIT: Duration = Duration::from_secs(30);
+
+/// One client connection spoken in raw bytes: requests are written as given, and responses
+/// are read one at a time by their framing (RFC 9112 section 6.3), so what follows one
+/// response stays buffered for the next (pipelining, keep-alive).
+pub struct ClientConnection {
+    stream: TcpStream,
+    /// Received and not yet returned in a response.
+    buf: Vec<u8>,
+}
+
+impl ClientConnection {
+    pub async fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends each write in its own segment, so that small writes reach the server apart.
+    pub fn set_nodelay(&self) {
+        self.stream.set_nodelay(true).unwrap();
+    }
+
+    /// Writes `bytes` as they are, in one write.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads the next response, skipping interim 1xx ones.
+    pub async fn response(&mut self) -> RawResponse {
+        self.next_response(Awaited::Final).await
+    }
+
+    /// Reads the next response as the answer to a `HEAD`: a head and no body, whatever its
+    /// fields announce.
+    pub async fn head_response(&mut self) -> RawResponse {
+        self.next_response(Awaited::FinalToHead).await
+    }
+
+    /// Reads the next response, which must be an interim one (`100 Continue`).
+    pub async fn interim_response(&mut self) -> RawResponse {
+        self.next_response(Awaited::Interim).await
+    }
+
+    /// True when the server ends the connection (end of stream or reset) within `within`,
+    /// false when it is still open then. Bytes arriving meanwhile fail the test: nothing
+    /// should follow the last response.
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let read = async {
             let mut piece = [0u8; 4096];
-            let n = stream.read(&mut piece).await.unwrap();
-            assert!(n > 0, "connection closed early");
-            buf.extend_from_slice(&piece[..n]);
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let resp = parse_response(&buf[..end + 4]);
-                let len: usize = resp
-                    .header("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + len {
-                    return parse_response(&buf[..end + 4 + len]);
+            match self.stream.read(&mut piece).await {
+                Ok(0) | Err(_) => {}
+                Ok(n) => panic!(
+                    "unexpected bytes instead of a close: {:?}",
+                    String::from_utf8_lossy(&piece[..n])
+                ),
+            }
+        };
+        assert!(
+            self.buf.is_empty(),
+            "unread bytes: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        tokio::time::timeout(within, read).await.is_ok()
+    }
+
+    async fn next_response(&mut self, awaited: Awaited) -> RawResponse {
+        tokio::time::timeout(WIRE_WAIT, self.read_framed(awaited))
+            .await
+            .expect("a response within 30 s")
+    }
+
+    async fn read_framed(&mut self, awaited: Awaited) -> RawResponse {
+        loop {
+            let end = loop {
+                if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+                assert!(
+                    self.fill().await,
+                    "connection closed before a response head"
+                );
+            };
+            let (status, head, headers) = parse_head(&self.buf[..end - 4]);
+            let interim = (100..200).contains(&status) && status != 101;
+            if interim || awaited == Awaited::Interim {
+                assert!(interim, "not an interim response: {head}");
+                self.buf.drain(..end);
+                if awaited == Awaited::Interim {
+                    return RawResponse {
+                        status,
+                        head,
+                        headers,
+                        body: Vec::new(),
+                    };
+                }
+                continue;
+            }
+            let field = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
+            let chunked = field("transfer-encoding")
+                .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"));
+            let (taken, body) =
+                if awaited == Awaited::FinalToHead || matches!(status, 101 | 204 | 304) {
+                    (0, Vec::new())
+                } else if chunked {
+                    let taken = loop {
+                        if let Some(n) = chunked_len(&self.buf[end..]) {
+                            break n;
+                        }
+                        assert!(self.fill().await, "connection closed inside a chunked body");
+                    };
+                    (taken, dechunk(&self.buf[end..end + taken]))
+                } else if let Some(len) = field("content-length") {
+                    let len: usize = len.parse().unwrap();
+                    while self.buf.len() < end + len {
+                        assert!(self.fill().await, "connection closed inside a body");
+                    }
+                    (len, self.buf[end..end + len].to_vec())
+                } else {
+                    // Delimited by the end of the connection.
+                    while self.fill().await {}
+                    let taken = self.buf.len() - end;
+                    (taken, self.buf[end..].to_vec())
+                };
+            self.buf.drain(..end + taken);
+            return RawResponse {
+                status,
+                head,
+                headers,
+                body,
+            };
+        }
+    }
+
+    /// Reads more bytes into the buffer; false at the end of the stream.
+    async fn fill(&mut self) -> bool {
+        let mut piece = [0u8; 8192];
+        let n = self.stream.read(&mut piece).await.unwrap();
+        self.buf.extend_from_slice(&piece[..n]);
+        n > 0
+    }
+}
+
+/// Which response [`ClientConnection`] reads next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    Final,
+    /// A final response to a `HEAD`: never a body.
+    FinalToHead,
+    Interim,
+}
+
+/// The length of the complete chunked body (trailers included) at the start of `data`, or
+/// `None` while part of it is still to come.
+fn chunked_len(data: &[u8]) -> Option<usize> {
+    let line_end = |from: usize| {
+        data[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| from + p)
+    };
+    let mut at = 0;
+    loop {
+        let eol = line_end(at)?;
+        let size_text = String::from_utf8_lossy(&data[at..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {size_text:?}"));
+        at = eol + 2;
+        if size == 0 {
+            // Trailer fields, up to an empty line.
+            loop {
+                let eol = line_end(at)?;
+                let empty = eol == at;
+                at = eol + 2;
+                if empty {
+                    return Some(at);
                 }
             }
         }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .expect("response within 30 s")
+        if data.len() < at + size + 2 {
+            return None;
+        }
+        assert_eq!(
+            &data[at + size..at + size + 2],
+            b"\r\n",
+            "chunk without its CRLF"
+        );
+        at += size + 2;
+    }
 }
 
 pub fn parse_response(mut buf: &[u8]) -> RawResponse {
@@ -419,22 +664,11 @@ pub fn parse_response(mut buf: &[u8]) -> RawResponse {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(buf)));
-        let head = &buf[..end];
+        let (status, head, headers) = parse_head(&buf[..end]);
         let rest = &buf[end + 4..];
-        let mut lines = head.split(|b| *b == b'\n');
-        let status_line = String::from_utf8_lossy(lines.next().unwrap()).into_owned();
-        let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
         if (100..200).contains(&status) && status != 101 {
             buf = rest;
             continue;
-        }
-        let mut headers = Vec::new();
-        for line in lines {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|b| *b == b':').unwrap();
-            let name = String::from_utf8_lossy(&line[..colon]).to_ascii_lowercase();
-            let value = line[colon + 1..].trim_ascii().to_vec();
-            headers.push((name, value));
         }
         let chunked = headers
             .iter()
@@ -446,11 +680,28 @@ pub fn parse_response(mut buf: &[u8]) -> RawResponse {
         };
         return RawResponse {
             status,
-            head: String::from_utf8_lossy(head).into_owned(),
+            head,
             headers,
             body,
         };
     }
+}
+
+/// Status, head text and fields (names in lower case) of a response head without its final
+/// empty line.
+fn parse_head(head: &[u8]) -> (u16, String, Vec<(String, Vec<u8>)>) {
+    let mut lines = head.split(|b| *b == b'\n');
+    let status_line = String::from_utf8_lossy(lines.next().unwrap()).into_owned();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = Vec::new();
+    for line in lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|b| *b == b':').unwrap();
+        let name = String::from_utf8_lossy(&line[..colon]).to_ascii_lowercase();
+        let value = line[colon + 1..].trim_ascii().to_vec();
+        headers.push((name, value));
+    }
+    (status, String::from_utf8_lossy(head).into_owned(), headers)
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
