@@ -140,7 +140,7 @@ async fn a_malformed_head_gets_hypers_answer() {
 #[tokio::test]
 async fn the_drain_closes_an_idle_connection_and_lets_a_request_in_flight_finish() {
     let upstream = start_upstream().await;
-    let mut server = start_server(config_for(upstream.addr)).await;
+    let server = start_server(config_for(upstream.addr)).await;
 
     // Idle after one request.
     let mut idle = TcpStream::connect(server.addr).await.unwrap();

@@ -236,7 +236,9 @@ pub async fn serve(
     };
     match handshake {
         Ok(Ok(tls)) => match Protocol::from_alpn(tls.get_ref().1.alpn_protocol()) {
-            Protocol::Http1 => serve_http1(tls, client, dispatcher, header_wait, drain).await,
+            Protocol::Http1 => {
+                serve_http1(tls, client, dispatcher, header_wait, drain, false).await
+            }
             // hyper's HTTP/2 server has no header-read timeout, and a TLS stream cannot be
             // peeked at: the preface gets a deadline of its own.
             Protocol::Http2 => {
@@ -296,21 +298,39 @@ fn dispatch_service(
 }
 
 /// Serves HTTP/1.1 (upgrades included) until the connection ends or the drain completes it.
+///
+/// `request_read`: the express lane already read a request from this connection (it is at the
+/// front of `io`). If the drain has begun, that request is answered as the connection's last,
+/// as hyper does with a request it has begun to read itself; a connection that has read
+/// nothing closes at once.
 pub(super) async fn serve_http1<I>(
     io: I,
     client: ClientInfo,
     dispatcher: Arc<Dispatcher>,
     header_wait: Duration,
     drain: DrainWatch,
+    request_read: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = http1::Builder::new()
-        .timer(CoarseTimer)
-        .header_read_timeout(header_wait)
+    let mut builder = http1::Builder::new();
+    builder.timer(CoarseTimer).header_read_timeout(header_wait);
+    let last_request = request_read && drain.has_begun();
+    if last_request {
+        builder.keep_alive(false);
+    }
+    let conn = builder
         .serve_connection(TokioIo::new(io), dispatch_service(dispatcher, client))
         .with_upgrades();
-    if let Err(e) = drain.serve(conn, |c| c.graceful_shutdown()).await {
+    let result = if last_request {
+        // The drain still waits for this connection: `drain` lives until it ends.
+        let result = conn.await;
+        drop(drain);
+        result
+    } else {
+        drain.serve(conn, |c| c.graceful_shutdown()).await
+    };
+    if let Err(e) = result {
         tracing::debug!(peer = %client.peer, error = %e, "connection ended with an error");
     }
 }

@@ -347,11 +347,19 @@ pub async fn start_front(cfg: Config, tls: Option<Arc<rustls::ServerConfig>>) ->
 /// test's runtime as on one worker's.
 pub struct Server {
     pub addr: SocketAddr,
+    registry: Arc<Registry>,
     stop: CancellationToken,
     served: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
+    /// The metrics of the server's registry, in Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text
+    }
+
     /// Stops accepting and drains as at SIGTERM (requests in flight finish, idle connections
     /// close); returns once every connection has ended.
     pub async fn drain(self) {
@@ -395,7 +403,12 @@ pub async fn start_server(cfg: Config) -> Server {
         let stop = stop.clone();
         async move { accept(public, stop).await.shutdown().await }
     });
-    Server { addr, stop, served }
+    Server {
+        addr,
+        registry: Arc::new(registry),
+        stop,
+        served,
+    }
 }
 
 /// A configuration pointing at `upstream` with short timeouts for tests.
@@ -747,84 +760,4 @@ pub fn memory_kib() -> (u64, u64) {
             .unwrap()
     };
     (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// The real public server (`server::accept` → `connection::serve`, with the express lane and
-/// hyper behind it, and the real `Dispatcher` with its SCIM service) on a loopback port.
-/// Plain HTTP only.
-pub struct Server {
-    pub addr: SocketAddr,
-    pub registry: Arc<Registry>,
-    stop: tokio_util::sync::CancellationToken,
-    drained: Option<tokio::sync::oneshot::Receiver<()>>,
-}
-
-impl Server {
-    pub fn metrics(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
-        text
-    }
-
-    /// Stops accepting and starts the graceful drain of open connections; resolves when
-    /// every connection has ended.
-    pub async fn drain(&mut self) {
-        self.stop.cancel();
-        if let Some(drained) = self.drained.take() {
-            let _ = drained.await;
-        }
-    }
-}
-
-/// Starts the real server for `cfg` (its `server.listen` is ignored: a free loopback port).
-pub async fn start_server(cfg: Config) -> Server {
-    use chamilo_scim_proxy::admin::Health;
-    use chamilo_scim_proxy::config::load::Loaded;
-    use chamilo_scim_proxy::config::Live;
-    use chamilo_scim_proxy::server::dispatch::Dispatcher;
-    use chamilo_scim_proxy::server::metrics::{ChamiloCallMetrics, HttpMetrics};
-    use chamilo_scim_proxy::server::{accept, scim_backend, PublicListener};
-    use tokio_util::sync::CancellationToken;
-
-    let mut registry = Registry::default();
-    let http_metrics = HttpMetrics::register(&mut registry);
-    let calls = ChamiloCallMetrics::register(&mut registry);
-    let proxy = Arc::new(Proxy::new(&cfg.upstream, &mut registry, TaskTracker::new()).unwrap());
-    let live = Live::new(&Loaded {
-        config: cfg,
-        tls: None,
-        fingerprint: [0; 32],
-        files: Vec::new(),
-        warnings: Vec::new(),
-    });
-    let stop = CancellationToken::new();
-    let scim = scim_backend::scim_service(&live, Arc::new(Health::default()), calls, stop.clone());
-    let dispatcher = Arc::new(Dispatcher::new(
-        live.clone(),
-        proxy,
-        Arc::new(scim),
-        http_metrics.clone(),
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let public = PublicListener {
-        listener,
-        limit: Arc::new(tokio::sync::Semaphore::new(1024)),
-        tls: None,
-        dispatcher,
-        live,
-        metrics: http_metrics,
-    };
-    let (done, drained) = tokio::sync::oneshot::channel();
-    let accepting = stop.clone();
-    tokio::spawn(async move {
-        accept(public, accepting).await.shutdown().await;
-        let _ = done.send(());
-    });
-    Server {
-        addr,
-        registry: Arc::new(registry),
-        stop,
-        drained: Some(drained),
-    }
 }

@@ -53,8 +53,10 @@ pub(super) async fn serve(
     let mut buf = BytesMut::with_capacity(READ_ROOM);
     let mut out = Vec::with_capacity(1024);
     let mut probe = drain.probe();
+    let mut served = false;
     loop {
-        let express = match next_request(&mut stream, &mut buf, header_wait, &mut probe).await {
+        let next = next_request(&mut stream, &mut buf, header_wait, &mut probe, served).await;
+        let express = match next {
             Next::Request(express) => express,
             Next::Hyper(ToHyper(reason)) => {
                 let hyper = Handover::new(stream, client, dispatcher, header_wait, drain);
@@ -87,6 +89,7 @@ pub(super) async fn serve(
         let request = request.map(|()| Empty::<Bytes>::new());
         let response = dispatcher.pass_through(request, client, path).await;
         let close = close || drain.has_begun();
+        served = true;
         match respond(&mut stream, &mut out, response, head_request, close).await {
             Ok(()) if !close => {}
             Ok(()) => {
@@ -143,6 +146,7 @@ impl Handover {
             self.dispatcher,
             self.header_wait,
             self.drain,
+            true,
         )
         .await
     }
@@ -161,12 +165,16 @@ enum Next {
 }
 
 /// Reads until a whole request head is in `buf`; the header-read timeout runs from the
-/// start, idle keep-alive time included (as with hyper's server).
+/// start, idle keep-alive time included. When the drain begins, the connection closes if it
+/// is idle; so does a connection that has `served` requests and has only part of the next
+/// head, while the first request of a connection is served once it has begun to arrive
+/// (hyper's server draws the same lines).
 async fn next_request(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     header_wait: Duration,
     drain: &mut DrainProbe,
+    served: bool,
 ) -> Next {
     let mut deadline: Option<Deadline> = None;
     loop {
@@ -181,11 +189,10 @@ async fn next_request(
         if buf.capacity() - buf.len() < READ_ROOM / 4 {
             buf.reserve(READ_ROOM);
         }
-        let idle = buf.is_empty();
+        let closable = served || buf.is_empty();
         let read = tokio::select! {
             biased;
-            // Only an idle connection ends at once; a request on its way is served first.
-            _ = std::future::poll_fn(|cx| drain.poll_begun(cx)), if idle => return Next::Closed,
+            _ = std::future::poll_fn(|cx| drain.poll_begun(cx)), if closable => return Next::Closed,
             _ = &mut *deadline => {
                 tracing::debug!("no request within header_read_timeout");
                 return Next::Closed;
