@@ -524,6 +524,42 @@ pub(crate) mod tests {
         map
     }
 
+    /// Records and decodes one request head the way the express lane does.
+    fn request_spans(text: &[u8]) -> (FieldSpans, Bytes) {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut req = httparse::Request::new(&mut fields);
+        let len = match req.parse(text) {
+            Ok(httparse::Status::Complete(len)) => len,
+            other => panic!("{other:?}"),
+        };
+        let spans = FieldSpans::record(text, req.headers);
+        (spans, Bytes::copy_from_slice(&text[..len]))
+    }
+
+    #[test]
+    fn a_field_table_overwritten_between_record_and_decode_is_refused() {
+        let text = b"GET / HTTP/1.1\r\nHost: a\r\nX-AB: 1\r\n\r\n";
+        let (alone, head) = request_spans(text);
+        let fields = alone.decode(&head, |_, _| {}).unwrap();
+        assert_eq!(
+            (fields.len(), &fields["x-ab"]),
+            (2, &HeaderValue::from_static("1"))
+        );
+
+        // A response head and a request head are parsed on this thread in between: each gets
+        // its own fields. The last one's spans also fit the first head (they would misread
+        // it as `x-a: " "`), so only the token's check stands between it and wrong fields.
+        let (first, first_head) = request_spans(text);
+        let response = ok("HTTP/1.1 200 OK\r\nX-D: 4\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(response.headers["x-d"], "4");
+        let (other, other_head) = request_spans(b"GET / HTTP/1.1\r\nHost: b\r\nX-A: 2\r\n\r\n");
+        assert_eq!(other.decode(&other_head, |_, _| {}).unwrap()["x-a"], "2");
+        assert_eq!(
+            first.decode(&first_head, |_, _| {}).unwrap_err(),
+            "field table reused"
+        );
+    }
+
     #[test]
     fn request_head_is_written_as_given() {
         let mut w = RequestHeadWriter::new(&Method::GET, "/a?b=1", 3);
