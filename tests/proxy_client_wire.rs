@@ -356,6 +356,30 @@ async fn every_upstream_framing_reaches_the_client_framed_on_one_connection() {
     assert_eq!(up.accepted(), 3);
 }
 
+/// An upstream may repeat its `Content-Length` (RFC 9112 §6.3 lets a recipient accept that);
+/// a client may refuse it, so the client gets one field.
+#[tokio::test]
+async fn a_repeated_upstream_content_length_reaches_the_client_as_one_field() {
+    let up = Scripted::start(|head, _| {
+        let reply: &[u8] = if head.starts_with("get /twice ") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Length: 6\r\n\r\nlength"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6, 6\r\n\r\nlength"
+        };
+        Reply::Keep(reply.to_vec())
+    })
+    .await;
+    let server = server_for(up.addr).await;
+    let mut conn = ClientConnection::open(server.addr).await;
+    for path in ["/twice", "/listed", "/twice"] {
+        conn.send(&get(path)).await;
+        let resp = conn.response().await;
+        assert_eq!(resp.header_all("content-length"), [&b"6"[..]], "{path}");
+        assert_eq!(resp.body, b"length");
+    }
+    assert_eq!(up.accepted(), 1);
+}
+
 #[tokio::test]
 async fn connection_close_from_the_client_is_echoed_and_the_connection_ends() {
     let up = start_upstream().await;

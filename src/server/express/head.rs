@@ -136,7 +136,8 @@ pub enum BodyFraming {
     /// No body bytes: a `HEAD` request, `1xx`, `204`, `304`. The fields go as they are
     /// (a `HEAD` response keeps the `Content-Length` of what a `GET` would return).
     None,
-    /// Exactly this many bytes; `Content-Length` is added when the fields have none.
+    /// Exactly this many bytes, told by one `Content-Length` field with this value (in place
+    /// of the fields' own, added when they have none).
     Length(u64),
     /// Length unknown: chunked.
     Chunked,
@@ -170,9 +171,10 @@ impl BodyFraming {
 }
 
 /// Writes a response head: the status line (with the upstream's own reason phrase when it
-/// had one), the fields in their order, then what this connection adds: the framing field,
-/// `date` when the fields have none, and `connection: close` when the connection ends after
-/// this response. Fields that describe the connection were removed by the proxy already;
+/// had one), the fields in their order, then what this connection adds: the framing field
+/// (a known length replaces the fields' `Content-Length` where the first one was), `date`
+/// when the fields have none, and `connection: close` when the connection ends after this
+/// response. Fields that describe the connection were removed by the proxy already;
 /// any left (an answer made by the proxy itself has none) are skipped here.
 pub fn write_response_head(
     out: &mut Vec<u8>,
@@ -199,19 +201,27 @@ pub fn write_response_head(
             continue;
         }
         if *name == header::CONTENT_LENGTH {
-            if framing == BodyFraming::Chunked {
-                continue;
+            match framing {
+                BodyFraming::Chunked => continue,
+                // One field with the length the body is sent with, where the first was:
+                // the fields may repeat it (`7, 7`, or twice), which a client may refuse,
+                // or hold what does not parse while the body's own length is known.
+                BodyFraming::Length(n) => {
+                    if !has_length {
+                        content_length(out, n);
+                        has_length = true;
+                    }
+                    continue;
+                }
+                // A `HEAD` response's length describes another body: it goes as it is.
+                BodyFraming::None => {}
             }
-            has_length = true;
         }
         has_date |= *name == header::DATE;
         field(out, name, value.as_bytes());
     }
     match framing {
-        BodyFraming::Length(n) if !has_length => {
-            let mut digits = itoa::Buffer::new();
-            field(out, &header::CONTENT_LENGTH, digits.format(n).as_bytes());
-        }
+        BodyFraming::Length(n) if !has_length => content_length(out, n),
         BodyFraming::Chunked => field(out, &header::TRANSFER_ENCODING, b"chunked"),
         _ => {}
     }
@@ -222,6 +232,11 @@ pub fn write_response_head(
         field(out, &header::CONNECTION, b"close");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+fn content_length(out: &mut Vec<u8>, n: u64) {
+    let mut digits = itoa::Buffer::new();
+    field(out, &header::CONTENT_LENGTH, digits.format(n).as_bytes());
 }
 
 fn field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
@@ -396,6 +411,38 @@ mod tests {
             "HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ndate: upstream's\r\n\
              transfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_repeated_or_unparsable_length_goes_out_as_one_field_with_the_bodys_length() {
+        let cases: &[(&[&str], Option<u64>)] = &[
+            (&["7, 7"], Some(7)),
+            (&["7", "7"], Some(7)),
+            (&["", "x"], Some(3)),
+        ];
+        for (lengths, exact) in cases {
+            let mut h = HeaderMap::new();
+            h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+            for length in *lengths {
+                h.append(header::CONTENT_LENGTH, HeaderValue::from_static(length));
+            }
+            h.append(header::DATE, HeaderValue::from_static("upstream's"));
+            let framing = BodyFraming::of(false, StatusCode::OK, &h, *exact);
+            let n = exact.unwrap_or_default();
+            assert_eq!(framing, BodyFraming::Length(n));
+            assert_eq!(
+                head(&h, framing, false),
+                format!(
+                    "HTTP/1.1 200 OK\r\nset-cookie: a=1\r\ncontent-length: {n}\r\n\
+                     date: upstream's\r\n\r\n"
+                ),
+                "{lengths:?}"
+            );
+        }
+        // A `HEAD` response's fields go as they are.
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("7, 7"));
+        assert!(head(&h, BodyFraming::None, false).contains("content-length: 7, 7\r\n"));
     }
 
     #[test]
