@@ -1,9 +1,9 @@
 //! The express lane's HTTP/1.1 as bytes: which request heads it serves, and the response head
 //! it writes. Pure; the I/O is in [`super`].
 //!
-//! The lane takes only the plainest requests — HTTP/1.1, origin-form target, no body, no
-//! `Expect`, no upgrade — and sends everything else, malformed heads included, to hyper's
-//! server, which answers them as it always did.
+//! The lane takes only the plainest requests — HTTP/1.1, origin-form target, no body or one
+//! `Content-Length` body, no `Expect`, no upgrade — and sends everything else, malformed heads
+//! included, to hyper's server, which answers them as it always did.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName};
@@ -22,6 +22,8 @@ pub struct ExpressRequest {
     pub request: Request<()>,
     /// The client asked to close the connection after this response (`Connection: close`).
     pub close: bool,
+    /// The request body's length by its `Content-Length` (0 without one).
+    pub body_length: u64,
     /// The head as it came, for hyper when the router does not send the request upstream.
     pub head: Bytes,
 }
@@ -57,8 +59,10 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, 
         return Err(ToHyper("target form"));
     }
     let mut close = false;
+    let mut length = None;
     for field in parsed.headers.iter() {
-        if let Some(reason) = needs_hyper(field.name.as_bytes(), field.value, &mut close) {
+        let name = field.name.as_bytes();
+        if let Some(reason) = needs_hyper(name, field.value, &mut close, &mut length) {
             return Err(ToHyper(reason));
         }
     }
@@ -90,19 +94,34 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, 
     Ok(Some(ExpressRequest {
         request,
         close,
+        body_length: length.unwrap_or(0),
         head,
     }))
 }
 
 /// Whether one request field takes the request out of the express lane (and why); notes
-/// `Connection: close` on the way.
-fn needs_hyper(name: &[u8], value: &[u8], close: &mut bool) -> Option<&'static str> {
+/// `Connection: close` and the body's length on the way. Any doubt about the body's framing
+/// goes to hyper, which refuses what must be refused (RFC 9112 §6.3).
+fn needs_hyper(
+    name: &[u8],
+    value: &[u8],
+    close: &mut bool,
+    length: &mut Option<u64>,
+) -> Option<&'static str> {
     if name.eq_ignore_ascii_case(b"content-length") {
-        // A body of any length, or a confusing `Content-Length`: hyper frames it.
-        return (value.trim_ascii() != b"0").then_some("request body");
+        if length.is_some() {
+            return Some("repeated content-length");
+        }
+        return match decimal(value) {
+            Ok(n) => {
+                *length = Some(n);
+                None
+            }
+            Err(reason) => Some(reason),
+        };
     }
     if name.eq_ignore_ascii_case(b"transfer-encoding") {
-        return Some("request body");
+        return Some("transfer-encoding");
     }
     if name.eq_ignore_ascii_case(b"expect") {
         return Some("expect");
@@ -120,6 +139,15 @@ fn needs_hyper(name: &[u8], value: &[u8], close: &mut bool) -> Option<&'static s
         }
     }
     None
+}
+
+/// A `Content-Length` value: digits only (no sign, no list), at most 18 of them.
+fn decimal(value: &[u8]) -> Result<u64, &'static str> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err("invalid content-length");
+    }
+    Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Puts `head` back in front of what `buf` still holds.
@@ -246,7 +274,7 @@ mod tests {
     fn a_plain_get_is_served_and_its_head_consumed() {
         let (parsed, rest) = parse(
             b"GET /main/index.php?a=1 HTTP/1.1\r\nHost: lms.example\r\nCookie: a=\xe9\r\n\
-              X-A: 1\r\nX-A: 2\r\nContent-Length: 0\r\n\r\nGET /next",
+              X-A: 1\r\nX-A: 2\r\n\r\nGET /next",
         );
         let express = parsed.unwrap().unwrap();
         assert_eq!(&rest[..], b"GET /next");
@@ -259,6 +287,17 @@ mod tests {
         let xa: Vec<_> = req.headers().get_all("x-a").iter().collect();
         assert_eq!(xa, ["1", "2"]);
         assert!(!express.close);
+    }
+
+    #[test]
+    fn a_body_of_one_content_length_is_served_and_left_in_the_buffer() {
+        let (parsed, rest) =
+            parse(b"POST /login HTTP/1.1\r\nContent-Length:  11 \r\n\r\nuser=a&pw=b");
+        let express = parsed.unwrap().unwrap();
+        assert_eq!(express.body_length, 11);
+        assert_eq!(&rest[..], b"user=a&pw=b");
+        let (parsed, _) = parse(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(parsed.unwrap().unwrap().body_length, 0);
     }
 
     #[test]
@@ -283,16 +322,32 @@ mod tests {
     fn anything_unusual_goes_to_hyper_with_the_buffer_untouched() {
         let cases: &[(&[u8], &str)] = &[
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-                "request body",
+                b"POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+                "repeated content-length",
             ),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
-                "request body",
+                b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+                "invalid content-length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc",
+                "invalid content-length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+                "invalid content-length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+                "invalid content-length",
             ),
             (
                 b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                "request body",
+                "transfer-encoding",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "transfer-encoding",
             ),
             (b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", "expect"),
             (

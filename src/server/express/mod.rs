@@ -10,6 +10,7 @@
 //! forwarding itself. Here a request costs one read, one parse into `http` types, the
 //! pass-through, and one write of head and body together.
 
+mod body;
 pub mod head;
 
 use std::io;
@@ -22,10 +23,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use http::{Method, Response};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 
+use self::body::ClientBody;
 use self::head::{BodyFraming, ExpressRequest, ToHyper};
 use super::connection::{serve_http1, DrainProbe, DrainWatch};
 use super::dispatch::Dispatcher;
@@ -67,6 +69,7 @@ pub(super) async fn serve(
         let ExpressRequest {
             request,
             close,
+            body_length,
             head,
         } = express;
         let path = match classify(request.uri()) {
@@ -86,9 +89,29 @@ pub(super) async fn serve(
         };
         drop(head);
         let head_request = request.method() == Method::HEAD;
-        let request = request.map(|()| Empty::<Bytes>::new());
-        let response = dispatcher.pass_through(request, client, path).await;
-        let close = close || drain.has_begun();
+        let mut body_left = 0;
+        let response = if body_length == 0 {
+            let request = request.map(|()| ClientBody::none());
+            dispatcher.pass_through(request, client, path).await
+        } else {
+            // The body reads from the connection itself while the request goes upstream.
+            let (body, home) = ClientBody::lend(stream, std::mem::take(&mut buf), body_length);
+            let response = dispatcher
+                .pass_through(request.map(|()| body), client, path)
+                .await;
+            // The body has ended or was dropped by now: the request is over.
+            let lent = home.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(lent) = lent else {
+                tracing::error!(peer = %client.peer, "request body outlived its request; connection dropped");
+                return;
+            };
+            stream = lent.stream;
+            buf = lent.buf;
+            body_left = lent.left;
+            response
+        };
+        // What is left of an unread body cannot be told from the next request.
+        let close = close || body_left > 0 || drain.has_begun();
         served = true;
         match respond(&mut stream, &mut out, response, head_request, close).await {
             Ok(()) if !close => {}
