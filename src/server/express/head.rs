@@ -11,9 +11,9 @@ use http::{Method, Request, StatusCode, Uri, Version};
 
 use crate::proxy::h1::FieldSpans;
 
-/// Request heads longer than this go to hyper, whose limit is higher (and who answers `431`
-/// past it). Browsers send 1–2 KiB, a little more with many cookies.
-pub const MAX_EXPRESS_HEAD: usize = 16 * 1024;
+/// The longest request head, as for responses (nginx's default is 8 KiB a line): browsers
+/// send 1–2 KiB, a little more with many cookies.
+pub use crate::proxy::h1::MAX_HEAD;
 
 /// A request head the express lane serves.
 #[derive(Debug)]
@@ -28,20 +28,33 @@ pub struct ExpressRequest {
     pub head: Bytes,
 }
 
-/// Why a request, and the rest of its connection, goes to hyper's server instead.
+/// Why the lane does not serve a request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ToHyper(pub &'static str);
+pub enum NotServed {
+    /// hyper's server takes the connection over, starting with this request; it answers the
+    /// request, or refuses it as it always did.
+    ToHyper(&'static str),
+    /// The head is longer than [`MAX_HEAD`]: answered with this status (`414` when the
+    /// request line alone is, else `431`) by the lane, which then closes the connection.
+    TooLarge(StatusCode),
+}
+
+use NotServed::ToHyper;
 
 /// Parses the request head at the front of `buf`. `Ok(Some)`: the head has been removed from
 /// `buf`. `Ok(None)`: the head is not complete yet. `Err`: `buf` is left as it was, for hyper.
-pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, ToHyper> {
+pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, NotServed> {
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; FieldSpans::MAX];
     let mut parsed = httparse::Request::new(&mut []);
     let config = httparse::ParserConfig::default();
     let len = match config.parse_request_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_EXPRESS_HEAD => {
-            return Err(ToHyper("long head"))
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(NotServed::TooLarge(if buf.contains(&b'\n') {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            } else {
+                StatusCode::URI_TOO_LONG
+            }))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ToHyper("malformed head")),
@@ -60,11 +73,18 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, 
     }
     let mut close = false;
     let mut length = None;
+    let mut hosts = 0;
     for field in parsed.headers.iter() {
         let name = field.name.as_bytes();
-        if let Some(reason) = needs_hyper(name, field.value, &mut close, &mut length) {
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if let Some(reason) = needs_hyper(name, field.value, &mut close, &mut length) {
             return Err(ToHyper(reason));
         }
+    }
+    if hosts != 1 {
+        // Refused by the dispatcher, as on every other connection.
+        return Err(ToHyper("host"));
     }
     let base = buf.as_ptr() as usize;
     let target_at = target.as_ptr() as usize - base;
@@ -264,7 +284,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn parse(text: &[u8]) -> (Result<Option<ExpressRequest>, ToHyper>, BytesMut) {
+    fn parse(text: &[u8]) -> (Result<Option<ExpressRequest>, NotServed>, BytesMut) {
         let mut buf = BytesMut::from(text);
         let parsed = parse_request_head(&mut buf);
         (parsed, buf)
@@ -292,17 +312,18 @@ mod tests {
     #[test]
     fn a_body_of_one_content_length_is_served_and_left_in_the_buffer() {
         let (parsed, rest) =
-            parse(b"POST /login HTTP/1.1\r\nContent-Length:  11 \r\n\r\nuser=a&pw=b");
+            parse(b"POST /login HTTP/1.1\r\nHost: h\r\nContent-Length:  11 \r\n\r\nuser=a&pw=b");
         let express = parsed.unwrap().unwrap();
         assert_eq!(express.body_length, 11);
         assert_eq!(&rest[..], b"user=a&pw=b");
-        let (parsed, _) = parse(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        let (parsed, _) = parse(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(parsed.unwrap().unwrap().body_length, 0);
     }
 
     #[test]
     fn connection_close_is_noted() {
-        let (parsed, _) = parse(b"HEAD / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n");
+        let (parsed, _) =
+            parse(b"HEAD / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\n\r\n");
         let express = parsed.unwrap().unwrap();
         assert!(express.close);
         assert_eq!(express.request.method(), Method::HEAD);
@@ -356,6 +377,8 @@ mod tests {
             ),
             (b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", "upgrade"),
             (b"GET / HTTP/1.0\r\n\r\n", "HTTP/1.0"),
+            (b"GET / HTTP/1.1\r\n\r\n", "host"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", "host"),
             (b"GET http://x/ HTTP/1.1\r\n\r\n", "target form"),
             (b"OPTIONS * HTTP/1.1\r\n\r\n", "target form"),
             (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "malformed head"),
@@ -374,11 +397,21 @@ mod tests {
     }
 
     #[test]
-    fn a_long_head_goes_to_hyper() {
+    fn a_head_past_the_limit_is_too_large() {
+        let mut line = b"GET /".to_vec();
+        line.resize(MAX_HEAD, b'a');
+        let (parsed, _) = parse(&line);
+        assert_eq!(
+            parsed.unwrap_err(),
+            NotServed::TooLarge(StatusCode::URI_TOO_LONG)
+        );
         let mut text = b"GET / HTTP/1.1\r\nx: ".to_vec();
-        text.resize(MAX_EXPRESS_HEAD + 1, b'a');
+        text.resize(MAX_HEAD, b'a');
         let (parsed, rest) = parse(&text);
-        assert_eq!(parsed.unwrap_err(), ToHyper("long head"));
+        assert_eq!(
+            parsed.unwrap_err(),
+            NotServed::TooLarge(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
         assert_eq!(rest.len(), text.len());
     }
 
