@@ -8,7 +8,8 @@
 //!
 //! Starts, on loopback, each in its own process: a trivial hyper upstream (this program with
 //! `--upstream`), the proxy and nginx (`worker_processes 2`, keepalive pool to the upstream,
-//! access log off). The proxy is the real binary (`BENCH_PROXY_BIN`, else
+//! access log off, and the same four forwarding fields as the proxy sends, so that the
+//! upstream parses the same request from both). The proxy is the real binary (`BENCH_PROXY_BIN`, else
 //! `chamilo-scim-proxy` next to `examples/`, started with `--config FILE`); with
 //! `BENCH_PROXY_MODE=multi-thread|per-core` it is this program with `--proxy` instead: the
 //! library's `Proxy` and `route` behind a plain hyper-util server loop. Each target is driven
@@ -332,6 +333,8 @@ fn nginx_config(dir: &std::path::Path, listen: SocketAddr, upstream: SocketAddr)
                proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n\
                proxy_set_header X-Forwarded-For $remote_addr;\n\
                proxy_set_header X-Forwarded-Proto $scheme;\n\
+               proxy_set_header X-Forwarded-Host $http_host;\n\
+               proxy_set_header Forwarded \"for=$remote_addr;host=\\\"$http_host\\\";proto=$scheme\";\n\
                proxy_request_buffering off;\n    }}\n  }}\n}}\n"
     )
 }

@@ -1,13 +1,14 @@
 //! Property tests for the express lane's HTTP/1.1 codec (`server::express::head`): whatever a
 //! client sends, `parse_request_head` either leaves the buffer exactly as it was or takes off
 //! exactly one head whose fields are what httparse reads there, and only ever accepts a
-//! request without a body, `Expect` or upgrade; `write_response_head` writes a head a client
+//! request with one `Host`, no body or one of a single plain `Content-Length`, and no
+//! `Transfer-Encoding`, `Expect` or upgrade; `write_response_head` writes a head a client
 //! parses back to the given fields plus exactly the framing, `date` and `connection` fields
 //! the lane owes it. (`fuzz/fuzz_targets/express_head.rs` explores the parser further.)
 
 use bytes::{Bytes, BytesMut};
 use chamilo_scim_proxy::server::express::head::{
-    parse_request_head, write_response_head, BodyFraming, ExpressRequest, MAX_EXPRESS_HEAD,
+    parse_request_head, write_response_head, BodyFraming, ExpressRequest, NotServed, MAX_HEAD,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use proptest::prelude::*;
@@ -70,17 +71,20 @@ fn comma_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 fn check_parse(buf: &mut BytesMut) -> Result<bool, TestCaseError> {
     let input = buf.to_vec();
     match parse_request_head(buf) {
-        Err(_) => {
+        Err(not_served) => {
             prop_assert_eq!(
                 &buf[..],
                 &input[..],
                 "an Err must leave the buffer as it was"
             );
+            if let NotServed::TooLarge(_) = not_served {
+                prop_assert!(input.len() >= MAX_HEAD);
+            }
             Ok(false)
         }
         Ok(None) => {
             prop_assert_eq!(&buf[..], &input[..], "Ok(None) must consume nothing");
-            prop_assert!(input.len() < MAX_EXPRESS_HEAD);
+            prop_assert!(input.len() < MAX_HEAD);
             Ok(false)
         }
         Ok(Some(express)) => {
@@ -122,14 +126,26 @@ fn check_accepted(
         .collect();
     prop_assert_eq!(&map, &grouped(&fields));
 
-    // Only requests without a body, `Expect` or upgrade.
+    // One `Host`; a body only of one plain `Content-Length`; no `Expect` or upgrade.
     let mut close = false;
+    let mut hosts = 0;
+    let mut length = None;
     for (name, value) in &fields {
         match name.as_str() {
             "transfer-encoding" | "expect" | "upgrade" => {
                 return Err(TestCaseError::fail(format!("accepted a head with {name}")))
             }
-            "content-length" => prop_assert_eq!(value.trim_ascii(), b"0"),
+            "host" => hosts += 1,
+            "content-length" => {
+                prop_assert!(length.is_none(), "accepted a repeated content-length");
+                let digits = value.trim_ascii();
+                prop_assert!(!digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
+                let n = std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<u64>().ok());
+                prop_assert!(n.is_some(), "content-length {:?}", digits);
+                length = n;
+            }
             "connection" => {
                 for token in comma_tokens(value) {
                     prop_assert!(!token.eq_ignore_ascii_case(b"upgrade"));
@@ -139,6 +155,8 @@ fn check_accepted(
             _ => {}
         }
     }
+    prop_assert_eq!(hosts, 1);
+    prop_assert_eq!(express.body_length, length.unwrap_or(0));
     prop_assert_eq!(express.close, close);
     Ok(())
 }
@@ -183,7 +201,7 @@ fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
 fn request_field() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
     let name = prop_oneof![
         10 => prop::sample::select(vec![
-            "Host", "Cookie", "Accept", "X-A", "x-a", "User-Agent", "Date", "Keep-Alive",
+            "Cookie", "Accept", "X-A", "x-a", "User-Agent", "Date", "Keep-Alive",
         ])
         .prop_map(String::from),
         2 => "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}",
@@ -191,19 +209,31 @@ fn request_field() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
     ];
     // (A bare `&str` is a regex strategy in proptest: literal names go in `select`.)
     let special = prop_oneof![
-        (
+        3 => (
             prop::sample::select(vec!["Content-Length", "content-length"]),
-            prop::sample::select(vec!["0", " 0 ", "00", "5", "0, 0", "", "-0"])
+            prop::sample::select(vec![
+                "0",
+                " 0 ",
+                "00",
+                "5",
+                "0, 0",
+                "5, 5",
+                "",
+                "-0",
+                "+3",
+                "123456789012345678",
+                "1234567890123456789",
+            ])
         ),
-        (
+        1 => (
             prop::sample::select(vec!["Transfer-Encoding"]),
             prop::sample::select(vec!["chunked", "gzip", ""])
         ),
-        (
+        1 => (
             prop::sample::select(vec!["Expect", "Upgrade"]),
             prop::sample::select(vec!["100-continue", "websocket"])
         ),
-        (
+        1 => (
             prop::sample::select(vec!["Connection", "connection", "CONNECTION"]),
             prop::sample::select(vec![
                 "close",
@@ -223,8 +253,21 @@ fn request_field() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
     ]
 }
 
+/// `Host` fields: one mostly, sometimes none or two.
+fn hosts() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+    let host = (
+        prop::sample::select(vec!["Host", "host", "HOST"]),
+        "[a-z0-9.-]{0,12}(:[0-9]{1,5})?",
+    )
+        .prop_map(|(n, v)| (n.as_bytes().to_vec(), v.into_bytes()));
+    prop_oneof![
+        8 => prop::collection::vec(host.clone(), 1),
+        1 => prop::collection::vec(host, 0..=2),
+    ]
+}
+
 /// Heads that are mostly valid HTTP/1.x, with the fields, targets and oddities the lane must
-/// sort out, and sometimes bytes of a next request after them.
+/// sort out, and sometimes bytes of a body or of a next request after them.
 fn request_head() -> impl Strategy<Value = Vec<u8>> {
     let method = prop_oneof![
         4 => prop::sample::select(vec!["GET", "HEAD", "POST", "OPTIONS", "DELETE", "get"])
@@ -247,12 +290,19 @@ fn request_head() -> impl Strategy<Value = Vec<u8>> {
         method,
         target,
         version,
-        prop::collection::vec(request_field(), 0..8),
+        (
+            prop::collection::vec(request_field(), 0..8),
+            hosts(),
+            any::<prop::sample::Index>(),
+        ),
         eol,
         prop::collection::vec(any::<u8>(), 0..16),
     )
         .prop_map(
-            |(leading_crlf, method, target, version, fields, eol, after)| {
+            |(leading_crlf, method, target, version, (mut fields, hosts, at), eol, after)| {
+                for host in hosts {
+                    fields.insert(at.index(fields.len() + 1), host);
+                }
                 let mut head = Vec::new();
                 if leading_crlf {
                     head.extend_from_slice(b"\r\n");
@@ -291,8 +341,9 @@ proptest! {
         feed_in_two(&input, cut.index(input.len() + 1))?;
     }
 
-    /// Mostly valid heads, cut anywhere: an accepted head has exactly httparse's fields and
-    /// none that give it a body or an upgrade; anything else leaves the buffer as it was.
+    /// Mostly valid heads, cut anywhere: an accepted head has exactly httparse's fields, one
+    /// `Host`, a body only by one plain `Content-Length`, no upgrade; anything else leaves the
+    /// buffer as it was.
     #[test]
     fn request_heads_are_served_only_when_plain_and_then_exactly(
         input in request_head(),
@@ -312,7 +363,7 @@ proptest! {
             0..6,
         ),
     ) {
-        let mut input = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+        let mut input = format!("{method} {path} HTTP/1.1\r\nHost: lms.example\r\n").into_bytes();
         for (i, value) in values.iter().enumerate() {
             input.extend_from_slice(format!("X-F{}: ", i % 3).as_bytes());
             input.extend_from_slice(value);

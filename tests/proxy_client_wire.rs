@@ -559,7 +559,11 @@ async fn a_head_or_target_too_large_is_refused_and_the_connection_closes() {
             "{}",
             resp.head
         );
-        assert!(conn.closed_within(CLOSE_WAIT).await, "{status}");
+        assert!(
+            conn.closed_within(CLOSE_WAIT).await,
+            "{status} {}",
+            fields.len()
+        );
     }
     assert_eq!(up.hits.load(Ordering::SeqCst), 0);
 }
@@ -613,22 +617,27 @@ async fn lenient_heads_are_served_on_a_kept_connection() {
     assert_eq!(echo.target(), "/abs?q=1");
     assert_eq!(echo.header("host").as_deref(), Some("other.example"));
 
-    // HTTP/1.1 without `Host` is served (RFC 9112 section 3.2 asks for a 400), and the
-    // upstream gets the upstream's own authority as `Host`.
-    conn.send(b"GET /no-host HTTP/1.1\r\n\r\n").await;
+    // HTTP/1.1 without `Host`, and two `Host` fields, are refused (RFC 9112 section 3.2):
+    // which host would Chamilo see? The router's 400; the connection goes on.
+    for head in [
+        &b"GET /no-host HTTP/1.1\r\n\r\n"[..],
+        b"GET /two-hosts HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    ] {
+        conn.send(head).await;
+        let resp = conn.response().await;
+        assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(head));
+        assert_eq!(resp.body, b"400 Bad Request\n");
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 2);
+    // HTTP/1.0 may leave `Host` out: the upstream gets its own authority.
+    conn.send(b"GET /no-host HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await;
     let echo = conn.response().await.echo();
-    assert_eq!(echo.target(), "/no-host");
     assert_eq!(
         echo.header("host").as_deref(),
         Some(up.addr.to_string().as_str())
     );
     assert_eq!(echo.header("x-forwarded-host"), None);
-
-    // Two `Host` fields (RFC 9112 section 3.2 asks for a 400): the first is forwarded.
-    conn.send(b"GET /two-hosts HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n")
-        .await;
-    let echo = conn.response().await.echo();
-    assert_eq!(echo.header_all("host"), ["a.example"]);
 
     // Empty lines before the request line, a method in lower case (methods are case
     // sensitive, so forwarded as it is), raw UTF-8 in the target, a tab inside a value.

@@ -61,8 +61,18 @@ fn handovers(server: &Server, reason: &str) -> f64 {
         .map_or(0.0, |v| v.parse().unwrap())
 }
 
+/// Every `http_express_handovers_total` sample, summed.
+fn all_handovers(server: &Server) -> f64 {
+    server
+        .metrics()
+        .lines()
+        .filter(|line| line.starts_with("http_express_handovers_total{"))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
 #[tokio::test]
-async fn plain_requests_stay_in_the_lane_until_a_body_hands_the_connection_to_hyper() {
+async fn gets_heads_and_posts_with_a_length_stay_in_the_lane() {
     let upstream = start_upstream().await;
     let server = start_server(config_for(upstream.addr)).await;
     let mut conn = connection(&server).await;
@@ -79,7 +89,6 @@ async fn plain_requests_stay_in_the_lane_until_a_body_hands_the_connection_to_hy
     let (resp, body) = call(&mut conn, Method::HEAD, "/index.php", empty()).await;
     assert_eq!(resp.status(), 200);
     assert!(body.is_empty());
-    assert_eq!(handovers(&server, "request body"), 0.0);
 
     let (resp, body) = call(
         &mut conn,
@@ -92,14 +101,78 @@ async fn plain_requests_stay_in_the_lane_until_a_body_hands_the_connection_to_hy
     let echo = Echo::parse(&body);
     assert_eq!(echo.0["method"], "POST");
     assert_eq!(echo.0["body_len"], 11);
-    assert_eq!(handovers(&server, "request body"), 1.0);
+    assert_eq!(echo.header("content-length").as_deref(), Some("11"));
 
-    // hyper serves the rest of the connection.
+    // 8 MiB with a Content-Length, read from the client connection as the upstream takes it.
+    conn.ready().await.unwrap();
+    let upload = Request::put("/main/upload.php")
+        .header("host", "lms.example")
+        .header("content-length", 128 * 65536)
+        .body(repeated(chunk(), 128))
+        .unwrap();
+    let resp = conn.send_request(upload).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let echo = Echo::parse(&body);
+    assert_eq!(echo.0["body_len"], 128 * 65536);
+    let mut expected = <sha2::Sha256 as sha2::Digest>::new();
+    for _ in 0..128 {
+        sha2::Digest::update(&mut expected, chunk());
+    }
+    assert_eq!(
+        echo.0["body_sha256"],
+        hex::encode(sha2::Digest::finalize(expected))
+    );
+
     let (resp, body) = call(&mut conn, Method::GET, "/after", empty()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(Echo::parse(&body).target(), "/after");
-    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 6);
-    assert_eq!(handovers(&server, "request body"), 1.0);
+    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 7);
+    assert_eq!(all_handovers(&server), 0.0, "{}", server.metrics());
+}
+
+#[tokio::test]
+async fn a_chunked_upload_hands_the_connection_to_hyper_which_serves_the_rest() {
+    let upstream = start_upstream().await;
+    let server = start_server(config_for(upstream.addr)).await;
+    let mut client = ClientConnection::open(server.addr).await;
+    client
+        .send(b"GET /first HTTP/1.1\r\nHost: lms.example\r\n\r\n")
+        .await;
+    assert_eq!(client.response().await.echo().target(), "/first");
+    client
+        .send(b"POST /chunked HTTP/1.1\r\nHost: lms.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /then HTTP/1.1\r\nHost: lms.example\r\n\r\n")
+        .await;
+    let echo = client.response().await.echo();
+    assert_eq!(echo.0["body_len"], 5);
+    assert_eq!(client.response().await.echo().target(), "/then");
+    assert_eq!(handovers(&server, "transfer-encoding"), 1.0);
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_upload_closes_the_connection_after_it() {
+    let upstream = scripted::Scripted::start_reading_bodies(
+        |_, _| {
+            scripted::Reply::Close(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!"
+                    .to_vec(),
+            )
+        },
+        false,
+    )
+    .await;
+    let server = start_server(config_for(upstream.addr)).await;
+    let mut client = ClientConnection::open(server.addr).await;
+    // The head and a little of the body: the rest never comes, the upstream answers first.
+    client
+        .send(b"POST /upload HTTP/1.1\r\nHost: lms.example\r\nContent-Length: 1000000\r\n\r\nsome")
+        .await;
+    let resp = client.response().await;
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.body, b"big!");
+    assert_eq!(resp.header("connection").as_deref(), Some("close"));
+    assert!(client.closed_within(Duration::from_secs(5)).await);
+    assert_eq!(all_handovers(&server), 0.0);
 }
 
 #[tokio::test]

@@ -453,7 +453,7 @@ impl Body for ResponseBody {
             if conn.buf.capacity() - conn.buf.len() < READ_ROOM / 4 {
                 conn.buf.reserve(READ_ROOM);
             }
-            let read = ready!(read_more(&mut conn.stream, &mut conn.buf, cx));
+            let read = ready!(poll_read_buf(&mut conn.stream, &mut conn.buf, cx));
             match read {
                 Ok(0) if this.state == State::UntilClose => {
                     this.reusable = false;
@@ -480,7 +480,8 @@ impl Body for ResponseBody {
     }
 }
 
-fn read_more(
+/// Reads what `stream` has into `buf` (the number of bytes; 0 at its end).
+pub(crate) fn poll_read_buf(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,

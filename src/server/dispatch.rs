@@ -7,7 +7,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::metrics::{GaugeGuard, HttpMetrics, RouteKind};
-use super::route::{classify, Route};
+use super::route::{classify, host_problem, Route};
 use crate::body::{full, BoxBody, BoxError};
 use crate::config::Live;
 use crate::proxy::{ClientInfo, Proxy};
@@ -43,7 +43,9 @@ impl Dispatcher {
 
     /// Answers one request. Never fails: every outcome is an HTTP response.
     pub async fn dispatch(&self, req: Request<Incoming>, client: ClientInfo) -> Response<BoxBody> {
-        match classify(req.uri()) {
+        let route =
+            host_problem(req.version(), req.headers()).unwrap_or_else(|| classify(req.uri()));
+        match route {
             Route::PassThrough { path } => self.pass_through(req, client, path).await,
             Route::Scim { sub_path } => {
                 let visit = Visit::begin(&self.metrics, &req, client);

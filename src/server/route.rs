@@ -22,7 +22,8 @@
 //! A pass-through request is forwarded with its original target; `PassThrough::path` is the
 //! normalised form used for access rules.
 
-use http::{StatusCode, Uri};
+use http::header::{HeaderMap, HOST};
+use http::{StatusCode, Uri, Version};
 
 /// The path prefix intercepted for SCIM, compared case-insensitively per segment.
 const SCIM_PREFIX: [&str; 2] = ["scim", "v2"];
@@ -50,6 +51,18 @@ pub fn classify(uri: &Uri) -> Route {
         };
     }
     classify_path(raw)
+}
+
+/// A request whose `Host` cannot be trusted, refused with 400 before any routing (RFC 9112
+/// §3.2): more than one `Host` (which would Chamilo see?), or none in HTTP/1.1. HTTP/1.0
+/// may omit it; HTTP/2 carries `:authority` instead.
+pub fn host_problem(version: Version, headers: &HeaderMap) -> Option<Route> {
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some(reject("repeated Host field")),
+        (None, _) if version == Version::HTTP_11 => Some(reject("no Host field")),
+        _ => None,
+    }
 }
 
 /// Whether `raw` is already its own normalised form and clearly not a SCIM path: visible
@@ -192,6 +205,26 @@ fn hex_value(byte: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_must_be_there_once_in_http11_and_at_most_once_otherwise() {
+        let mut h = HeaderMap::new();
+        assert!(host_problem(Version::HTTP_11, &h).is_some());
+        assert!(host_problem(Version::HTTP_10, &h).is_none());
+        assert!(host_problem(Version::HTTP_2, &h).is_none());
+        h.append(HOST, "lms.example".parse().unwrap());
+        assert!(host_problem(Version::HTTP_11, &h).is_none());
+        h.append(HOST, "evil.example".parse().unwrap());
+        for version in [Version::HTTP_10, Version::HTTP_11, Version::HTTP_2] {
+            assert!(matches!(
+                host_problem(version, &h),
+                Some(Route::Reject {
+                    status: StatusCode::BAD_REQUEST,
+                    ..
+                })
+            ));
+        }
+    }
 
     fn route(target: &str) -> Route {
         let uri: Uri = target.parse().unwrap();

@@ -1,9 +1,9 @@
 //! The express lane's HTTP/1.1 as bytes: which request heads it serves, and the response head
 //! it writes. Pure; the I/O is in [`super`].
 //!
-//! The lane takes only the plainest requests — HTTP/1.1, origin-form target, no body, no
-//! `Expect`, no upgrade — and sends everything else, malformed heads included, to hyper's
-//! server, which answers them as it always did.
+//! The lane takes only the plainest requests — HTTP/1.1, origin-form target, no body or one
+//! `Content-Length` body, no `Expect`, no upgrade — and sends everything else, malformed heads
+//! included, to hyper's server, which answers them as it always did.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName};
@@ -11,9 +11,9 @@ use http::{Method, Request, StatusCode, Uri, Version};
 
 use crate::proxy::h1::FieldSpans;
 
-/// Request heads longer than this go to hyper, whose limit is higher (and who answers `431`
-/// past it). Browsers send 1–2 KiB, a little more with many cookies.
-pub const MAX_EXPRESS_HEAD: usize = 16 * 1024;
+/// The longest request head, as for responses (nginx's default is 8 KiB a line): browsers
+/// send 1–2 KiB, a little more with many cookies.
+pub use crate::proxy::h1::MAX_HEAD;
 
 /// A request head the express lane serves.
 #[derive(Debug)]
@@ -22,24 +22,39 @@ pub struct ExpressRequest {
     pub request: Request<()>,
     /// The client asked to close the connection after this response (`Connection: close`).
     pub close: bool,
+    /// The request body's length by its `Content-Length` (0 without one).
+    pub body_length: u64,
     /// The head as it came, for hyper when the router does not send the request upstream.
     pub head: Bytes,
 }
 
-/// Why a request, and the rest of its connection, goes to hyper's server instead.
+/// Why the lane does not serve a request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ToHyper(pub &'static str);
+pub enum NotServed {
+    /// hyper's server takes the connection over, starting with this request; it answers the
+    /// request, or refuses it as it always did.
+    ToHyper(&'static str),
+    /// The head is longer than [`MAX_HEAD`]: answered with this status (`414` when the
+    /// request line alone is, else `431`) by the lane, which then closes the connection.
+    TooLarge(StatusCode),
+}
+
+use NotServed::ToHyper;
 
 /// Parses the request head at the front of `buf`. `Ok(Some)`: the head has been removed from
 /// `buf`. `Ok(None)`: the head is not complete yet. `Err`: `buf` is left as it was, for hyper.
-pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, ToHyper> {
+pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, NotServed> {
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; FieldSpans::MAX];
     let mut parsed = httparse::Request::new(&mut []);
     let config = httparse::ParserConfig::default();
     let len = match config.parse_request_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_EXPRESS_HEAD => {
-            return Err(ToHyper("long head"))
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(NotServed::TooLarge(if buf.contains(&b'\n') {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            } else {
+                StatusCode::URI_TOO_LONG
+            }))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ToHyper("malformed head")),
@@ -57,10 +72,19 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, 
         return Err(ToHyper("target form"));
     }
     let mut close = false;
+    let mut length = None;
+    let mut hosts = 0;
     for field in parsed.headers.iter() {
-        if let Some(reason) = needs_hyper(field.name.as_bytes(), field.value, &mut close) {
+        let name = field.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if let Some(reason) = needs_hyper(name, field.value, &mut close, &mut length) {
             return Err(ToHyper(reason));
         }
+    }
+    if hosts != 1 {
+        // Refused by the dispatcher, as on every other connection.
+        return Err(ToHyper("host"));
     }
     let base = buf.as_ptr() as usize;
     let target_at = target.as_ptr() as usize - base;
@@ -90,19 +114,34 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, 
     Ok(Some(ExpressRequest {
         request,
         close,
+        body_length: length.unwrap_or(0),
         head,
     }))
 }
 
 /// Whether one request field takes the request out of the express lane (and why); notes
-/// `Connection: close` on the way.
-fn needs_hyper(name: &[u8], value: &[u8], close: &mut bool) -> Option<&'static str> {
+/// `Connection: close` and the body's length on the way. Any doubt about the body's framing
+/// goes to hyper, which refuses what must be refused (RFC 9112 §6.3).
+fn needs_hyper(
+    name: &[u8],
+    value: &[u8],
+    close: &mut bool,
+    length: &mut Option<u64>,
+) -> Option<&'static str> {
     if name.eq_ignore_ascii_case(b"content-length") {
-        // A body of any length, or a confusing `Content-Length`: hyper frames it.
-        return (value.trim_ascii() != b"0").then_some("request body");
+        if length.is_some() {
+            return Some("repeated content-length");
+        }
+        return match decimal(value) {
+            Ok(n) => {
+                *length = Some(n);
+                None
+            }
+            Err(reason) => Some(reason),
+        };
     }
     if name.eq_ignore_ascii_case(b"transfer-encoding") {
-        return Some("request body");
+        return Some("transfer-encoding");
     }
     if name.eq_ignore_ascii_case(b"expect") {
         return Some("expect");
@@ -120,6 +159,15 @@ fn needs_hyper(name: &[u8], value: &[u8], close: &mut bool) -> Option<&'static s
         }
     }
     None
+}
+
+/// A `Content-Length` value: digits only (no sign, no list), at most 18 of them.
+fn decimal(value: &[u8]) -> Result<u64, &'static str> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err("invalid content-length");
+    }
+    Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Puts `head` back in front of what `buf` still holds.
@@ -251,7 +299,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn parse(text: &[u8]) -> (Result<Option<ExpressRequest>, ToHyper>, BytesMut) {
+    fn parse(text: &[u8]) -> (Result<Option<ExpressRequest>, NotServed>, BytesMut) {
         let mut buf = BytesMut::from(text);
         let parsed = parse_request_head(&mut buf);
         (parsed, buf)
@@ -261,7 +309,7 @@ mod tests {
     fn a_plain_get_is_served_and_its_head_consumed() {
         let (parsed, rest) = parse(
             b"GET /main/index.php?a=1 HTTP/1.1\r\nHost: lms.example\r\nCookie: a=\xe9\r\n\
-              X-A: 1\r\nX-A: 2\r\nContent-Length: 0\r\n\r\nGET /next",
+              X-A: 1\r\nX-A: 2\r\n\r\nGET /next",
         );
         let express = parsed.unwrap().unwrap();
         assert_eq!(&rest[..], b"GET /next");
@@ -277,8 +325,20 @@ mod tests {
     }
 
     #[test]
+    fn a_body_of_one_content_length_is_served_and_left_in_the_buffer() {
+        let (parsed, rest) =
+            parse(b"POST /login HTTP/1.1\r\nHost: h\r\nContent-Length:  11 \r\n\r\nuser=a&pw=b");
+        let express = parsed.unwrap().unwrap();
+        assert_eq!(express.body_length, 11);
+        assert_eq!(&rest[..], b"user=a&pw=b");
+        let (parsed, _) = parse(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(parsed.unwrap().unwrap().body_length, 0);
+    }
+
+    #[test]
     fn connection_close_is_noted() {
-        let (parsed, _) = parse(b"HEAD / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n");
+        let (parsed, _) =
+            parse(b"HEAD / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\n\r\n");
         let express = parsed.unwrap().unwrap();
         assert!(express.close);
         assert_eq!(express.request.method(), Method::HEAD);
@@ -298,16 +358,32 @@ mod tests {
     fn anything_unusual_goes_to_hyper_with_the_buffer_untouched() {
         let cases: &[(&[u8], &str)] = &[
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-                "request body",
+                b"POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+                "repeated content-length",
             ),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
-                "request body",
+                b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+                "invalid content-length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc",
+                "invalid content-length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+                "invalid content-length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+                "invalid content-length",
             ),
             (
                 b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                "request body",
+                "transfer-encoding",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "transfer-encoding",
             ),
             (b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", "expect"),
             (
@@ -316,6 +392,8 @@ mod tests {
             ),
             (b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", "upgrade"),
             (b"GET / HTTP/1.0\r\n\r\n", "HTTP/1.0"),
+            (b"GET / HTTP/1.1\r\n\r\n", "host"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", "host"),
             (b"GET http://x/ HTTP/1.1\r\n\r\n", "target form"),
             (b"OPTIONS * HTTP/1.1\r\n\r\n", "target form"),
             (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "malformed head"),
@@ -334,11 +412,21 @@ mod tests {
     }
 
     #[test]
-    fn a_long_head_goes_to_hyper() {
+    fn a_head_past_the_limit_is_too_large() {
+        let mut line = b"GET /".to_vec();
+        line.resize(MAX_HEAD, b'a');
+        let (parsed, _) = parse(&line);
+        assert_eq!(
+            parsed.unwrap_err(),
+            NotServed::TooLarge(StatusCode::URI_TOO_LONG)
+        );
         let mut text = b"GET / HTTP/1.1\r\nx: ".to_vec();
-        text.resize(MAX_EXPRESS_HEAD + 1, b'a');
+        text.resize(MAX_HEAD, b'a');
         let (parsed, rest) = parse(&text);
-        assert_eq!(parsed.unwrap_err(), ToHyper("long head"));
+        assert_eq!(
+            parsed.unwrap_err(),
+            NotServed::TooLarge(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
         assert_eq!(rest.len(), text.len());
     }
 

@@ -10,6 +10,7 @@
 //! forwarding itself. Here a request costs one read, one parse into `http` types, the
 //! pass-through, and one write of head and body together.
 
+mod body;
 pub mod head;
 
 use std::io;
@@ -22,11 +23,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use http::{Method, Response};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 
-use self::head::{BodyFraming, ExpressRequest, ToHyper};
+use self::body::ClientBody;
+use self::head::{BodyFraming, ExpressRequest, NotServed};
 use super::connection::{serve_http1, DrainProbe, DrainWatch};
 use super::dispatch::Dispatcher;
 use super::metrics::HandoverLabel;
@@ -58,15 +60,31 @@ pub(super) async fn serve(
         let next = next_request(&mut stream, &mut buf, header_wait, &mut probe, served).await;
         let express = match next {
             Next::Request(express) => express,
-            Next::Hyper(ToHyper(reason)) => {
+            Next::Hyper(reason) => {
                 let hyper = Handover::new(stream, client, dispatcher, header_wait, drain);
                 return hyper.serve(buf.freeze(), reason).await;
+            }
+            Next::TooLarge(status) => {
+                tracing::debug!(peer = %client.peer, %status, "request head too large");
+                let refusal = Response::builder()
+                    .status(status)
+                    .body(crate::body::empty());
+                if let Ok(refusal) = refusal {
+                    if respond(&mut stream, &mut out, refusal, false, true)
+                        .await
+                        .is_ok()
+                    {
+                        linger_close(stream).await;
+                    }
+                }
+                return;
             }
             Next::Closed => return,
         };
         let ExpressRequest {
             request,
             close,
+            body_length,
             head,
         } = express;
         let path = match classify(request.uri()) {
@@ -86,12 +104,33 @@ pub(super) async fn serve(
         };
         drop(head);
         let head_request = request.method() == Method::HEAD;
-        let request = request.map(|()| Empty::<Bytes>::new());
-        let response = dispatcher.pass_through(request, client, path).await;
-        let close = close || drain.has_begun();
+        let mut body_left = 0;
+        let response = if body_length == 0 {
+            let request = request.map(|()| ClientBody::none());
+            dispatcher.pass_through(request, client, path).await
+        } else {
+            // The body reads from the connection itself while the request goes upstream.
+            let (body, home) = ClientBody::lend(stream, std::mem::take(&mut buf), body_length);
+            let response = dispatcher
+                .pass_through(request.map(|()| body), client, path)
+                .await;
+            // The body has ended or was dropped by now: the request is over.
+            let lent = home.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(lent) = lent else {
+                tracing::error!(peer = %client.peer, "request body outlived its request; connection dropped");
+                return;
+            };
+            stream = lent.stream;
+            buf = lent.buf;
+            body_left = lent.left;
+            response
+        };
+        // What is left of an unread body cannot be told from the next request.
+        let close = close || body_left > 0 || drain.has_begun();
         served = true;
         match respond(&mut stream, &mut out, response, head_request, close).await {
             Ok(()) if !close => {}
+            Ok(()) if body_left > 0 => return linger_close(stream).await,
             Ok(()) => {
                 let _ = stream.shutdown().await;
                 return;
@@ -157,8 +196,10 @@ impl Handover {
 #[allow(clippy::large_enum_variant)]
 enum Next {
     Request(ExpressRequest),
-    /// A request the lane does not serve; its bytes are still in the buffer.
-    Hyper(ToHyper),
+    /// A request the lane does not serve, for this reason; its bytes are still in the buffer.
+    Hyper(&'static str),
+    /// A request head longer than the lane (or hyper) accepts, and the status to refuse it.
+    TooLarge(http::StatusCode),
     /// The client closed, went silent past the header-read timeout, or the drain began
     /// while the connection was idle.
     Closed,
@@ -182,7 +223,8 @@ async fn next_request(
             match head::parse_request_head(buf) {
                 Ok(Some(express)) => return Next::Request(express),
                 Ok(None) => {}
-                Err(to_hyper) => return Next::Hyper(to_hyper),
+                Err(NotServed::ToHyper(reason)) => return Next::Hyper(reason),
+                Err(NotServed::TooLarge(status)) => return Next::TooLarge(status),
             }
         }
         let deadline = deadline.get_or_insert_with(|| Deadline::after(header_wait));
@@ -297,6 +339,31 @@ async fn respond(
     } else {
         Ok(())
     }
+}
+
+/// How long, and how many bytes, a connection closed with unread input is still read from.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Closes a connection whose client may still be sending (an upload answered early, a head
+/// too large): the answer is followed by the end of the stream, then what the client sends
+/// meanwhile is read and dropped for a moment. Closing with unread input would reset the
+/// connection, and a reset can destroy the answer before the client has read it.
+async fn linger_close(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = vec![0u8; 16 * 1024];
+    let discard = async {
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
 }
 
 /// The `Date` field's value for now, made once a second per thread.
