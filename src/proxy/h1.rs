@@ -216,6 +216,14 @@ pub fn parse_response_head(
         // §6.3, 3).
         headers.remove(header::CONTENT_LENGTH);
     }
+    if let (Some(Ok(n)), None, 2..) = (
+        &delimiters.length,
+        delimiters.chunked,
+        delimiters.length_items,
+    ) {
+        // The same length repeated (RFC 9112 §6.3, 5 accepts it): one field goes on.
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(*n));
+    }
     Ok(Some(ResponseHead {
         status,
         version,
@@ -237,6 +245,8 @@ pub fn parse_response_head(
 pub(crate) struct FieldSpans {
     count: usize,
     generation: u64,
+    /// The table is this thread's: the token must not move to another one.
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 /// (name start, name length, value start, value length) of one field.
@@ -269,6 +279,7 @@ impl FieldSpans {
             Self {
                 count: spans.len(),
                 generation: *generation,
+                _this_thread: std::marker::PhantomData,
             }
         })
     }
@@ -312,6 +323,8 @@ struct Delimiters {
     chunked: Option<bool>,
     /// `Content-Length` seen, and its value if all its values agree.
     length: Option<Result<u64, H1Error>>,
+    /// How many `Content-Length` values there were (fields and comma-separated items).
+    length_items: u32,
     close: bool,
     keep_alive: bool,
 }
@@ -330,6 +343,7 @@ impl Delimiters {
             }
         } else if *name == header::CONTENT_LENGTH {
             for item in items() {
+                self.length_items += 1;
                 let n = parse_length(item).ok_or(H1Error::ContentLength);
                 self.length = Some(match (self.length.take(), n) {
                     (None, n) => n,
@@ -701,6 +715,25 @@ pub(crate) mod tests {
         }
         let two = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n";
         assert_eq!(head(two, false).unwrap_err(), H1Error::ContentLength);
+    }
+
+    #[test]
+    fn a_repeated_length_goes_on_as_one_field() {
+        for fields in [
+            "content-length: 6\r\ncontent-length: 6\r\n",
+            "content-length: 6, 6\r\n",
+        ] {
+            let parsed = ok(&format!("HTTP/1.1 200 OK\r\n{fields}x: 1\r\n\r\n"));
+            assert_eq!(parsed.framing, Framing::Length(6));
+            let lengths: Vec<_> = parsed
+                .headers
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .collect();
+            assert_eq!(lengths, ["6"], "{fields}");
+        }
+        let single = ok("HTTP/1.1 200 OK\r\ncontent-length: 06\r\n\r\n");
+        assert_eq!(single.headers[header::CONTENT_LENGTH], "06");
     }
 
     #[test]
