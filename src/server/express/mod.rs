@@ -24,12 +24,12 @@ use futures_util::FutureExt as _;
 use http::{Method, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 
 use self::body::ClientBody;
 use self::head::{BodyFraming, ExpressRequest, NotServed};
-use super::connection::{serve_http1, DrainProbe, DrainWatch};
+use super::connection::{serve_http1, write_through, DrainProbe, DrainWatch};
 use super::dispatch::Dispatcher;
 use super::metrics::HandoverLabel;
 use super::route::{classify, Route};
@@ -385,18 +385,18 @@ fn http_date() -> Bytes {
 }
 
 /// A connection whose first bytes were already read: hyper reads those first.
-struct Prefixed {
+struct Prefixed<I> {
     prefix: Bytes,
-    io: TcpStream,
+    io: I,
 }
 
-impl Prefixed {
-    fn new(io: TcpStream, prefix: Bytes) -> Self {
+impl<I> Prefixed<I> {
+    fn new(io: I, prefix: Bytes) -> Self {
         Self { prefix, io }
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -413,32 +413,4 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
+write_through!(Prefixed);
