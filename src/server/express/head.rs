@@ -171,7 +171,7 @@ fn decimal(value: &[u8]) -> Result<u64, &'static str> {
 }
 
 /// Puts `head` back in front of what `buf` still holds.
-fn restore(buf: &mut BytesMut, head: &Bytes) {
+pub fn restore(buf: &mut BytesMut, head: &Bytes) {
     let mut whole = BytesMut::with_capacity(head.len() + buf.len());
     whole.extend_from_slice(head);
     whole.extend_from_slice(buf);

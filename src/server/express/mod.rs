@@ -66,18 +66,7 @@ pub(super) async fn serve(
             }
             Next::TooLarge(status) => {
                 tracing::debug!(peer = %client.peer, %status, "request head too large");
-                let refusal = Response::builder()
-                    .status(status)
-                    .body(crate::body::empty());
-                if let Ok(refusal) = refusal {
-                    if respond(&mut stream, &mut out, refusal, false, true)
-                        .await
-                        .is_ok()
-                    {
-                        linger_close(stream).await;
-                    }
-                }
-                return;
+                return refuse(stream, &mut out, status).await;
             }
             Next::Closed => return,
         };
@@ -91,15 +80,13 @@ pub(super) async fn serve(
             Route::PassThrough { path } => path,
             route => {
                 drop(request);
-                let mut whole = BytesMut::with_capacity(head.len() + buf.len());
-                whole.extend_from_slice(&head);
-                whole.extend_from_slice(&buf);
+                head::restore(&mut buf, &head);
                 let reason = match route {
                     Route::Scim { .. } => "scim route",
                     _ => "rejected target",
                 };
                 let hyper = Handover::new(stream, client, dispatcher, header_wait, drain);
-                return hyper.serve(whole.freeze(), reason).await;
+                return hyper.serve(buf.freeze(), reason).await;
             }
         };
         drop(head);
@@ -338,6 +325,22 @@ async fn respond(
         stream.write_all(head).await
     } else {
         Ok(())
+    }
+}
+
+/// Answers a head the lane refuses outright with `status`, and closes.
+async fn refuse(mut stream: TcpStream, out: &mut Vec<u8>, status: http::StatusCode) {
+    let Ok(refusal) = Response::builder()
+        .status(status)
+        .body(crate::body::empty())
+    else {
+        return;
+    };
+    if respond(&mut stream, out, refusal, false, true)
+        .await
+        .is_ok()
+    {
+        linger_close(stream).await;
     }
 }
 
