@@ -375,7 +375,8 @@ impl Delimiters {
     }
 }
 
-fn parse_length(digits: &[u8]) -> Option<u64> {
+/// A length in decimal digits, nothing else (no sign, no spaces), that fits in 64 bits.
+pub(crate) fn parse_length(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }

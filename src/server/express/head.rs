@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, StatusCode, Uri, Version};
 
-use crate::proxy::h1::FieldSpans;
+use crate::proxy::h1::{parse_length, FieldSpans};
 
 /// The longest request head, as for responses (nginx's default is 8 KiB a line): browsers
 /// send 1–2 KiB, a little more with many cookies.
@@ -161,13 +161,14 @@ fn needs_hyper(
     None
 }
 
-/// A `Content-Length` value: digits only (no sign, no list), at most 18 of them.
+/// A `Content-Length` value: digits only (no sign, no list), at most 18 of them (an
+/// exabyte) on this lane; anything else goes to hyper.
 fn decimal(value: &[u8]) -> Result<u64, &'static str> {
     let digits = value.trim_ascii();
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
-        return Err("invalid content-length");
+    match digits.len() {
+        ..=18 => parse_length(digits).ok_or("invalid content-length"),
+        _ => Err("invalid content-length"),
     }
-    Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Puts `head` back in front of what `buf` still holds.

@@ -41,9 +41,6 @@ use crate::timer::Deadline;
 /// Room kept free in the read buffer before each read.
 const READ_ROOM: usize = 8 * 1024;
 
-/// A first body frame up to this size goes out in the same write as the head.
-const COALESCE: usize = 16 * 1024;
-
 /// Serves a plain HTTP/1.1 connection until it closes, the drain ends it, or hyper takes over.
 pub(super) async fn serve(
     mut stream: TcpStream,
@@ -296,18 +293,15 @@ async fn respond(
         if matches!(framing, BodyFraming::Length(n) if sent > n) {
             return Err(io::Error::other("response body longer than its length"));
         }
+        // Head (the first time), chunk framing and data in one vectored write, no copy.
         let head = if head_sent { &[][..] } else { &out[..] };
-        let coalesce = !head_sent && data.len() <= COALESCE;
         if chunked {
             let mut bufs = Buf::chain(head, chunk_size_line(data.len()))
                 .chain(data)
                 .chain(&b"\r\n"[..]);
             stream.write_all_buf(&mut bufs).await?;
-        } else if coalesce {
-            stream.write_all_buf(&mut Buf::chain(head, data)).await?;
         } else {
-            stream.write_all(head).await?;
-            stream.write_all(&data).await?;
+            stream.write_all_buf(&mut Buf::chain(head, data)).await?;
         }
         head_sent = true;
     }
