@@ -21,8 +21,6 @@ pub mod directory;
 pub mod error;
 pub mod index;
 pub mod kept;
-pub mod listing;
-pub mod soap;
 pub mod username;
 
 use std::sync::atomic::{AtomicBool, Ordering};
