@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
-use chamilo_scim_proxy::chamilo::index::{AccountLookup, AccountRef, IndexFields, UserIndex};
+use chamilo_scim_proxy::chamilo::index::{AccountRef, IndexFields, UserIndex};
+use chamilo_scim_proxy::chamilo::lookup::AccountLookup;
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::{Cost, NewUser, Standin, StandinConfig, StandinHandle};

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
-use chamilo_scim_proxy::chamilo::index::{AccountLookup, IndexFields, UserIndex};
+use chamilo_scim_proxy::chamilo::index::{IndexFields, UserIndex};
+use chamilo_scim_proxy::chamilo::lookup::AccountLookup;
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::{Standin, StandinConfig};

@@ -36,8 +36,9 @@ use serde_json::{json, Map, Value};
 use super::client::{ChamiloClient, DeleteOutcome, NewAccount, Profile};
 use super::deprovisioned;
 use super::error::ChamiloError;
-use super::index::{Account, AccountLookup, AccountRef, IndexFields};
+use super::index::{Account, AccountRef, IndexFields};
 use super::kept::KeptAttributes;
+use super::lookup::AccountLookup;
 use super::username::{login_candidates, LoginRules, LoginTransform};
 use crate::config::Secret;
 use crate::directory::{

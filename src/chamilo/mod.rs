@@ -21,6 +21,7 @@ pub mod directory;
 pub mod error;
 pub mod index;
 pub mod kept;
+pub mod lookup;
 pub mod username;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +39,7 @@ use crate::config::{ChamiloConfig, Secret};
 /// The pieces of the Chamilo backend, built from configuration.
 pub struct Backend {
     pub client: Arc<ChamiloClient>,
-    pub lookup: Arc<index::AccountLookup>,
+    pub lookup: Arc<lookup::AccountLookup>,
     pub directory: Arc<directory::ChamiloDirectory>,
     refresh_every: Duration,
     create_extra_fields: bool,
@@ -64,7 +65,7 @@ impl Backend {
             client = client.with_observer(observer);
         }
         let client = Arc::new(client);
-        let lookup = Arc::new(index::AccountLookup::new(
+        let lookup = Arc::new(lookup::AccountLookup::new(
             Arc::new(index::UserIndex::new()),
             client.clone(),
             mapping.fields.clone(),
