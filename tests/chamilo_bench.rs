@@ -12,7 +12,7 @@ mod chamilo_support;
 
 use std::time::{Duration, Instant};
 
-use chamilo_scim_proxy::chamilo::directory::ChamiloMapping;
+use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
 use chamilo_scim_proxy::directory::{Directory, ListQuery, User};
 use chamilo_scim_proxy::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use chamilo_scim_proxy::standin::{Cost, Standin, StandinConfig, StandinHandle};

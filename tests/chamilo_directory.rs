@@ -5,9 +5,8 @@ mod chamilo_support;
 
 use std::time::Duration;
 
-use chamilo_scim_proxy::chamilo::directory::{
-    ChamiloDirectory, ChamiloMapping, Deprovision, ListScope,
-};
+use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
+use chamilo_scim_proxy::chamilo::mapping::{ChamiloMapping, Deprovision, ListScope};
 use chamilo_scim_proxy::directory::{Directory, DirectoryError, ListQuery, User};
 use chamilo_scim_proxy::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use chamilo_scim_proxy::standin::state::STATUS_TEACHER;

@@ -7,9 +7,10 @@ mod scim_support;
 use std::sync::Arc;
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
-use chamilo_scim_proxy::chamilo::directory::{ChamiloDirectory, ChamiloMapping};
+use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
 use chamilo_scim_proxy::chamilo::index::UserIndex;
 use chamilo_scim_proxy::chamilo::lookup::AccountLookup;
+use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::{Standin, StandinConfig};

@@ -22,6 +22,7 @@ pub mod error;
 pub mod index;
 pub mod kept;
 pub mod lookup;
+pub mod mapping;
 pub mod username;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +60,7 @@ impl Backend {
         upstream_url: &str,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, ChamiloError> {
-        let mapping = directory::ChamiloMapping::from_config(config)?;
+        let mapping = mapping::ChamiloMapping::from_config(config)?;
         let mut client = ChamiloClient::new(ClientSettings::from_config(config, upstream_url)?)?;
         if let Some(observer) = observer {
             client = client.with_observer(observer);

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
-use chamilo_scim_proxy::chamilo::directory::{ChamiloDirectory, ChamiloMapping};
+use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
 use chamilo_scim_proxy::chamilo::index::UserIndex;
 use chamilo_scim_proxy::chamilo::lookup::{AccountLookup, MIN_REBUILD_INTERVAL};
+use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::StandinHandle;
