@@ -39,6 +39,15 @@ pub enum ChamiloError {
     /// Chamilo refused the values — SCIM 400 (the proxy validates first, so this is rare).
     #[error("Chamilo {action} refused the request: {message}")]
     Rejected { action: String, message: String },
+    /// `update_user_from_username` could not save an extra-field value: the value was already
+    /// stored and written in the same second (Chamilo counts affected rows), or the field does
+    /// not exist. The extra fields before it in the request were saved, no column was.
+    #[error("Chamilo {action} could not save the extra field {}", field.as_deref().unwrap_or("(unnamed)"))]
+    ExtraFieldNotSaved {
+        action: String,
+        /// The field Chamilo named, when its message could be read.
+        field: Option<String>,
+    },
     /// The target user (or group, course) does not exist — SCIM 404.
     #[error("Chamilo {action}: not found")]
     NotFound { action: String },
@@ -54,6 +63,10 @@ pub enum ChamiloError {
     /// Anything else (HTTP 500, an HTML page, a data shape we do not know) — SCIM 502.
     #[error("unexpected answer from Chamilo to {action}: {detail}")]
     Unexpected { action: String, detail: String },
+    /// The answer needs accounts the user index does not have yet (made since the last
+    /// listing); a listing has been asked for in the background — SCIM 503 with `Retry-After`.
+    #[error("the user index is being refreshed")]
+    IndexRefreshing { retry_after: std::time::Duration },
     /// The Chamilo instance lacks something the proxy needs (start-up check).
     #[error("Chamilo is not usable by the proxy: {detail}")]
     Incompatible { detail: String },
@@ -68,14 +81,26 @@ impl ChamiloError {
         match self {
             Self::LoginTaken { .. }
             | Self::Rejected { .. }
+            | Self::ExtraFieldNotSaved { .. }
             | Self::NotFound { .. }
             | Self::Unauthorized { .. } => CallOutcome::Refused,
             Self::Unreachable { .. } => CallOutcome::Unreachable,
             Self::Timeout { .. } => CallOutcome::Timeout,
-            Self::Unexpected { .. } | Self::Incompatible { .. } | Self::Config { .. } => {
-                CallOutcome::Unexpected
-            }
+            Self::Unexpected { .. }
+            | Self::Incompatible { .. }
+            | Self::Config { .. }
+            | Self::IndexRefreshing { .. } => CallOutcome::Unexpected,
         }
+    }
+
+    /// Whether the call may have been carried out although it failed: it timed out, the
+    /// connection broke, or Chamilo answered with a PHP fatal or an HTML page. Sending the same
+    /// values again is how such a call is repaired.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout { .. } | Self::Unreachable { .. } | Self::Unexpected { .. }
+        )
     }
 
     /// Chamilo's refusal text for a duplicate group name (`"<name> Already exists"`).
@@ -86,6 +111,19 @@ impl ChamiloError {
 
 /// Chamilo's refusal for non-administrators.
 pub const NOT_ALLOWED_PREFIX: &str = "You are not allowed to see this page";
+
+/// The beginning of Chamilo's message when an extra-field value is not saved.
+const EXTRA_FIELD_NOT_SAVED: &str = "Could not update extra field value.";
+
+/// The field named after [`EXTRA_FIELD_NOT_SAVED`]: `: Array\n(\n    [field_name] => X\n…`
+/// (indexed `extra[i][…]` form) or `: X` (associative form).
+fn extra_field_named(rest: &str) -> Option<String> {
+    let rest = rest.strip_prefix(':')?.trim_start();
+    if let Some(after) = rest.split("[field_name] => ").nth(1) {
+        return after.lines().next().map(|f| f.trim_end().to_owned());
+    }
+    (!rest.starts_with("Array") && !rest.is_empty()).then(|| rest.trim().to_owned())
+}
 
 /// Turns an `{"error":true,"message":…}` answer into an error class.
 pub fn classify_refusal(action: &str, message: &str) -> ChamiloError {
@@ -107,6 +145,12 @@ pub fn classify_refusal(action: &str, message: &str) -> ChamiloError {
         return ChamiloError::Unauthorized {
             action,
             detail: "wrong service-account username or password".to_owned(),
+        };
+    }
+    if let Some(rest) = message.strip_prefix(EXTRA_FIELD_NOT_SAVED) {
+        return ChamiloError::ExtraFieldNotSaved {
+            action,
+            field: extra_field_named(rest),
         };
     }
     if message.starts_with(NOT_ALLOWED_PREFIX) {
@@ -165,6 +209,33 @@ mod tests {
             ChamiloError::Rejected { .. }
         ));
         assert!(classify_refusal("add_group", "ClassA Already exists").is_duplicate_name());
+    }
+
+    #[test]
+    fn extra_field_refusals_name_the_field() {
+        let indexed = "Could not update extra field value.: Array\n(\n    [field_name] => scim_external_id\n    [field_value] => EXT-2\n)\n";
+        assert_eq!(
+            classify_refusal("update_user_from_username", indexed),
+            ChamiloError::ExtraFieldNotSaved {
+                action: "update_user_from_username".into(),
+                field: Some("scim_external_id".into())
+            }
+        );
+        assert_eq!(
+            classify_refusal(
+                "update_user_from_username",
+                "Could not update extra field value.: no_such_field"
+            ),
+            ChamiloError::ExtraFieldNotSaved {
+                action: "update_user_from_username".into(),
+                field: Some("no_such_field".into())
+            }
+        );
+        let empty = "Could not update extra field value.: Array\n(\n    [field_name] => scim_user_name\n    [field_value] => \n)\n";
+        assert!(matches!(
+            classify_refusal("update_user_from_username", empty),
+            ChamiloError::ExtraFieldNotSaved { field: Some(f), .. } if f == "scim_user_name"
+        ));
     }
 
     #[test]

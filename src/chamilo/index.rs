@@ -84,6 +84,9 @@ pub struct Account {
     pub status: Option<i64>,
     /// The attributes extra field as stored (encoded `super::kept::KeptAttributes`).
     pub attributes: Option<String>,
+    /// As `phone`: Chamilo's full name (`firstname lastname`), to tell whether the index's
+    /// names are current.
+    pub full_name: Option<String>,
 }
 
 impl Account {
@@ -103,6 +106,7 @@ impl Account {
             phone: None,
             official_code: None,
             status: None,
+            full_name: None,
         }
     }
 }

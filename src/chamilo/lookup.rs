@@ -14,6 +14,9 @@ use super::username::LoginRules;
 /// Default shortest time between two listings triggered by lookups of unknown ids.
 pub const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(30);
 
+/// What a client is told to wait when its answer needs a listing (`Retry-After`).
+pub const REFRESH_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// Index-backed lookups that follow invariant 2: every answer is confirmed against Chamilo
 /// with one fresh call.
 pub struct AccountLookup {
@@ -180,8 +183,23 @@ impl AccountLookup {
         }
     }
 
-    /// Rebuilds now and then every `every` (or soon after a lookup met an account the index
-    /// lacked, at most once per `every / 10`), until `stop` is cancelled.
+    /// Asks the background refresh for a listing as soon as the shortest interval between two
+    /// listings allows (a lookup met an account the index lacks).
+    pub fn request_refresh(&self) {
+        self.refresh_hint.notify_one();
+    }
+
+    /// The answer of a lookup that needs a listing: one is asked for in the background, and
+    /// the client is told when to come back. A request never waits for a listing.
+    fn refresh_needed(&self) -> ChamiloError {
+        self.request_refresh();
+        ChamiloError::IndexRefreshing {
+            retry_after: REFRESH_RETRY_AFTER,
+        }
+    }
+
+    /// Rebuilds now and then every `every`, and after a lookup asked for it (at most once per
+    /// [`MIN_REBUILD_INTERVAL`]), until `stop` is cancelled.
     pub fn spawn_refresh(
         self: Arc<Self>,
         every: Duration,
@@ -196,9 +214,12 @@ impl AccountLookup {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
                     _ = self.refresh_hint.notified() => {
+                        let wait = self
+                            .min_rebuild_interval
+                            .saturating_sub(self.index.age().unwrap_or(Duration::MAX));
                         tokio::select! {
                             _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(every / 10) => {}
+                            _ = tokio::time::sleep(wait) => {}
                         }
                     }
                 }
@@ -225,6 +246,32 @@ impl AccountLookup {
         }
     }
 
+    /// The account that holds `user_name` as far as a create must know (one fresh call): the
+    /// account whose userName field has it, or an account made outside SCIM whose login it is
+    /// when the index knows one (an unknown one shows as a taken login in `save_user`).
+    pub async fn holder_for_create(
+        &self,
+        user_name: &str,
+    ) -> Result<Option<Account>, ChamiloError> {
+        let known = self.index.by_user_name(user_name);
+        let field = self.fields.user_name.clone();
+        let managed = self
+            .confirm(&field, user_name, known, |a| a.user_name.as_deref(), false)
+            .await?;
+        match managed {
+            Some(a) if self.is_reserved(&a) => Ok(None),
+            Some(a) => Ok(Some(a)),
+            None if self
+                .index
+                .by_login(user_name)
+                .is_some_and(|k| k.user_name.is_none()) =>
+            {
+                self.by_unmanaged_login(user_name).await
+            }
+            None => Ok(None),
+        }
+    }
+
     /// An account made outside SCIM (no userName field) whose login is `login`, confirmed
     /// with `username_exist`. No call at all when `login` cannot be a Chamilo login (an
     /// e-mail-style userName on a site without `login_is_email`) or is reserved.
@@ -246,11 +293,9 @@ impl AccountLookup {
         }
         let found = match known {
             Some(k) => Some(k),
-            // Made in Chamilo since the last listing: learn it (rate-limited).
-            None if self.may_rebuild_for_unknown() => {
-                self.rebuild().await?;
-                self.index.by_login(login)
-            }
+            // Made in Chamilo since the last listing: learn it (rate-limited, in the
+            // background).
+            None if self.may_rebuild_for_unknown() => return Err(self.refresh_needed()),
             None => None,
         };
         Ok(found.filter(|a| a.user_name.is_none() && !self.is_reserved(a)))
@@ -281,11 +326,7 @@ impl AccountLookup {
             {
                 // Possibly created by another replica since the last listing. Rate-limited:
                 // ids are guessable, and a listing is the most expensive call there is.
-                self.rebuild().await?;
-                match self.index.by_id(id) {
-                    Some(a) => return Ok(Some(a)),
-                    None => return Ok(None),
-                }
+                return Err(self.refresh_needed());
             }
             None => return Ok(None),
         };
@@ -305,8 +346,7 @@ impl AccountLookup {
         // or renamed by another replica. Only a listing tells which; rate-limited like the
         // listing for unknown ids (until it may run again, the account counts as gone).
         if !known.partial && self.may_rebuild_for_unknown() {
-            self.rebuild().await?;
-            return Ok(self.index.by_id(id));
+            return Err(self.refresh_needed());
         }
         Ok(self.same_id(id, found))
     }
@@ -408,6 +448,7 @@ impl AccountLookup {
         account.phone = Some(profile.phone.clone());
         account.official_code = Some(profile.official_code.clone());
         account.status = Some(profile.status);
+        account.full_name = Some(profile.full_name.clone());
         Ok(Some(account))
     }
 

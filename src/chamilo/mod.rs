@@ -24,6 +24,7 @@ pub mod kept;
 pub mod lookup;
 pub mod mapping;
 pub mod username;
+pub mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

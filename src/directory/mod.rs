@@ -406,6 +406,22 @@ pub trait Directory: Send + Sync {
         expected_version: Option<&'a str>,
     ) -> DirFuture<'a, User>;
 
+    /// Applies a PATCH: `user` is `base` (the state [`Directory::get`] returned, which the
+    /// engine patched) after the request's operations. A backend that shares its store with
+    /// other writers should write only what differs between `base` and `user`, so that an
+    /// attribute the PATCH did not touch is never written back from a stale read. The default
+    /// writes the whole state, like [`Directory::replace`].
+    fn modify<'a>(
+        &'a self,
+        id: &'a str,
+        base: &'a User,
+        user: User,
+        expected_version: Option<&'a str>,
+    ) -> DirFuture<'a, User> {
+        let _ = base;
+        self.replace(id, user, expected_version)
+    }
+
     /// Deletes the user `id` (`NotFound` when there is none).
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()>;
 }

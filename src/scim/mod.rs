@@ -455,7 +455,7 @@ impl ScimService {
             normalize::validate(schema, caps, &new)?;
             match self
                 .directory
-                .replace(id, User::from_json(new), current.version())
+                .modify(id, &current, User::from_json(new), current.version())
                 .await
             {
                 Ok(stored) => {

@@ -37,6 +37,10 @@ pub const SOAP_PATH: &str = "/main/webservices/registration.soap.php";
 pub trait CallObserver: Send + Sync {
     /// `action` is the REST action or SOAP operation.
     fn observe(&self, action: &str, outcome: CallOutcome, elapsed: Duration);
+
+    /// How one SCIM write ended (`operation`: create, update, delete…); see
+    /// `crate::chamilo::write`.
+    fn write_outcome(&self, _operation: &str, _outcome: crate::chamilo::write::WriteOutcome) {}
 }
 
 /// The service account's secrets; replaceable at run time (reload).
@@ -282,6 +286,19 @@ impl ChamiloClient {
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,
             "chamilo call"
         );
+    }
+
+    /// Reports how a SCIM write ended to the observer (metrics).
+    pub fn report_write(&self, operation: &str, outcome: crate::chamilo::write::WriteOutcome) {
+        if let Some(o) = &self.observer {
+            o.write_outcome(operation, outcome);
+        }
+    }
+
+    /// Whether SOAP calls can be made (the `security_key` is configured): renames and
+    /// password changes need them.
+    pub fn soap_configured(&self) -> bool {
+        read(&self.credentials).security_key.is_some()
     }
 
     /// Obtains an api key with the service account's password (`authenticate`).
