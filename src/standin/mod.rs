@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod clock;
 pub mod form;
 pub mod rest;
 pub mod soap;
@@ -37,9 +38,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use self::clock::{Clock, ManualClock};
 use self::form::FormPairs;
 use self::rest::{Reply, RestRequest, Site};
-pub use self::state::{ChamiloState, NewUser, User};
+pub use self::state::{ChamiloState, ExtraWrite, ExtraWriteError, NewUser, User, UserMut};
 
 /// Path of the REST web services.
 pub const REST_PATH: &str = "/main/webservices/api/v2.php";
@@ -63,6 +65,9 @@ pub struct StandinConfig {
     pub soap_debug_bytes: usize,
     /// Students created at start (see [`ChamiloState::seed_users`]).
     pub seed_users: usize,
+    /// Where "now" comes from (default: the real clock). Give a [`Clock::manual`] to decide
+    /// which calls fall in the same second.
+    pub clock: Clock,
 }
 
 impl Default for StandinConfig {
@@ -75,6 +80,7 @@ impl Default for StandinConfig {
             extra_field_cost_per_user: Duration::ZERO,
             soap_debug_bytes: 15_000,
             seed_users: 0,
+            clock: Clock::Real,
         }
     }
 }
@@ -127,6 +133,7 @@ struct Shared {
     calls: Mutex<HashMap<String, u64>>,
     cost: Mutex<Cost>,
     injected: Mutex<Option<Injected>>,
+    clock: Clock,
     /// Nanoseconds spent answering (modelled cost included), for "proxy's own time" figures.
     busy_nanos: std::sync::atomic::AtomicU64,
     security_key: String,
@@ -147,7 +154,8 @@ impl Standin {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let mut state = ChamiloState::fresh(&config.admin_password);
+        let mut state =
+            ChamiloState::fresh_with_clock(&config.admin_password, config.clock.clone());
         let admin_api_key = state.ensure_api_key(1);
         state.seed_users(config.seed_users);
         let shared = Arc::new(Shared {
@@ -159,6 +167,7 @@ impl Standin {
                 extra_field_cost_per_user: config.extra_field_cost_per_user,
             }),
             injected: Mutex::new(None),
+            clock: config.clock.clone(),
             busy_nanos: std::sync::atomic::AtomicU64::new(0),
             security_key: config.security_key.clone(),
             soap_debug_bytes: config.soap_debug_bytes,
@@ -279,6 +288,12 @@ impl StandinHandle {
         *lock(&self.shared.injected) = failure;
     }
 
+    /// The stand-in's clock (shared with its database's direct-edit helpers). With a manual
+    /// clock, `chamilo.clock().advance(1)` moves every later call to the next second.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
     /// Stops accepting, closes every open connection and waits for the tasks to end.
     pub async fn stop(&self) {
         self.stop.cancel();
@@ -385,6 +400,7 @@ async fn serve(
     };
     let body = String::from_utf8_lossy(&body).into_owned();
     let cost = *lock(&shared.cost);
+    let now = shared.clock.now();
     match parts.uri.path() {
         REST_PATH if parts.method == Method::POST || parts.method == Method::GET => {
             let rest_req = RestRequest {
@@ -410,7 +426,7 @@ async fn serve(
                 }
                 None => {
                     let mut state = lock(&shared.state);
-                    rest::handle(&mut state, &shared.site, &rest_req)
+                    rest::handle(&mut state, &shared.site, &rest_req, now)
                 }
             };
             tokio::time::sleep(cost.of(work)).await;
@@ -442,6 +458,7 @@ async fn serve(
                     &ip,
                     &body,
                     shared.soap_debug_bytes,
+                    now,
                 )
             };
             count(&shared, &op);
