@@ -15,6 +15,73 @@
 //! println!("{} (admin key {})", chamilo.base_url, chamilo.admin_api_key);
 //! # Ok(()) }
 //! ```
+//!
+//! # Writes
+//!
+//! Writes follow Chamilo, not a database transaction (`rest-current-1.11-writes.txt`):
+//!
+//! - Every extra-field value row carries `updated_at`, in whole seconds
+//!   ([`User::extra_updated_at`]). `save_user` stamps every value it writes (the original-id
+//!   value, `extra[]`, `already_logged_in`).
+//! - `update_user_from_username` walks the POST keys in `$_POST` order (a key sits where it first
+//!   appeared; all `extra[…]` pairs are one key `extra`). Column keys (`firstname`, `active`,
+//!   `status`, …) only record a pending value; `language` is checked when reached; each
+//!   `extra` entry is saved at once, in order; an unsupported key aborts when reached. The
+//!   pending columns are written after the loop, all together. An abort answers
+//!   `{"error":true,…}`: extra values saved before it stay saved, no column is written.
+//! - Saving one extra value ([`ChamiloState::save_extra_value`]) fails for an unknown field
+//!   variable, and fails when the row already holds the value **and** was written in the same
+//!   second (the `UPDATE` changes no row, which Chamilo's model reports as a failure). One
+//!   second later the same write succeeds. Columns alone can be rewritten unchanged freely.
+//!
+//! # Clock
+//!
+//! "Now" comes from [`StandinConfig::clock`]: [`Clock::Real`] (wall-clock UNIX seconds, the
+//! default) or [`Clock::manual`], which only moves when a test calls
+//! [`Clock::set`]/[`Clock::advance`] (through [`StandinHandle::clock`] or a clone kept before
+//! start). The server reads it once per request and passes it down (`rest.rs` and `soap.rs`
+//! stay pure over the state); the direct-edit helpers tests use behind the proxy's back
+//! ([`ChamiloState::set_extra`], [`ChamiloState::edit_user`], [`ChamiloState::user_mut`],
+//! [`ChamiloState::insert_user`]) stamp with the same clock.
+//!
+//! ```no_run
+//! # async fn f() -> std::io::Result<()> {
+//! use chamilo_scim_proxy::standin::{Clock, Standin, StandinConfig};
+//! let chamilo = Standin::start(StandinConfig {
+//!     clock: Clock::manual(1_796_234_755),
+//!     ..StandinConfig::default()
+//! })
+//! .await?;
+//! // … a write, then the same write again: fails in this second …
+//! chamilo.clock().advance(1); // … and succeeds in the next.
+//! # Ok(()) }
+//! ```
+//!
+//! # Fault injection
+//!
+//! [`StandinHandle::inject_fault`] queues a [`Fault`]: its [`FaultTarget`] picks one call, the
+//! n-th of any action ([`FaultTarget::NthCall`]) or of one REST action / SOAP operation
+//! ([`FaultTarget::NthOf`]), counted from the injection; its [`FaultKind`] says what happens
+//! instead of the normal answer: [`FaultKind::Refuse`] (REST: HTTP 200 `error:true` with the
+//! message; SOAP: HTTP 500 `Server` fault with the message), [`FaultKind::Fatal`] (HTTP 500,
+//! empty body), [`FaultKind::HtmlPage`] (Chamilo's HTML error page, HTTP 200) — none of them
+//! applies the call — and [`FaultKind::Timeout`] / [`FaultKind::Drop`], which apply the call
+//! first when `applied` is true, then hold the response for [`FAULT_HOLD`] (or until the
+//! stand-in stops) / close the TCP connection without a byte of response. Each fault fires
+//! once; a faulted call is counted by [`StandinHandle::calls`]. [`StandinHandle::inject`]
+//! still makes every REST call fail one way until reset.
+//!
+//! ```no_run
+//! # async fn f(chamilo: chamilo_scim_proxy::standin::StandinHandle) {
+//! use chamilo_scim_proxy::standin::{Fault, FaultKind};
+//! // The next update is applied, but its response never arrives.
+//! chamilo.inject_fault(Fault::nth_of(
+//!     "update_user_from_username",
+//!     1,
+//!     FaultKind::Drop { applied: true },
+//! ));
+//! # }
+//! ```
 
 pub mod clock;
 pub mod form;
