@@ -1,21 +1,39 @@
-//! Replays the recorded requests of `rest-current-1.11.txt` (real Chamilo, current 1.11.x web
-//! services) against a fresh stand-in and compares every response structurally: HTTP status,
-//! `error`, message text, the shape and values of `data`. Volatile values are normalised: api
-//! keys and user ids are learned from the responses that create them and substituted in later
-//! requests and expectations; the site URL is the stand-in's; Doctrine's parameter dumps (which
-//! hold a password hash, a salt and timestamps) are masked.
+//! Replays the recorded requests of `rest-current-1.11.txt` and `rest-current-1.11-writes.txt`
+//! (real Chamilo, current 1.11.x web services) against a fresh stand-in and compares every
+//! response structurally: HTTP status, `error`, message text, the shape and values of `data`.
+//! Volatile values are normalised: api keys and user ids are learned from the responses that
+//! create them and substituted in later requests and expectations; the site URL is the
+//! stand-in's; Doctrine's parameter dumps (which hold a password hash, a salt and timestamps)
+//! are masked.
+//!
+//! `--- SQL` blocks that read users or their extra values in a shape [`check_sql`] knows become
+//! assertions on the stand-in's state (values, and `updated_at` to the second). `... t=<secs>`
+//! lines set the stand-in's manual clock before the call that follows.
 //!
 //! Run with `cargo test --test standin_fidelity -- --nocapture` to see the figures.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chamilo_scim_proxy::standin::{Standin, StandinConfig, StandinHandle};
+use chamilo_scim_proxy::standin::clock::sql_datetime;
+use chamilo_scim_proxy::standin::state::fold;
+use chamilo_scim_proxy::standin::{Clock, Standin, StandinConfig, StandinHandle};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 const TRANSCRIPT: &str = include_str!("data/rest-current-1.11.txt");
+const WRITES: &str = include_str!("data/rest-current-1.11-writes.txt");
 const RECORDED_BASE: &str = "http://127.0.0.1:8090";
+
+/// The clock of the main replay. It never moves: that is the worst case for Chamilo's
+/// same-second rule (an extra value rewritten with the value it holds fails when its row was
+/// written in the same second), and the recording holds no such rewrite, so every exchange
+/// matches whatever the seconds were.
+const MAIN_CLOCK: u64 = 1_790_000_000;
+
+/// The writes transcript gives no `t=` for its setup calls (authenticate, the first
+/// `save_user`); its first SQL check shows they ran at 2026-12-02 18:05:54 UTC.
+const WRITES_START: u64 = 1_796_234_754;
 
 /// Exchanges deliberately not modelled, by the text of their request line, with the reason.
 /// Everything else must match. Currently every recorded exchange is modelled: the concurrent
@@ -78,6 +96,15 @@ enum Expected {
 enum Item {
     Reset(String),
     Exchange(Box<Request>, Expected, String),
+    /// `... t=<secs>`: the second of the call that follows.
+    Clock(u64),
+    /// A read-only SQL check: the query, its column names and rows (tab-separated).
+    Sql {
+        line_no: usize,
+        query: String,
+        columns: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
 }
 
 /// Splits `a=1  b=x y  c=` (fields separated by two spaces; the line ends with two spaces).
@@ -167,8 +194,8 @@ fn parse_summary(s: &str) -> Expected {
     }
 }
 
-fn parse_transcript() -> Vec<Item> {
-    let lines: Vec<&str> = TRANSCRIPT.lines().collect();
+fn parse_transcript(text: &str) -> Vec<Item> {
+    let lines: Vec<&str> = text.lines().collect();
     let mut items = Vec::new();
     let mut section = String::new();
     let mut i = 0;
@@ -182,8 +209,29 @@ fn parse_transcript() -> Vec<Item> {
             i += 1;
             continue;
         }
+        if let Some(t) = line.strip_prefix("... t=") {
+            items.push(Item::Clock(t.trim().parse().expect("t= seconds")));
+            i += 1;
+            continue;
+        }
+        if let Some(query) = line.strip_prefix("--- SQL ") {
+            let line_no = i + 1;
+            i += 1;
+            let mut table: Vec<Vec<String>> = Vec::new();
+            while let Some(row) = lines.get(i).and_then(|l| l.strip_prefix("    ")) {
+                table.push(row.split('\t').map(str::to_owned).collect());
+                i += 1;
+            }
+            let mut table = table.into_iter();
+            items.push(Item::Sql {
+                line_no,
+                query: query.to_owned(),
+                columns: table.next().unwrap_or_default(),
+                rows: table.collect(),
+            });
+            continue;
+        }
         if !line.starts_with(">>> ") {
-            // `--- SQL` blocks, their indented rows and comments are read-only checks: skipped.
             i += 1;
             continue;
         }
@@ -586,32 +634,198 @@ fn bulk_fields(template: &[(String, String)], i: usize) -> Vec<(String, String)>
         .collect()
 }
 
+/// What a `--- SQL` check found.
+#[derive(Debug, PartialEq, Eq)]
+enum SqlCheck {
+    Matched,
+    /// A query shape the checker does not model (other tables, functions, several users…).
+    Unsupported,
+}
+
+/// The `user` columns [`user_column`] knows.
+const USER_COLUMNS: &[&str] = &[
+    "id",
+    "username",
+    "firstname",
+    "lastname",
+    "email",
+    "status",
+    "active",
+    "enabled",
+    "official_code",
+    "phone",
+    "language",
+    "auth_source",
+];
+
+/// The value of a `user` column as MariaDB's command line prints it.
+fn user_column(u: &chamilo_scim_proxy::standin::User, column: &str) -> Option<String> {
+    let null = || "NULL".to_owned();
+    Some(match column {
+        "id" => u.id.to_string(),
+        "username" => u.username.clone(),
+        "firstname" => u.firstname.clone().unwrap_or_else(null),
+        "lastname" => u.lastname.clone(),
+        "email" => u.email.clone(),
+        "status" => u.status.to_string(),
+        "active" => u.active.to_string(),
+        "enabled" => u.enabled.to_string(),
+        "official_code" => u.official_code.clone(),
+        "phone" => u.phone.clone(),
+        "language" => u.language.clone(),
+        "auth_source" => u.auth_source.clone(),
+        _ => return None,
+    })
+}
+
+/// Checks one SQL block against the stand-in's state, for the shapes it knows:
+/// `SELECT <user columns> FROM user WHERE id=N | username='x'` and
+/// `SELECT f.variable, v.value[, v.updated_at] FROM extra_field_values v JOIN extra_field f …
+/// WHERE v.item_id=N ORDER BY f.variable`.
+fn check_sql(
+    chamilo: &StandinHandle,
+    norm: &Norm,
+    query: &str,
+    columns: &[String],
+    rows: &[Vec<String>],
+) -> Result<SqlCheck, String> {
+    let state = chamilo.state();
+    let actual: Vec<Vec<String>> = if let Some(rest) = query
+        .strip_prefix("SELECT f.variable, v.value")
+        .filter(|_| query.contains("FROM extra_field_values v JOIN extra_field f"))
+    {
+        let Some(id) = rest
+            .split_once("WHERE v.item_id=")
+            .and_then(|(_, n)| n.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Ok(SqlCheck::Unsupported);
+        };
+        if !rest.ends_with("ORDER BY f.variable") {
+            return Ok(SqlCheck::Unsupported);
+        }
+        let Some(u) = state.user(norm.map_id(id)) else {
+            return Err(format!("no user {id}"));
+        };
+        let mut fields: Vec<(&String, &Option<String>)> = u.extra.iter().collect();
+        fields.sort_by_cached_key(|(f, _)| fold(f));
+        let mut out = Vec::new();
+        for (field, value) in fields {
+            let mut row = Vec::new();
+            for column in columns {
+                row.push(match column.as_str() {
+                    "variable" => field.clone(),
+                    "value" => value.clone().unwrap_or_else(|| "NULL".into()),
+                    "updated_at" => match u.extra_updated_at.get(field) {
+                        Some(t) => sql_datetime(*t),
+                        None => "NULL".into(),
+                    },
+                    _ => return Ok(SqlCheck::Unsupported),
+                });
+            }
+            out.push(row);
+        }
+        out
+    } else if let Some((_, filter)) = query
+        .strip_prefix("SELECT ")
+        .and_then(|q| q.split_once(" FROM user WHERE "))
+    {
+        if !columns.iter().all(|c| USER_COLUMNS.contains(&c.as_str())) {
+            return Ok(SqlCheck::Unsupported);
+        }
+        let user = if let Some(id) = filter.strip_prefix("id=") {
+            match id.parse::<u64>() {
+                Ok(id) => state.user(norm.map_id(id)),
+                Err(_) => return Ok(SqlCheck::Unsupported),
+            }
+        } else if let Some(name) = filter
+            .strip_prefix("username='")
+            .and_then(|n| n.strip_suffix('\''))
+            .filter(|n| !n.contains('\''))
+        {
+            state.user_by_username(name)
+        } else {
+            return Ok(SqlCheck::Unsupported);
+        };
+        let mut out = Vec::new();
+        if let Some(u) = user {
+            let mut row = Vec::new();
+            for column in columns {
+                match user_column(u, column) {
+                    Some(v) => row.push(v),
+                    None => return Ok(SqlCheck::Unsupported),
+                }
+            }
+            out.push(row);
+        }
+        out
+    } else {
+        return Ok(SqlCheck::Unsupported);
+    };
+    // Ids in the recording are mapped to the stand-in's.
+    let expected: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(columns)
+                .map(|(v, c)| match (c.as_str(), v.parse::<u64>()) {
+                    ("id", Ok(n)) => norm.map_id(n).to_string(),
+                    _ => v.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    if actual == expected {
+        Ok(SqlCheck::Matched)
+    } else {
+        Err(format!("expected rows {expected:?}, got {actual:?}"))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_rest_current_transcript() {
-    let items = parse_transcript();
+    let items = parse_transcript(TRANSCRIPT);
+    let config = || StandinConfig {
+        clock: Clock::manual(MAIN_CLOCK),
+        ..StandinConfig::default()
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
-    let mut chamilo = Standin::start(StandinConfig::default())
-        .await
-        .expect("start");
+    let mut chamilo = Standin::start(config()).await.expect("start");
     let mut norm = Norm {
         base: chamilo.base_url.clone(),
         ..Norm::default()
     };
     let (mut total, mut matched, mut exact, mut skipped) = (0usize, 0usize, 0usize, 0usize);
+    let (mut sql_checked, mut sql_unsupported) = (0usize, 0usize);
     let mut failures: Vec<String> = Vec::new();
     let mut sections_seen = 0;
     let mut i = 0;
     while i < items.len() {
         match &items[i] {
+            Item::Clock(t) => {
+                chamilo.clock().set(*t);
+                i += 1;
+            }
+            Item::Sql {
+                line_no,
+                query,
+                columns,
+                rows,
+            } => {
+                match check_sql(&chamilo, &norm, query, columns, rows) {
+                    Ok(SqlCheck::Matched) => sql_checked += 1,
+                    Ok(SqlCheck::Unsupported) => sql_unsupported += 1,
+                    Err(why) => failures.push(format!("SQL line {line_no}: {query}\n    {why}")),
+                }
+                i += 1;
+            }
             Item::Reset(name) => {
                 chamilo.stop().await;
-                chamilo = Standin::start(StandinConfig::default())
-                    .await
-                    .expect("start");
+                chamilo = Standin::start(config()).await.expect("start");
                 norm = Norm {
                     base: chamilo.base_url.clone(),
                     ..Norm::default()
@@ -735,14 +949,87 @@ async fn replay_rest_current_transcript() {
     }
     chamilo.stop().await;
     println!(
-        "fidelity: {matched} of {total} recorded exchanges match ({exact} byte-identical after normalisation), {skipped} skipped, {} differ; {sections_seen} resets",
+        "fidelity: {matched} of {total} recorded exchanges match ({exact} byte-identical after normalisation), {skipped} skipped, {} differ; {sections_seen} resets; {sql_checked} SQL checks hold, {sql_unsupported} not modelled",
         failures.len()
     );
     for f in &failures {
         println!("MISMATCH {f}");
     }
     assert!(total > 200, "transcript parsed: {total} exchanges");
+    assert!(sql_checked >= 6, "SQL checks of users: {sql_checked}");
     assert!(failures.is_empty(), "{} exchanges differ", failures.len());
+}
+
+/// `rest-current-1.11-writes.txt`: what one `update_user_from_username` really does (extra
+/// values saved one by one, columns flushed at the end, the same-second rule). Every response
+/// must be byte-identical after normalisation and every SQL block must hold.
+#[tokio::test]
+async fn replay_rest_current_writes_transcript() {
+    let items = parse_transcript(WRITES);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let chamilo = Standin::start(StandinConfig {
+        clock: Clock::manual(WRITES_START),
+        ..StandinConfig::default()
+    })
+    .await
+    .expect("start");
+    let mut norm = Norm {
+        base: chamilo.base_url.clone(),
+        ..Norm::default()
+    };
+    let (mut exchanges, mut exact, mut sql_checked, mut clock_lines) = (0, 0, 0, 0);
+    let mut failures: Vec<String> = Vec::new();
+    for item in &items {
+        match item {
+            Item::Reset(_) => panic!("the writes transcript has no reset"),
+            Item::Clock(t) => {
+                clock_lines += 1;
+                chamilo.clock().set(*t);
+            }
+            Item::Sql {
+                line_no,
+                query,
+                columns,
+                rows,
+            } => match check_sql(&chamilo, &norm, query, columns, rows) {
+                Ok(SqlCheck::Matched) => sql_checked += 1,
+                Ok(SqlCheck::Unsupported) => {
+                    failures.push(format!("SQL line {line_no} not modelled: {query}"))
+                }
+                Err(why) => failures.push(format!("SQL line {line_no}: {query}\n    {why}")),
+            },
+            Item::Exchange(req, expected, section) => {
+                exchanges += 1;
+                let got = send(&client, &chamilo, req, &norm).await;
+                match check(req, expected, &got, &mut norm) {
+                    Ok(true) => exact += 1,
+                    Ok(false) => failures.push(format!(
+                        "line {} [{section}]: matches but not byte-identical: {}",
+                        req.line_no, got.body
+                    )),
+                    Err(why) => failures.push(format!(
+                        "line {} [{section}]\n    {}\n    {why}",
+                        req.line_no, req.line
+                    )),
+                }
+            }
+        }
+    }
+    chamilo.stop().await;
+    println!(
+        "writes: {exact} of {exchanges} exchanges byte-identical, {sql_checked} SQL checks hold, {clock_lines} clock lines"
+    );
+    for f in &failures {
+        println!("MISMATCH {f}");
+    }
+    assert_eq!(exchanges, 18, "transcript parsed");
+    assert_eq!(sql_checked, 5, "SQL blocks checked");
+    assert_eq!(clock_lines, 15, "t= lines");
+    assert!(failures.is_empty(), "{} differences", failures.len());
 }
 
 #[test]

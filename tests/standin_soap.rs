@@ -2,7 +2,9 @@
 //! the secret keyed on the first `X-Forwarded-For` entry (any token) or the socket address,
 //! faults, the empty-body fatal, and the debug dump that echoes the secret after the envelope.
 
-use chamilo_scim_proxy::standin::{NewUser, Standin, StandinConfig};
+use std::time::Duration;
+
+use chamilo_scim_proxy::standin::{Fault, FaultKind, NewUser, Standin, StandinConfig};
 
 const KEY: &str = "9853011f058585cfe32643ee3d2c83ed";
 
@@ -110,4 +112,86 @@ async fn secret_forwarded_for_faults_and_debug_dump() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("An error has occured"));
     assert_eq!(chamilo.calls("WSEditUserCredentials"), 5);
+}
+
+/// Per-call faults hit SOAP operations too (counted under the operation's name).
+#[tokio::test]
+async fn faults_on_soap_operations() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chamilo = Standin::start(StandinConfig {
+        security_key: KEY.into(),
+        soap_debug_bytes: 100,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let dan = chamilo
+        .state()
+        .insert_user(NewUser {
+            username: "dan".into(),
+            lastname: "D".into(),
+            email: "dan@example.org".into(),
+            password: "x".into(),
+            status: 5,
+            extra: vec![("scim_id".into(), Some("u-dan".into()))],
+            ..NewUser::default()
+        })
+        .unwrap();
+    let login = || chamilo.state().user(dan).unwrap().username.clone();
+    let loopback = "d659c82b6376362e92dd7ad1e1c23b3fd3372a16";
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let call = |to: &str| {
+        http.post(chamilo.soap_url())
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(edit_credentials(loopback, to, "u-dan"))
+            .send()
+    };
+    const OP: &str = "WSEditUserCredentials";
+
+    // Refuse: the Server fault registration.soap.php uses for its own refusals.
+    chamilo.inject_fault(Fault::nth_of(
+        OP,
+        1,
+        FaultKind::Refuse {
+            message: "Service unavailable".into(),
+        },
+    ));
+    let r = call("d1").await.unwrap();
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<faultcode xsi:type=\"xsd:string\">Server</faultcode>"));
+    assert!(body.contains("<faultstring xsi:type=\"xsd:string\">Service unavailable</faultstring>"));
+    assert_eq!(login(), "dan");
+
+    chamilo.inject_fault(Fault::nth_of(OP, 1, FaultKind::Fatal));
+    let r = call("d2").await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.text().await.unwrap().is_empty());
+    chamilo.inject_fault(Fault::nth_call(1, FaultKind::HtmlPage));
+    let r = call("d3").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("An error has occured"));
+    assert_eq!(login(), "dan", "refusals apply nothing");
+
+    for applied in [false, true] {
+        chamilo.inject_fault(Fault::nth_of(OP, 1, FaultKind::Drop { applied }));
+        let err = call("dropped").await.expect_err("no response");
+        assert!(!err.is_timeout(), "{err:?}");
+        assert_eq!(login(), if applied { "dropped" } else { "dan" });
+    }
+    for applied in [false, true] {
+        chamilo.inject_fault(Fault::nth_of(OP, 1, FaultKind::Timeout { applied }));
+        let err = call("held").await.expect_err("held");
+        assert!(err.is_timeout(), "{err:?}");
+        assert_eq!(login(), if applied { "held" } else { "dropped" });
+    }
+    let r = call("daniel").await.unwrap();
+    assert!(r.text().await.unwrap().contains(">1</return>"));
+    assert_eq!(login(), "daniel");
+    assert_eq!(chamilo.calls(OP), 8);
+    assert!(chamilo.pending_faults().is_empty());
+    chamilo.stop().await;
 }

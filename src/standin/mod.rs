@@ -15,7 +15,75 @@
 //! println!("{} (admin key {})", chamilo.base_url, chamilo.admin_api_key);
 //! # Ok(()) }
 //! ```
+//!
+//! # Writes
+//!
+//! Writes follow Chamilo, not a database transaction (`rest-current-1.11-writes.txt`):
+//!
+//! - Every extra-field value row carries `updated_at`, in whole seconds
+//!   ([`User::extra_updated_at`]). `save_user` stamps every value it writes (the original-id
+//!   value, `extra[]`, `already_logged_in`).
+//! - `update_user_from_username` walks the POST keys in `$_POST` order (a key sits where it first
+//!   appeared; all `extra[…]` pairs are one key `extra`). Column keys (`firstname`, `active`,
+//!   `status`, …) only record a pending value; `language` is checked when reached; each
+//!   `extra` entry is saved at once, in order; an unsupported key aborts when reached. The
+//!   pending columns are written after the loop, all together. An abort answers
+//!   `{"error":true,…}`: extra values saved before it stay saved, no column is written.
+//! - Saving one extra value ([`ChamiloState::save_extra_value`]) fails for an unknown field
+//!   variable, and fails when the row already holds the value **and** was written in the same
+//!   second (the `UPDATE` changes no row, which Chamilo's model reports as a failure). One
+//!   second later the same write succeeds. Columns alone can be rewritten unchanged freely.
+//!
+//! # Clock
+//!
+//! "Now" comes from [`StandinConfig::clock`]: [`Clock::Real`] (wall-clock UNIX seconds, the
+//! default) or [`Clock::manual`], which only moves when a test calls
+//! [`Clock::set`]/[`Clock::advance`] (through [`StandinHandle::clock`] or a clone kept before
+//! start). The server reads it once per request and passes it down (`rest.rs` and `soap.rs`
+//! stay pure over the state); the direct-edit helpers tests use behind the proxy's back
+//! ([`ChamiloState::set_extra`], [`ChamiloState::edit_user`], [`ChamiloState::user_mut`],
+//! [`ChamiloState::insert_user`]) stamp with the same clock.
+//!
+//! ```no_run
+//! # async fn f() -> std::io::Result<()> {
+//! use chamilo_scim_proxy::standin::{Clock, Standin, StandinConfig};
+//! let chamilo = Standin::start(StandinConfig {
+//!     clock: Clock::manual(1_796_234_755),
+//!     ..StandinConfig::default()
+//! })
+//! .await?;
+//! // … a write, then the same write again: fails in this second …
+//! chamilo.clock().advance(1); // … and succeeds in the next.
+//! # Ok(()) }
+//! ```
+//!
+//! # Fault injection
+//!
+//! [`StandinHandle::inject_fault`] queues a [`Fault`]: its [`FaultTarget`] picks one call, the
+//! n-th of any action ([`FaultTarget::NthCall`]) or of one REST action / SOAP operation
+//! ([`FaultTarget::NthOf`]), counted from the injection; its [`FaultKind`] says what happens
+//! instead of the normal answer: [`FaultKind::Refuse`] (REST: HTTP 200 `error:true` with the
+//! message; SOAP: HTTP 500 `Server` fault with the message), [`FaultKind::Fatal`] (HTTP 500,
+//! empty body), [`FaultKind::HtmlPage`] (Chamilo's HTML error page, HTTP 200) — none of them
+//! applies the call — and [`FaultKind::Timeout`] / [`FaultKind::Drop`], which apply the call
+//! first when `applied` is true, then hold the response for [`FAULT_HOLD`] (or until the
+//! stand-in stops) / close the TCP connection without a byte of response. Each fault fires
+//! once; a faulted call is counted by [`StandinHandle::calls`]. [`StandinHandle::inject`]
+//! still makes every REST call fail one way until reset.
+//!
+//! ```no_run
+//! # async fn f(chamilo: chamilo_scim_proxy::standin::StandinHandle) {
+//! use chamilo_scim_proxy::standin::{Fault, FaultKind};
+//! // The next update is applied, but its response never arrives.
+//! chamilo.inject_fault(Fault::nth_of(
+//!     "update_user_from_username",
+//!     1,
+//!     FaultKind::Drop { applied: true },
+//! ));
+//! # }
+//! ```
 
+pub mod clock;
 pub mod form;
 pub mod rest;
 pub mod soap;
@@ -37,9 +105,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use self::clock::{Clock, ManualClock};
 use self::form::FormPairs;
 use self::rest::{Reply, RestRequest, Site};
-pub use self::state::{ChamiloState, NewUser, User};
+pub use self::state::{ChamiloState, ExtraWrite, ExtraWriteError, NewUser, User, UserMut};
 
 /// Path of the REST web services.
 pub const REST_PATH: &str = "/main/webservices/api/v2.php";
@@ -63,6 +132,9 @@ pub struct StandinConfig {
     pub soap_debug_bytes: usize,
     /// Students created at start (see [`ChamiloState::seed_users`]).
     pub seed_users: usize,
+    /// Where "now" comes from (default: the real clock). Give a [`Clock::manual`] to decide
+    /// which calls fall in the same second.
+    pub clock: Clock,
 }
 
 impl Default for StandinConfig {
@@ -75,6 +147,7 @@ impl Default for StandinConfig {
             extra_field_cost_per_user: Duration::ZERO,
             soap_debug_bytes: 15_000,
             seed_users: 0,
+            clock: Clock::Real,
         }
     }
 }
@@ -122,11 +195,106 @@ pub enum Injected {
     Fatal,
 }
 
+/// How long a [`FaultKind::Timeout`] holds its response (unless the stand-in stops first).
+pub const FAULT_HOLD: Duration = Duration::from_secs(120);
+
+/// A failure of one chosen call, queued with [`StandinHandle::inject_fault`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Which call fails.
+    pub target: FaultTarget,
+    /// How it fails.
+    pub kind: FaultKind,
+}
+
+impl Fault {
+    /// The `n`-th call of any action from now on (1 is the next call).
+    pub fn nth_call(n: u64, kind: FaultKind) -> Self {
+        Self {
+            target: FaultTarget::NthCall(n),
+            kind,
+        }
+    }
+
+    /// The `n`-th call of `action` (a REST action or SOAP operation) from now on.
+    pub fn nth_of(action: impl Into<String>, n: u64, kind: FaultKind) -> Self {
+        Self {
+            target: FaultTarget::NthOf {
+                action: action.into(),
+                n,
+            },
+            kind,
+        }
+    }
+}
+
+/// Which call a [`Fault`] hits, counted from the moment it is injected, 1-based (0 counts as 1).
+/// Names are the ones [`StandinHandle::calls`] counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// The n-th call of any action.
+    NthCall(u64),
+    /// The n-th call of this action.
+    NthOf { action: String, n: u64 },
+}
+
+impl FaultTarget {
+    fn n(&self) -> u64 {
+        match self {
+            Self::NthCall(n) | Self::NthOf { n, .. } => (*n).max(1),
+        }
+    }
+
+    fn matches(&self, action: &str) -> bool {
+        match self {
+            Self::NthCall(_) => true,
+            Self::NthOf { action: a, .. } => a == action,
+        }
+    }
+}
+
+/// What the hit call does instead of answering normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Chamilo refuses, nothing applied. REST: HTTP 200 `{"error":true,"message":…}`. SOAP:
+    /// HTTP 500 with a `SOAP-ENV:Fault` (`faultcode` `Server`, `faultstring` the message), the
+    /// way `registration.soap.php` refuses a wrong secret key.
+    Refuse { message: String },
+    /// A PHP fatal, nothing applied: HTTP 500, `text/html`, empty body.
+    Fatal,
+    /// Chamilo's HTML error page (a database error), HTTP 200, nothing applied.
+    HtmlPage,
+    /// The call is applied first if `applied`, then the response is held for [`FAULT_HOLD`]
+    /// (or until the stand-in stops), and the connection is closed without one.
+    Timeout { applied: bool },
+    /// The call is applied first if `applied`, then the TCP connection is closed without a
+    /// single byte of response.
+    Drop { applied: bool },
+}
+
+impl FaultKind {
+    fn applies(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout { applied: true } | Self::Drop { applied: true }
+        )
+    }
+}
+
+#[derive(Debug)]
+struct PendingFault {
+    fault: Fault,
+    /// Matching calls seen since injection.
+    seen: u64,
+}
+
 struct Shared {
     state: Mutex<ChamiloState>,
     calls: Mutex<HashMap<String, u64>>,
     cost: Mutex<Cost>,
     injected: Mutex<Option<Injected>>,
+    faults: Mutex<Vec<PendingFault>>,
+    clock: Clock,
     /// Nanoseconds spent answering (modelled cost included), for "proxy's own time" figures.
     busy_nanos: std::sync::atomic::AtomicU64,
     security_key: String,
@@ -147,7 +315,8 @@ impl Standin {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let mut state = ChamiloState::fresh(&config.admin_password);
+        let mut state =
+            ChamiloState::fresh_with_clock(&config.admin_password, config.clock.clone());
         let admin_api_key = state.ensure_api_key(1);
         state.seed_users(config.seed_users);
         let shared = Arc::new(Shared {
@@ -159,6 +328,8 @@ impl Standin {
                 extra_field_cost_per_user: config.extra_field_cost_per_user,
             }),
             injected: Mutex::new(None),
+            faults: Mutex::new(Vec::new()),
+            clock: config.clock.clone(),
             busy_nanos: std::sync::atomic::AtomicU64::new(0),
             security_key: config.security_key.clone(),
             soap_debug_bytes: config.soap_debug_bytes,
@@ -275,8 +446,36 @@ impl StandinHandle {
     }
 
     /// Makes every following REST call fail this way (`None` to answer normally again).
+    /// A queued [`Fault`] that hits a call takes precedence.
     pub fn inject(&self, failure: Option<Injected>) {
         *lock(&self.shared.injected) = failure;
+    }
+
+    /// The stand-in's clock (shared with its database's direct-edit helpers). With a manual
+    /// clock, `chamilo.clock().advance(1)` moves every later call to the next second.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    /// Queues a fault: the call it targets (REST or SOAP) fails as `fault.kind` says, once.
+    /// Several may be queued; each counts matching calls from its own injection. When two
+    /// are due on the same call, the earlier-injected one fires and the other waits for the
+    /// next matching call. A faulted call is counted by [`StandinHandle::calls`] like any.
+    pub fn inject_fault(&self, fault: Fault) {
+        lock(&self.shared.faults).push(PendingFault { fault, seen: 0 });
+    }
+
+    /// The faults queued and not fired yet, as injected, in injection order.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        lock(&self.shared.faults)
+            .iter()
+            .map(|p| p.fault.clone())
+            .collect()
+    }
+
+    /// Forgets every queued fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
     }
 
     /// Stops accepting, closes every open connection and waits for the tasks to end.
@@ -310,13 +509,19 @@ async fn accept_loop(
             continue;
         };
         let shared = shared.clone();
-        let stop = stop.clone();
+        let conn_ctl = ConnControl {
+            stop: stop.clone(),
+            kill: CancellationToken::new(),
+        };
         tracker.spawn(async move {
+            let kill = conn_ctl.kill.clone();
+            let stop = conn_ctl.stop.clone();
             let service = service_fn(move |req| {
                 let shared = shared.clone();
+                let conn_ctl = conn_ctl.clone();
                 async move {
                     let started = std::time::Instant::now();
-                    let response = serve(shared.clone(), peer, req).await;
+                    let response = serve(shared.clone(), peer, req, conn_ctl).await;
                     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                     shared
                         .busy_nanos
@@ -326,9 +531,12 @@ async fn accept_loop(
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
+            // Dropping `conn` closes the socket without writing anything more: that is how a
+            // `Drop` or `Timeout` fault ends its connection.
             tokio::select! {
                 _ = conn => {}
                 _ = stop.cancelled() => {}
+                _ = kill.cancelled() => {}
             }
         });
     }
@@ -369,14 +577,73 @@ fn respond(
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-fn count(shared: &Shared, action: &str) {
+/// What a connection's requests may do to the connection.
+#[derive(Clone)]
+struct ConnControl {
+    /// The stand-in is stopping.
+    stop: CancellationToken,
+    /// Close this connection now, without a response.
+    kill: CancellationToken,
+}
+
+/// Counts a call of `action` and returns the fault it triggers, if any.
+fn record_call(shared: &Shared, action: &str) -> Option<FaultKind> {
     *lock(&shared.calls).entry(action.to_owned()).or_insert(0) += 1;
+    let mut faults = lock(&shared.faults);
+    let mut fired = None;
+    for (i, pending) in faults.iter_mut().enumerate() {
+        if !pending.fault.target.matches(action) {
+            continue;
+        }
+        pending.seen += 1;
+        if fired.is_none() && pending.seen >= pending.fault.target.n() {
+            fired = Some(i);
+        }
+    }
+    fired.map(|i| faults.remove(i).fault.kind)
+}
+
+/// Answers (or does not answer) a faulted call. The change, when the fault applies it, was
+/// made by the caller already.
+async fn fault_response(
+    kind: FaultKind,
+    refuse: impl FnOnce(&str) -> Response<Full<Bytes>>,
+    latency: Duration,
+    conn: &ConnControl,
+) -> Response<Full<Bytes>> {
+    tokio::time::sleep(latency).await;
+    match kind {
+        FaultKind::Refuse { message } => refuse(&message),
+        FaultKind::Fatal => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/html; charset=UTF-8",
+            "",
+        ),
+        FaultKind::HtmlPage => respond(
+            StatusCode::OK,
+            "text/html; charset=UTF-8",
+            soap::html_error_page(),
+        ),
+        FaultKind::Timeout { .. } => {
+            tokio::select! {
+                _ = tokio::time::sleep(FAULT_HOLD) => {}
+                _ = conn.stop.cancelled() => {}
+            }
+            conn.kill.cancel();
+            std::future::pending().await
+        }
+        FaultKind::Drop { .. } => {
+            conn.kill.cancel();
+            std::future::pending().await
+        }
+    }
 }
 
 async fn serve(
     shared: Arc<Shared>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    conn: ConnControl,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
@@ -385,6 +652,7 @@ async fn serve(
     };
     let body = String::from_utf8_lossy(&body).into_owned();
     let cost = *lock(&shared.cost);
+    let now = shared.clock.now();
     match parts.uri.path() {
         REST_PATH if parts.method == Method::POST || parts.method == Method::GET => {
             let rest_req = RestRequest {
@@ -396,7 +664,17 @@ async fn serve(
                 },
             };
             let action = rest::action_of(&rest_req);
-            count(&shared, &action);
+            if let Some(kind) = record_call(&shared, &action) {
+                if kind.applies() {
+                    let mut state = lock(&shared.state);
+                    rest::handle(&mut state, &shared.site, &rest_req, now);
+                }
+                let refuse = |message: &str| {
+                    let body = serde_json::json!({"error": true, "message": message});
+                    respond(StatusCode::OK, "application/json", rest::php_json(&body))
+                };
+                return fault_response(kind, refuse, cost.latency, &conn).await;
+            }
             let injected = *lock(&shared.injected);
             let (reply, work) = match injected {
                 Some(Injected::Fatal) => (Reply::Fatal, rest::Work::default()),
@@ -410,7 +688,7 @@ async fn serve(
                 }
                 None => {
                     let mut state = lock(&shared.state);
-                    rest::handle(&mut state, &shared.site, &rest_req)
+                    rest::handle(&mut state, &shared.site, &rest_req, now)
                 }
             };
             tokio::time::sleep(cost.of(work)).await;
@@ -434,17 +712,38 @@ async fn serve(
                     IpAddr::V4(a) => a.to_string(),
                     IpAddr::V6(a) => a.to_string(),
                 });
-            let (op, reply) = {
+            let op = soap::operation_of(&body);
+            let fault = record_call(&shared, &op);
+            let apply = fault.as_ref().is_none_or(FaultKind::applies);
+            let reply = if apply {
                 let mut state = lock(&shared.state);
-                soap::handle(
+                let (_, reply) = soap::handle(
                     &mut state,
                     &shared.security_key,
                     &ip,
                     &body,
                     shared.soap_debug_bytes,
-                )
+                    now,
+                );
+                Some(reply)
+            } else {
+                None
             };
-            count(&shared, &op);
+            if let Some(kind) = fault {
+                let refuse = |message: &str| {
+                    let r = soap::refusal(message, &body, &ip, shared.soap_debug_bytes);
+                    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+                    respond(status, r.content_type, r.body)
+                };
+                return fault_response(kind, refuse, cost.latency, &conn).await;
+            }
+            let Some(reply) = reply else {
+                return respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/html; charset=UTF-8",
+                    "",
+                );
+            };
             tokio::time::sleep(cost.latency).await;
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
             respond(status, reply.content_type, reply.body)

@@ -5,7 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::form::FormPairs;
+use super::clock::sql_datetime;
+use super::form::{FormPairs, PhpValue};
 use super::state::{
     fold, php_int, store_text, ChamiloState, NewUser, User, EMAIL_MAX, FIRSTNAME_MAX,
     INSTALLED_LANGUAGES, LASTNAME_MAX, OFFICIAL_CODE_MAX, PHONE_MAX, STATUS_STUDENT,
@@ -91,8 +92,9 @@ fn caller_field(req: &RestRequest, caller: &FormPairs, name: &str) -> Option<Str
         .map(str::to_owned)
 }
 
-/// Answers one v2.php request.
-pub fn handle(state: &mut ChamiloState, site: &Site, req: &RestRequest) -> (Reply, Work) {
+/// Answers one v2.php request at the second `now` (UNIX time; what the database's `NOW()`
+/// and `updated_at` stamps would show).
+pub fn handle(state: &mut ChamiloState, site: &Site, req: &RestRequest, now: u64) -> (Reply, Work) {
     let caller = caller_params(req);
     let action = caller_field(req, &caller, "action").unwrap_or_default();
     let username = caller_field(req, &caller, "username").unwrap_or_default();
@@ -124,8 +126,8 @@ pub fn handle(state: &mut ChamiloState, site: &Site, req: &RestRequest) -> (Repl
             ok(json!([state.user_by_username(login).is_some()]))
         }
         "users_profiles_by_extra_field" => users_profiles_by_extra_field(state, site, &ctx, p),
-        "save_user" => save_user(state, &ctx, p).map_or_else(|e| e, |id| ok(json!([id]))),
-        "save_user_get_apikey" => match save_user(state, &ctx, p) {
+        "save_user" => save_user(state, &ctx, p, now).map_or_else(|e| e, |id| ok(json!([id]))),
+        "save_user_get_apikey" => match save_user(state, &ctx, p, now) {
             Ok(id) => {
                 let key = state.ensure_api_key(id);
                 ok(json!({"id": id, "api_key": key}))
@@ -134,9 +136,9 @@ pub fn handle(state: &mut ChamiloState, site: &Site, req: &RestRequest) -> (Repl
         },
         "save_user_json" => {
             let pairs = json_params(p.get("json").unwrap_or(""));
-            save_user(state, &ctx, &pairs).map_or_else(|e| e, |id| ok(json!([id])))
+            save_user(state, &ctx, &pairs, now).map_or_else(|e| e, |id| ok(json!([id])))
         }
-        "update_user_from_username" => update_user_from_username(state, &ctx, p),
+        "update_user_from_username" => update_user_from_username(state, &ctx, p, now),
         "delete_user" => delete_user(state, &ctx, p),
         "get_user_api_key" => get_user_api_key(state, &ctx, &req.query),
         "get_users_api_keys" => get_users_api_keys(state, &ctx, &req.query),
@@ -343,12 +345,12 @@ pub fn valid_email(email: &str) -> bool {
     local_ok && domain_ok
 }
 
-fn doctrine_insert_error(new: &NewUser, creator: u64, reason: &str) -> String {
+fn doctrine_insert_error(new: &NewUser, creator: u64, reason: &str, now: u64) -> String {
     let q = |s: &str| format!("\"{s}\"");
     let opt = |s: &Option<String>| s.as_deref().map_or("null".to_owned(), q);
     let hash = format!("$2y$04${}", super::state::random_hex(26));
     let salt = super::state::random_hex(21);
-    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let now = sql_datetime(now);
     let login = q(&new.username);
     let email = q(&new.email);
     format!(
@@ -367,7 +369,12 @@ fn doctrine_insert_error(new: &NewUser, creator: u64, reason: &str) -> String {
     )
 }
 
-fn save_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Result<u64, Reply> {
+fn save_user(
+    state: &mut ChamiloState,
+    ctx: &Caller,
+    p: &FormPairs,
+    now: u64,
+) -> Result<u64, Reply> {
     if !ctx.admin {
         return Err(err(NOT_ALLOWED));
     }
@@ -422,6 +429,7 @@ fn save_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Result<u6
             &new,
             ctx.id,
             "SQLSTATE[23000]: Integrity constraint violation: 1048 Column 'status' cannot be null",
+            now,
         )));
     };
     let new = NewUser {
@@ -429,7 +437,7 @@ fn save_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Result<u6
         ..new
     };
     state
-        .insert_user(new)
+        .insert_user_at(new, now)
         .ok_or_else(|| err("This login is not available"))
 }
 
@@ -460,8 +468,11 @@ fn indexed_extra(p: &FormPairs) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Keys `update_user_from_username` accepts besides `extra`.
-const UPDATABLE: &[&str] = &[
+/// The user columns `update_user_from_username` sets (keys matched case-insensitively, as
+/// PHP's `switch (strtolower($name))`). The last group is accepted and not stored by the
+/// stand-in (its `User` has no such column). `roles` and `registration_date`, which Chamilo
+/// also accepts, fail in ways not recorded; the stand-in reports them as unsupported.
+const COLUMNS: &[&str] = &[
     "firstname",
     "lastname",
     "email",
@@ -478,67 +489,90 @@ const UPDATABLE: &[&str] = &[
     "openarea",
     "teach",
     "productions",
+    "address",
+    "profile_completed",
+    "picture_uri",
+    "creator_id",
+    "openid",
+    "theme",
+    "hr_dept_id",
 ];
 
-fn update_user_from_username(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
-    let Some(login) = p
+/// Why an `extra[…]` entry could not be saved.
+enum ExtraFailure {
+    /// `{"error":true,"message":…}`.
+    Message(String),
+    /// An uncaught PHP `Error` (not an `Exception`): HTTP 500, empty body.
+    Fatal,
+}
+
+/// Chamilo's `Rest::updateUserFromUserName($_POST)`, step by step:
+///
+/// 1. the first key equal to `loginname` (any case) names the user (`User not found.`);
+///    without one, `No data available`; a non-admin may only update itself;
+/// 2. every POST key, in `$_POST` order (first appearance; all `extra[…]` pairs are the one key
+///    `extra`), is handled when reached: a column key records a pending value; `language`
+///    must be an installed folder name (`Language unavailable.`); `extra` saves each entry at
+///    once, in order ([`ChamiloState::save_extra_value`]); `username`, `api_key`, `action`,
+///    `loginname` are skipped; any other key aborts (`Unsupported update. '<key>'`);
+/// 3. only after the loop are the pending columns written, together.
+///
+/// An abort answers `error:true`: the extra values saved before it stay saved, and no column
+/// is written. The call is not atomic, exactly like Chamilo's.
+fn update_user_from_username(
+    state: &mut ChamiloState,
+    ctx: &Caller,
+    p: &FormPairs,
+    now: u64,
+) -> Reply {
+    let params = p.to_php();
+    if params.is_empty() {
+        return err("NoData");
+    }
+    let Some((_, login)) = params
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("loginname"))
-        .map(|(_, v)| v.to_owned())
     else {
         return err("No data available");
     };
-    let Some(target) = state.user_by_username(&login).map(|u| u.id) else {
+    let target = match login {
+        PhpValue::Str(login) => state.user_by_username(login).map(|u| u.id),
+        // Database::escape_string(array): a TypeError.
+        PhpValue::Array(_) => return Reply::Fatal,
+    };
+    let Some(target) = target else {
         return err("User not found.");
     };
     if !ctx.admin && target != ctx.id {
         return err(NOT_ALLOWED);
     }
-    let mut changes: Vec<(&str, &str)> = Vec::new();
-    for (key, value) in p.iter() {
+    let mut pending: Vec<(String, String)> = Vec::new();
+    for (key, value) in params.iter() {
         let lower = key.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "action" | "api_key" | "username" | "loginname"
-        ) || key == "extra"
-            || key.starts_with("extra[")
-        {
-            continue;
-        }
-        if !UPDATABLE.contains(&key) {
-            return err(format!("Unsupported update. '{key}'"));
-        }
-        changes.push((key, value));
-    }
-    // Extra fields: indexed form and associative form; a missing field fails the call.
-    let mut extra_changes: Vec<(String, String)> = Vec::new();
-    for (name, value) in indexed_extra(p) {
-        match state.extra_field(&name) {
-            Some(stored) => extra_changes.push((stored.to_owned(), value)),
-            None => {
-                return err(format!(
-                    "Could not update extra field value.: Array\n(\n    [field_name] => {name}\n    [field_value] => {value}\n)\n"
-                ))
+        match lower.as_str() {
+            "username" | "api_key" | "action" | "loginname" => {}
+            "extra" => {
+                if let Err(failure) = save_extras(state, target, value, now) {
+                    return match failure {
+                        ExtraFailure::Message(m) => err(m),
+                        ExtraFailure::Fatal => Reply::Fatal,
+                    };
+                }
             }
+            "language" if !INSTALLED_LANGUAGES.contains(&value.as_php_string()) => {
+                return err("Language unavailable.");
+            }
+            column if COLUMNS.contains(&column) => {
+                pending.push((lower.clone(), value.as_php_string().to_owned()));
+            }
+            _ => return err(format!("Unsupported update. '{key}'")),
         }
     }
-    for (path, value) in p.array_entries("extra") {
-        if path.len() != 1 {
-            continue;
-        }
-        match state.extra_field(&path[0]) {
-            Some(stored) => extra_changes.push((stored.to_owned(), value)),
-            None => return err(format!("Could not update extra field value.: {}", path[0])),
-        }
-    }
-    for (key, value) in &changes {
-        if *key == "language" && !INSTALLED_LANGUAGES.contains(value) {
-            return err("Language unavailable.");
-        }
-    }
-    let found = state.edit_user(target, |user| {
-        for (key, value) in changes {
-            match key {
+    // `UserManager::getManager()->updateUser($user, true)`: every column at once.
+    let found = state.edit_user_at(target, now, |user| {
+        for (key, value) in &pending {
+            let value = value.as_str();
+            match key.as_str() {
                 "firstname" => user.firstname = Some(store_text(value, FIRSTNAME_MAX)),
                 "lastname" => user.lastname = store_text(value, LASTNAME_MAX),
                 "email" => user.email = store_text(value, EMAIL_MAX),
@@ -553,15 +587,59 @@ fn update_user_from_username(state: &mut ChamiloState, ctx: &Caller, p: &FormPai
                 _ => {}
             }
         }
-        for (field, value) in extra_changes {
-            user.extra.insert(field, Some(value));
-        }
     });
     if found {
         ok(json!([true]))
     } else {
         err("User not found.")
     }
+}
+
+/// The `case 'extra':` branch: an array whose element `0` is an array is the indexed form
+/// (`extra[i][field_name]`, `extra[i][field_value]`; every element is taken as such an entry),
+/// any other array the associative form (`extra[variable]=value`); a scalar, or an empty
+/// array, is ignored. Entries are saved one by one; the first failure stops the loop.
+fn save_extras(
+    state: &mut ChamiloState,
+    user: u64,
+    extra: &PhpValue,
+    now: u64,
+) -> Result<(), ExtraFailure> {
+    let PhpValue::Array(entries) = extra else {
+        return Ok(());
+    };
+    if matches!(entries.get("0"), Some(PhpValue::Array(_))) {
+        for (_, entry) in entries.iter() {
+            // `$field['field_name']` on a string: PHP 8's TypeError, which v2.php does not catch.
+            let PhpValue::Array(field) = entry else {
+                return Err(ExtraFailure::Fatal);
+            };
+            let saved = match (field.get("field_name"), field.get("field_value")) {
+                (Some(name), Some(value)) => state
+                    .save_extra_value(user, name.as_php_string(), value.as_php_string(), now)
+                    .is_ok(),
+                _ => false,
+            };
+            if !saved {
+                return Err(ExtraFailure::Message(format!(
+                    "Could not update extra field value.: {}",
+                    field.print_r()
+                )));
+            }
+        }
+    } else {
+        for (name, value) in entries.iter() {
+            if state
+                .save_extra_value(user, name, value.as_php_string(), now)
+                .is_err()
+            {
+                return Err(ExtraFailure::Message(format!(
+                    "Could not update extra field value.: {name}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn delete_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
@@ -902,6 +980,292 @@ pub fn php_json(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T: u64 = 1_796_234_755;
+
+    fn site() -> Site {
+        Site {
+            base_url: "http://127.0.0.1:1".into(),
+        }
+    }
+
+    /// A fresh state with the admin's key and `ann1` (id 3) created at `T` with `ext=EXT-1`
+    /// and `name=ann@example.com`.
+    fn with_ann() -> (ChamiloState, String) {
+        let mut state = ChamiloState::fresh("pw");
+        let key = state.ensure_api_key(1);
+        let created = call(
+            &mut state,
+            &key,
+            T,
+            "action=save_user&firstname=Ann&lastname=Lee&status=5&email=ann%40example.com&loginname=ann1&password=Secret123&original_user_id_name=ext&original_user_id_value=EXT-1&extra[0][field_name]=name&extra[0][field_value]=ann%40example.com",
+        );
+        assert_eq!(created, json!({"error": false, "data": [3]}));
+        (state, key)
+    }
+
+    fn call(state: &mut ChamiloState, key: &str, now: u64, body: &str) -> Value {
+        let req = RestRequest {
+            query: FormPairs::default(),
+            body: FormPairs::parse(&format!("username=admin&api_key={key}&{body}")),
+        };
+        match handle(state, &site(), &req, now).0 {
+            Reply::Json(v) => v,
+            Reply::Fatal => json!("FATAL"),
+        }
+    }
+
+    fn update(state: &mut ChamiloState, key: &str, now: u64, fields: &str) -> Value {
+        call(
+            state,
+            key,
+            now,
+            &format!("action=update_user_from_username&loginname=ann1&{fields}"),
+        )
+    }
+
+    fn ok_true() -> Value {
+        json!({"error": false, "data": [true]})
+    }
+
+    fn refused(message: &str) -> Value {
+        json!({"error": true, "message": message})
+    }
+
+    fn indexed_failure(name: &str, value: &str) -> Value {
+        refused(&format!(
+            "Could not update extra field value.: Array\n(\n    [field_name] => {name}\n    [field_value] => {value}\n)\n"
+        ))
+    }
+
+    fn extra(state: &ChamiloState, field: &str) -> (Option<String>, Option<u64>) {
+        let u = state.user(3).expect("ann");
+        (
+            u.extra.get(field).cloned().flatten(),
+            u.extra_updated_at.get(field).copied(),
+        )
+    }
+
+    #[test]
+    fn save_user_stamps_every_extra_value() {
+        let (state, _) = with_ann();
+        let u = state.user(3).unwrap();
+        assert_eq!(u.extra.len(), 3);
+        assert!(u.extra_updated_at.values().all(|t| *t == T));
+        assert_eq!(u.extra_updated_at.len(), 3);
+    }
+
+    #[test]
+    fn same_value_in_the_same_second_fails_and_one_second_later_succeeds() {
+        let (mut state, key) = with_ann();
+        // The value save_user just wrote, in the same second.
+        let same = "extra[0][field_name]=name&extra[0][field_value]=ann%40example.com";
+        assert_eq!(
+            update(&mut state, &key, T, same),
+            indexed_failure("name", "ann@example.com")
+        );
+        assert_eq!(update(&mut state, &key, T + 1, same), ok_true());
+        assert_eq!(extra(&state, "name").1, Some(T + 1), "rewritten: stamped");
+        assert_eq!(
+            update(&mut state, &key, T + 1, same),
+            indexed_failure("name", "ann@example.com")
+        );
+        // A different value in the same second is a real change.
+        let other = "extra[0][field_name]=name&extra[0][field_value]=ann2";
+        assert_eq!(update(&mut state, &key, T + 1, other), ok_true());
+        // Associative form: the same rule, the other message.
+        assert_eq!(
+            update(&mut state, &key, T + 1, "extra[name]=ann2"),
+            refused("Could not update extra field value.: name")
+        );
+        assert_eq!(
+            update(&mut state, &key, T + 2, "extra[NAME]=ann2"),
+            ok_true()
+        );
+        // Insert path: no row yet, then the empty value again in the same second.
+        call(
+            &mut state,
+            &key,
+            T,
+            "action=save_user&lastname=B&status=5&email=b%40example.com&loginname=bob1&password=x",
+        );
+        let empty = "action=update_user_from_username&loginname=bob1&extra[0][field_name]=name&extra[0][field_value]=";
+        assert_eq!(call(&mut state, &key, T + 5, empty), ok_true());
+        assert_eq!(
+            call(&mut state, &key, T + 5, empty),
+            indexed_failure("name", "")
+        );
+        // Columns alone can be rewritten unchanged any number of times.
+        for _ in 0..3 {
+            assert_eq!(
+                update(&mut state, &key, T + 5, "firstname=Ann&active=1"),
+                ok_true()
+            );
+        }
+    }
+
+    #[test]
+    fn extras_apply_in_order_and_columns_only_at_the_end() {
+        let (mut state, key) = with_ann();
+        // Columns before the extras, the second extra fails: the first stays, no column.
+        let r = update(
+            &mut state,
+            &key,
+            T,
+            "firstname=Anne&active=0&extra[0][field_name]=name&extra[0][field_value]=v3&extra[1][field_name]=ext&extra[1][field_value]=EXT-1",
+        );
+        assert_eq!(r, indexed_failure("ext", "EXT-1"));
+        assert_eq!(extra(&state, "name"), (Some("v3".into()), Some(T)));
+        let u = state.user(3).unwrap();
+        assert_eq!((u.firstname.as_deref(), u.active), (Some("Ann"), 1));
+        // Columns after the failing extra: not written either.
+        let r = update(
+            &mut state,
+            &key,
+            T,
+            "extra[ext]=EXT-1&firstname=Annie&status=1",
+        );
+        assert_eq!(r, refused("Could not update extra field value.: ext"));
+        let u = state.user(3).unwrap();
+        assert_eq!((u.firstname.as_deref(), u.status), (Some("Ann"), 5));
+        // All `extra[…]` pairs are one key at the position of the first: both entries are
+        // saved before the unsupported key placed between them aborts the call.
+        let r = update(
+            &mut state,
+            &key,
+            T + 1,
+            "extra[0][field_name]=name&extra[0][field_value]=a&bogus=1&extra[1][field_name]=ext&extra[1][field_value]=b&firstname=X",
+        );
+        assert_eq!(r, refused("Unsupported update. 'bogus'"));
+        assert_eq!(extra(&state, "name").0.as_deref(), Some("a"));
+        assert_eq!(extra(&state, "ext").0.as_deref(), Some("b"));
+        assert_eq!(state.user(3).unwrap().firstname.as_deref(), Some("Ann"));
+        // The unsupported key first: nothing saved.
+        let r = update(&mut state, &key, T + 2, "Bogus=1&extra[name]=c");
+        assert_eq!(r, refused("Unsupported update. 'Bogus'"));
+        assert_eq!(extra(&state, "name").0.as_deref(), Some("a"));
+        // Success writes every column at once; keys match case-insensitively like PHP's
+        // strtolower switch.
+        let r = update(
+            &mut state,
+            &key,
+            T + 2,
+            "FirstName=Anne&active=0&extra[name]=c&official_code=OC",
+        );
+        assert_eq!(r, ok_true());
+        let u = state.user(3).unwrap();
+        assert_eq!(
+            (u.firstname.as_deref(), u.active, u.official_code.as_str()),
+            (Some("Anne"), 0, "OC")
+        );
+        assert_eq!(extra(&state, "name"), (Some("c".into()), Some(T + 2)));
+    }
+
+    #[test]
+    fn unknown_extra_field_fails_without_creating_it() {
+        let (mut state, key) = with_ann();
+        let r = update(
+            &mut state,
+            &key,
+            T + 1,
+            "extra[0][field_name]=name&extra[0][field_value]=n2&extra[1][field_name]=scim_attributes&extra[1][field_value]=roles%3Dteacher&firstname=Z",
+        );
+        assert_eq!(r, indexed_failure("scim_attributes", "roles=teacher"));
+        assert_eq!(
+            extra(&state, "name").0.as_deref(),
+            Some("n2"),
+            "saved before"
+        );
+        assert!(state.extra_field("scim_attributes").is_none());
+        assert_eq!(state.user(3).unwrap().firstname.as_deref(), Some("Ann"));
+        assert_eq!(
+            update(&mut state, &key, T + 1, "extra[scim_attributes]=x"),
+            refused("Could not update extra field value.: scim_attributes")
+        );
+        // An entry without field_value: print_r of what it has.
+        assert_eq!(
+            update(&mut state, &key, T + 1, "extra[0][field_name]=name"),
+            refused("Could not update extra field value.: Array\n(\n    [field_name] => name\n)\n")
+        );
+        // A scalar next to indexed entries: PHP 8's TypeError, after the entries before it.
+        assert_eq!(
+            update(
+                &mut state,
+                &key,
+                T + 2,
+                "extra[0][field_name]=name&extra[0][field_value]=n3&extra[1]=s"
+            ),
+            json!("FATAL")
+        );
+        assert_eq!(extra(&state, "name").0.as_deref(), Some("n3"));
+        // A scalar `extra` is ignored.
+        assert_eq!(update(&mut state, &key, T + 3, "extra=s"), ok_true());
+    }
+
+    #[test]
+    fn language_is_checked_when_reached() {
+        let (mut state, key) = with_ann();
+        // Before the extras: nothing saved.
+        let r = update(&mut state, &key, T + 1, "language=fr&extra[name]=v2");
+        assert_eq!(r, refused("Language unavailable."));
+        assert_eq!(extra(&state, "name").0.as_deref(), Some("ann@example.com"));
+        // After the extras: they stay saved, the language and other columns are not written.
+        let r = update(
+            &mut state,
+            &key,
+            T + 1,
+            "firstname=Z&extra[name]=v2&language=FRENCH",
+        );
+        assert_eq!(r, refused("Language unavailable."));
+        assert_eq!(extra(&state, "name").0.as_deref(), Some("v2"));
+        let u = state.user(3).unwrap();
+        assert_eq!(
+            (u.firstname.as_deref(), u.language.as_str()),
+            (Some("Ann"), "english")
+        );
+        assert_eq!(
+            update(&mut state, &key, T + 1, "language=french"),
+            ok_true()
+        );
+        assert_eq!(state.user(3).unwrap().language, "french");
+    }
+
+    #[test]
+    fn loginname_is_found_first_and_skipped_keys() {
+        let (mut state, key) = with_ann();
+        let r = call(
+            &mut state,
+            &key,
+            T,
+            "action=update_user_from_username&extra[name]=x&LOGINNAME=ANN1&username=other&api_key=k",
+        );
+        // `username`/`api_key` in the body are the caller's: the last ones win for the
+        // caller, so repeat the real ones after.
+        assert_eq!(r, refused("Invalid API key"));
+        let r = call(
+            &mut state,
+            &key,
+            T + 1,
+            &format!("action=update_user_from_username&extra[name]=x&LOGINNAME=ANN1&username=admin&api_key={key}"),
+        );
+        assert_eq!(r, ok_true());
+        assert_eq!(extra(&state, "name").0.as_deref(), Some("x"));
+        let r = call(
+            &mut state,
+            &key,
+            T + 1,
+            "action=update_user_from_username&loginname=nobody&extra[name]=y",
+        );
+        assert_eq!(r, refused("User not found."));
+        let r = call(
+            &mut state,
+            &key,
+            T + 1,
+            "action=update_user_from_username&extra[name]=y",
+        );
+        assert_eq!(r, refused("No data available"));
+        assert_eq!(extra(&state, "name").0.as_deref(), Some("x"));
+    }
 
     #[test]
     fn php_json_escapes_like_php() {

@@ -144,13 +144,28 @@ pub fn html_error_page() -> String {
 /// Operations the stand-in implements.
 pub const OPERATIONS: &[&str] = &["WSEditUserCredentials", "WSUpdateGroup"];
 
-/// Answers one SOAP request. Returns the operation name (for call counters) and the reply.
+/// A refusal the way `registration.soap.php` refuses (a wrong secret key, for one): HTTP 500
+/// with a `SOAP-ENV:Fault` whose `faultcode` is `Server` and `faultstring` is `message`.
+pub fn refusal(message: &str, request: &str, ip: &str, debug_bytes: usize) -> SoapReply {
+    fault("Server", message, true, request, ip, debug_bytes)
+}
+
+/// The operation a request calls (what the call counters count), `""` when unparsable.
+pub fn operation_of(request: &str) -> String {
+    parse_call(request)
+        .map(|call| call.operation)
+        .unwrap_or_default()
+}
+
+/// Answers one SOAP request at the second `now`. Returns the operation name (for call
+/// counters) and the reply.
 pub fn handle(
     state: &mut ChamiloState,
     security_key: &str,
     ip: &str,
     request: &str,
     debug_bytes: usize,
+    now: u64,
 ) -> (String, SoapReply) {
     let call = parse_call(request).unwrap_or_default();
     let op = call.operation.clone();
@@ -170,7 +185,7 @@ pub fn handle(
     };
     if *given != secret_key(ip, security_key) {
         let msg = "Secret key is not correct or params are not correctly set";
-        return (op, fault("Server", msg, true, request, ip, debug_bytes));
+        return (op, refusal(msg, request, ip, debug_bytes));
     }
     let p = |k: &str| call.params.get(k).map(String::as_str).unwrap_or("");
     let value = match op.as_str() {
@@ -201,7 +216,7 @@ pub fn handle(
                     } else {
                         let password = p("password");
                         if !password.is_empty() {
-                            state.edit_user(id, |u| u.password = password.to_owned());
+                            state.edit_user_at(id, now, |u| u.password = password.to_owned());
                         }
                         "1"
                     }

@@ -3,11 +3,20 @@
 //! The rules here are Chamilo's storage rules as observed (see `chamilo-api.md`): case- and
 //! accent-insensitive comparisons (`utf8mb3_unicode_ci`), silent truncation, non-BMP characters
 //! stored as `????`. Tests use the public methods to change accounts behind the proxy's back.
+//!
+//! Every extra-field value row carries `updated_at` (whole UNIX seconds, like the real
+//! `extra_field_values.updated_at`). The request handlers pass the second explicitly (`*_at`
+//! methods, `now` arguments); the direct-edit helpers meant for tests ([`ChamiloState::set_extra`],
+//! [`ChamiloState::edit_user`], [`ChamiloState::user_mut`], [`ChamiloState::insert_user`]) stamp
+//! with the state's [`Clock`], which the stand-in shares with its server.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
 
 use rand::Rng;
+
+use super::clock::Clock;
 
 /// Column widths Chamilo truncates to (characters).
 pub const FIRSTNAME_MAX: usize = 60;
@@ -66,6 +75,9 @@ pub struct User {
     pub expiration_date: Option<String>,
     /// Extra-field values by field variable; `None` is a value row holding NULL.
     pub extra: BTreeMap<String, Option<String>>,
+    /// `updated_at` of each row of `extra` (UNIX seconds), by field variable. Kept in step by
+    /// every write path; a row without a stamp counts as written at no particular second.
+    pub extra_updated_at: BTreeMap<String, u64>,
 }
 
 impl User {
@@ -123,6 +135,29 @@ pub struct ChamiloState {
     seeded: usize,
     /// Default language for users created without a valid one.
     pub platform_language: String,
+    /// The second the direct-edit helpers stamp extra values with.
+    clock: Clock,
+}
+
+/// What [`ChamiloState::save_extra_value`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraWrite {
+    /// The user had no row for the field: one was inserted.
+    Inserted,
+    /// The row was updated (value and `updated_at`).
+    Updated,
+}
+
+/// Why [`ChamiloState::save_extra_value`] failed; Chamilo reports all of them the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraWriteError {
+    /// No extra field has this variable.
+    UnknownField,
+    /// No user has this id.
+    UnknownUser,
+    /// The row already holds this value and was written in this same second: the `UPDATE`
+    /// changed no row, which Chamilo's model reports as a failure.
+    NotUpdated,
 }
 
 /// Fields for [`ChamiloState::insert_user`]; values are stored after Chamilo's mangling.
@@ -143,8 +178,15 @@ pub struct NewUser {
 }
 
 impl ChamiloState {
-    /// A fresh install: `admin` (id 1, platform admin) and the anonymous user (id 2).
+    /// A fresh install: `admin` (id 1, platform admin) and the anonymous user (id 2), with the
+    /// real clock.
     pub fn fresh(admin_password: &str) -> Self {
+        Self::fresh_with_clock(admin_password, Clock::Real)
+    }
+
+    /// A fresh install whose direct-edit helpers stamp with `clock`.
+    pub fn fresh_with_clock(admin_password: &str, clock: Clock) -> Self {
+        let now = clock.now();
         let mut state = Self {
             users: BTreeMap::new(),
             by_username: HashMap::new(),
@@ -163,42 +205,56 @@ impl ChamiloState {
             next_course_id: 1,
             seeded: 0,
             platform_language: "english".to_owned(),
+            clock,
         };
-        let admin = state.insert_raw(NewUser {
-            username: "admin".into(),
-            firstname: Some("Chamilo".into()),
-            lastname: "Admin".into(),
-            email: "admin@example.com".into(),
-            password: admin_password.into(),
-            status: STATUS_TEACHER,
-            official_code: "ADMIN".into(),
-            phone: "(000) 001 02 03".into(),
-            language: "english".into(),
-            auth_source: "platform".into(),
-            ..NewUser::default()
-        });
+        let admin = state.insert_raw(
+            NewUser {
+                username: "admin".into(),
+                firstname: Some("Chamilo".into()),
+                lastname: "Admin".into(),
+                email: "admin@example.com".into(),
+                password: admin_password.into(),
+                status: STATUS_TEACHER,
+                official_code: "ADMIN".into(),
+                phone: "(000) 001 02 03".into(),
+                language: "english".into(),
+                auth_source: "platform".into(),
+                ..NewUser::default()
+            },
+            now,
+        );
         state.admins.insert(admin);
-        state.insert_raw(NewUser {
-            username: "anon".into(),
-            firstname: Some("Joe".into()),
-            lastname: "Anonymous".into(),
-            email: "anonymous@example.com".into(),
-            password: random_hex(16),
-            status: STATUS_ANONYMOUS,
-            language: "english".into(),
-            auth_source: "platform".into(),
-            ..NewUser::default()
-        });
+        state.insert_raw(
+            NewUser {
+                username: "anon".into(),
+                firstname: Some("Joe".into()),
+                lastname: "Anonymous".into(),
+                email: "anonymous@example.com".into(),
+                password: random_hex(16),
+                status: STATUS_ANONYMOUS,
+                language: "english".into(),
+                auth_source: "platform".into(),
+                ..NewUser::default()
+            },
+            now,
+        );
         state
     }
 
-    fn insert_raw(&mut self, new: NewUser) -> u64 {
+    /// The clock the direct-edit helpers stamp with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn insert_raw(&mut self, new: NewUser, now: u64) -> u64 {
         let id = self.next_user_id;
         self.next_user_id += 1;
         let mut extra = BTreeMap::new();
+        let mut extra_updated_at = BTreeMap::new();
         for (name, value) in new.extra {
             let field = self.ensure_extra_field(&name);
-            extra.insert(field, value);
+            extra_updated_at.insert(field.clone(), now);
+            extra.insert(field, value.map(|v| store_text(&v, usize::MAX)));
         }
         self.by_username.insert(fold(&new.username), id);
         index_extra(&mut self.extra_index.borrow_mut(), id, &extra, true);
@@ -220,15 +276,24 @@ impl ChamiloState {
                 auth_source: new.auth_source,
                 expiration_date: new.expiration_date,
                 extra,
+                extra_updated_at,
             },
         );
         id
     }
 
     /// Creates a user as `save_user` stores it (names, email, phone mangled; active; the
-    /// `already_logged_in` extra value set). Returns `None` when the login is taken.
-    /// No validation beyond uniqueness: callers validate first.
-    pub fn insert_user(&mut self, mut new: NewUser) -> Option<u64> {
+    /// `already_logged_in` extra value set), its extra values stamped with the state's clock.
+    /// Returns `None` when the login is taken. No validation beyond uniqueness: callers
+    /// validate first.
+    pub fn insert_user(&mut self, new: NewUser) -> Option<u64> {
+        let now = self.clock.now();
+        self.insert_user_at(new, now)
+    }
+
+    /// [`ChamiloState::insert_user`] at the second `now` (every extra value written, including
+    /// `already_logged_in` and the original-id value, gets `updated_at = now`).
+    pub fn insert_user_at(&mut self, mut new: NewUser, now: u64) -> Option<u64> {
         if self.user_by_username(&new.username).is_some() {
             return None;
         }
@@ -239,7 +304,7 @@ impl ChamiloState {
         new.official_code = store_text(&new.official_code, OFFICIAL_CODE_MAX);
         new.extra
             .insert(0, ("already_logged_in".into(), Some("false".into())));
-        Some(self.insert_raw(new))
+        Some(self.insert_raw(new, now))
     }
 
     /// Seeds `n` students `user000001`… with external ids `EXT-000001`… in the `ext_id`
@@ -271,23 +336,76 @@ impl ChamiloState {
         self.users.get(&id)
     }
 
-    /// A user by id, for direct edits in tests (bypasses every rule).
-    pub fn user_mut(&mut self, id: u64) -> Option<&mut User> {
-        // The edit may touch extra values: rebuild the lookup index lazily.
-        *self.extra_index.borrow_mut() = None;
-        self.users.get_mut(&id)
+    /// A user by id, for direct edits in tests (bypasses every rule). When the returned guard
+    /// goes away, extra values that were added or changed are stamped with the state's clock,
+    /// and the login and extra-value lookups are brought in step.
+    pub fn user_mut(&mut self, id: u64) -> Option<UserMut<'_>> {
+        let user = self.users.get_mut(&id)?;
+        Some(UserMut {
+            before_extra: user.extra.clone(),
+            before_username: user.username.clone(),
+            user,
+            index: &self.extra_index,
+            by_username: &mut self.by_username,
+            clock: &self.clock,
+        })
     }
 
-    /// Edits a user and keeps the extra-value index in step. Returns false for an unknown id.
+    /// Edits a user and keeps the extra-value index in step; extra values the edit adds or
+    /// changes are stamped with the state's clock. Returns false for an unknown id.
     pub fn edit_user(&mut self, id: u64, edit: impl FnOnce(&mut User)) -> bool {
+        let now = self.clock.now();
+        self.edit_user_at(id, now, edit)
+    }
+
+    /// [`ChamiloState::edit_user`] at the second `now`.
+    pub fn edit_user_at(&mut self, id: u64, now: u64, edit: impl FnOnce(&mut User)) -> bool {
         let Some(user) = self.users.get_mut(&id) else {
             return false;
         };
+        let before = user.extra.clone();
         let mut index = self.extra_index.borrow_mut();
         index_extra(&mut index, id, &user.extra, false);
         edit(user);
+        restamp(user, &before, now);
         index_extra(&mut index, id, &user.extra, true);
         true
+    }
+
+    /// Chamilo's `UserManager::update_extra_field_value` at the second `now`: the field (matched
+    /// case-insensitively) must exist; without a row for the user one is inserted; otherwise
+    /// the row's value and `updated_at` are updated, and an update that changes nothing (same
+    /// value, already written in this second) fails. The value is stored like a `utf8` column
+    /// stores it (non-BMP characters as `????`).
+    pub fn save_extra_value(
+        &mut self,
+        id: u64,
+        field: &str,
+        value: &str,
+        now: u64,
+    ) -> Result<ExtraWrite, ExtraWriteError> {
+        let field = self
+            .extra_field(field)
+            .map(str::to_owned)
+            .ok_or(ExtraWriteError::UnknownField)?;
+        let user = self.users.get(&id).ok_or(ExtraWriteError::UnknownUser)?;
+        let value = store_text(value, usize::MAX);
+        let outcome = match user.extra.get(&field) {
+            None => ExtraWrite::Inserted,
+            Some(stored) => {
+                let unchanged = stored.as_deref() == Some(value.as_str())
+                    && user.extra_updated_at.get(&field) == Some(&now);
+                if unchanged {
+                    return Err(ExtraWriteError::NotUpdated);
+                }
+                ExtraWrite::Updated
+            }
+        };
+        self.edit_user_at(id, now, |u| {
+            u.extra.insert(field.clone(), Some(value));
+            u.extra_updated_at.insert(field, now);
+        });
+        Ok(outcome)
     }
 
     /// A user by login, case-insensitively, ignoring trailing spaces.
@@ -456,10 +574,14 @@ impl ChamiloState {
             .collect()
     }
 
-    /// Sets an extra-field value directly (creating the field).
+    /// Sets an extra-field value directly (creating the field), stamped with the state's
+    /// clock whether or not it changed. No same-second rule: this is a write behind
+    /// Chamilo's back.
     pub fn set_extra(&mut self, id: u64, field: &str, value: Option<&str>) -> bool {
         let field = self.ensure_extra_field(field);
-        self.edit_user(id, |u| {
+        let now = self.clock.now();
+        self.edit_user_at(id, now, |u| {
+            u.extra_updated_at.insert(field.clone(), now);
             u.extra.insert(field, value.map(str::to_owned));
         })
     }
@@ -553,6 +675,64 @@ impl ChamiloState {
     /// Consumes the next user id without creating a user, as a failed concurrent insert does.
     pub fn burn_user_id(&mut self) {
         self.next_user_id += 1;
+    }
+}
+
+/// A user being edited directly (see [`ChamiloState::user_mut`]); dereferences to the
+/// [`User`].
+pub struct UserMut<'a> {
+    user: &'a mut User,
+    index: &'a RefCell<Option<ExtraIndex>>,
+    by_username: &'a mut HashMap<String, u64>,
+    clock: &'a Clock,
+    before_extra: BTreeMap<String, Option<String>>,
+    before_username: String,
+}
+
+impl Deref for UserMut<'_> {
+    type Target = User;
+
+    fn deref(&self) -> &User {
+        self.user
+    }
+}
+
+impl DerefMut for UserMut<'_> {
+    fn deref_mut(&mut self) -> &mut User {
+        self.user
+    }
+}
+
+impl Drop for UserMut<'_> {
+    fn drop(&mut self) {
+        let id = self.user.id;
+        restamp(self.user, &self.before_extra, self.clock.now());
+        let mut index = self.index.borrow_mut();
+        index_extra(&mut index, id, &self.before_extra, false);
+        index_extra(&mut index, id, &self.user.extra, true);
+        if self.user.username != self.before_username {
+            let old = fold(&self.before_username);
+            if self.by_username.get(&old) == Some(&id) {
+                self.by_username.remove(&old);
+            }
+            self.by_username.insert(fold(&self.user.username), id);
+        }
+    }
+}
+
+/// Stamps the extra values that are new or differ from `before` with `now`, and forgets the
+/// stamps of removed ones.
+fn restamp(user: &mut User, before: &BTreeMap<String, Option<String>>, now: u64) {
+    let User {
+        extra,
+        extra_updated_at,
+        ..
+    } = user;
+    extra_updated_at.retain(|field, _| extra.contains_key(field));
+    for (field, value) in extra.iter() {
+        if before.get(field) != Some(value) || !extra_updated_at.contains_key(field) {
+            extra_updated_at.insert(field.clone(), now);
+        }
     }
 }
 
@@ -695,6 +875,98 @@ mod tests {
         assert!(s.rename_user(3, "other"));
         assert!(s.user_by_username("mixedcase").is_none());
         assert!(!s.rename_user(3, "ADMIN"));
+    }
+
+    #[test]
+    fn save_extra_value_same_second_rule() {
+        let mut s = ChamiloState::fresh("pw");
+        let id = s
+            .insert_user_at(
+                NewUser {
+                    username: "u".into(),
+                    extra: vec![("ext".into(), Some("A".into()))],
+                    ..NewUser::default()
+                },
+                100,
+            )
+            .unwrap();
+        assert_eq!(s.user(id).unwrap().extra_updated_at.get("ext"), Some(&100));
+        assert_eq!(
+            s.save_extra_value(id, "ext", "A", 100),
+            Err(ExtraWriteError::NotUpdated)
+        );
+        assert_eq!(
+            s.save_extra_value(id, "EXT", "A", 101),
+            Ok(ExtraWrite::Updated)
+        );
+        assert_eq!(s.user(id).unwrap().extra_updated_at.get("ext"), Some(&101));
+        assert_eq!(
+            s.save_extra_value(id, "ext", "B", 101),
+            Ok(ExtraWrite::Updated)
+        );
+        assert_eq!(
+            s.save_extra_value(id, "nope", "B", 102),
+            Err(ExtraWriteError::UnknownField)
+        );
+        assert_eq!(
+            s.save_extra_value(id, "already_logged_in", "", 101),
+            Ok(ExtraWrite::Updated)
+        );
+        assert_eq!(
+            s.save_extra_value(id, "gcm_registration_id", "", 101),
+            Ok(ExtraWrite::Inserted)
+        );
+        assert_eq!(
+            s.save_extra_value(id, "gcm_registration_id", "", 101),
+            Err(ExtraWriteError::NotUpdated)
+        );
+        assert_eq!(
+            s.save_extra_value(99, "ext", "B", 101),
+            Err(ExtraWriteError::UnknownUser)
+        );
+        // The lookup index follows.
+        assert_eq!(s.users_by_extra_value("ext", "b").len(), 1);
+    }
+
+    #[test]
+    fn direct_edits_stamp_with_the_clock() {
+        let clock = Clock::manual(500);
+        let mut s = ChamiloState::fresh_with_clock("pw", clock.clone());
+        let id = s
+            .insert_user(NewUser {
+                username: "u".into(),
+                extra: vec![("ext".into(), Some("A".into()))],
+                ..NewUser::default()
+            })
+            .unwrap();
+        let stamp =
+            |s: &ChamiloState, f: &str| s.user(id).unwrap().extra_updated_at.get(f).copied();
+        assert_eq!(stamp(&s, "ext"), Some(500));
+        clock.advance(1);
+        assert!(s.set_extra(id, "ext", Some("A")));
+        assert_eq!(stamp(&s, "ext"), Some(501), "set_extra always writes");
+        clock.advance(1);
+        // The guard stamps what changed, keeps the rest, and follows a rename.
+        s.ensure_extra_field("other");
+        s.user_mut(id)
+            .unwrap()
+            .extra
+            .insert("other".into(), Some("O".into()));
+        assert_eq!(
+            (stamp(&s, "other"), stamp(&s, "ext")),
+            (Some(502), Some(501))
+        );
+        s.user_mut(id).unwrap().username = "Renamed".into();
+        assert_eq!(s.user_by_username("renamed").map(|u| u.id), Some(id));
+        assert!(s.user_by_username("u").is_none());
+        assert_eq!(s.users_by_extra_value("other", "o").len(), 1);
+        clock.advance(1);
+        s.edit_user(id, |u| {
+            u.extra.remove("other");
+            u.extra.insert("ext".into(), Some("B".into()));
+        });
+        assert_eq!((stamp(&s, "other"), stamp(&s, "ext")), (None, Some(503)));
+        assert!(s.users_by_extra_value("other", "o").is_empty());
     }
 
     #[test]
