@@ -118,7 +118,7 @@ async fn run(accounts: usize) {
         client,
         lookup,
         directory: dir,
-    } = chamilo_support::replica(&chamilo, ChamiloMapping::default());
+    } = chamilo_support::replica(&chamilo, ChamiloMapping::default()).await;
     let t = Instant::now();
     lookup.rebuild().await.unwrap();
     let build = t.elapsed();

@@ -7,6 +7,7 @@ use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
 use chamilo_scim_proxy::chamilo::index::{AccountRef, IndexFields, UserIndex};
 use chamilo_scim_proxy::chamilo::lookup::AccountLookup;
 use chamilo_scim_proxy::chamilo::ChamiloClient;
+use chamilo_scim_proxy::chamilo::ChamiloError;
 use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::{Cost, NewUser, Standin, StandinConfig, StandinHandle};
 
@@ -121,15 +122,29 @@ async fn lookups_cost_one_call_and_see_changes_behind_the_proxy() {
     let b = lookup.by_id(bob).await.unwrap().unwrap();
     assert_eq!(b.login, "robert");
 
-    // A deletion behind the proxy's back: not returned, and dropped from the index.
+    // A deletion behind the proxy's back: only a listing can tell a deletion from a rename
+    // made elsewhere, so the lookup asks for one (503) instead of answering 404 at once; then
+    // the id is not returned, and dropped from the index.
     chamilo.state().remove_user(bob);
+    assert!(matches!(
+        lookup.by_id(bob).await,
+        Err(ChamiloError::IndexRefreshing { .. })
+    ));
+    lookup.rebuild().await.unwrap();
     assert!(lookup.by_id(bob).await.unwrap().is_none());
     assert!(lookup.by_external_id("ext-bob").await.unwrap().is_none());
     assert!(lookup.index.by_id(bob).is_none());
 
-    // An id newer than the index: a rebuild finds it.
+    // An id newer than the index: the request does not list (it answers "refreshing", 503),
+    // the background listing it asks for finds it.
     let dan = scim_user(&chamilo, "dan", "dan@example.org", "ext-dan");
     chamilo.reset_calls();
+    assert!(matches!(
+        lookup.by_id(dan).await,
+        Err(ChamiloError::IndexRefreshing { .. })
+    ));
+    assert_eq!(chamilo.calls("get_users"), 0, "no listing inside a request");
+    lookup.rebuild().await.unwrap();
     let d = lookup.by_id(dan).await.unwrap().unwrap();
     assert_eq!(d.login, "dan");
     assert_eq!(chamilo.calls("get_users"), 1);
@@ -298,8 +313,14 @@ async fn unmanaged_logins_answer_as_user_names_with_fresh_checks() {
     assert!(lookup.by_user_name("user000003").await.unwrap().is_none());
     assert!(lookup.index.by_id(gone).is_none());
 
-    // Made in Chamilo since the listing: learned by a (rate-limited) rebuild.
+    // Made in Chamilo since the listing: learned by a (rate-limited) listing in the
+    // background; until then the lookup says so (503), it does not list.
     let late = chamilo.seed_users(1)[0];
+    assert!(matches!(
+        lookup.by_user_name("user000004").await,
+        Err(ChamiloError::IndexRefreshing { .. })
+    ));
+    lookup.rebuild().await.unwrap();
     let found = lookup.by_user_name("user000004").await.unwrap().unwrap();
     assert_eq!(found.id, late);
 

@@ -46,6 +46,8 @@ async fn entra_sequence_against_the_chamilo_stand_in() {
         client.clone(),
         mapping.fields.clone(),
     ));
+    // What `Backend::start` does before SCIM is ready: a first listing.
+    lookup.rebuild().await.unwrap();
     let s = start_with(
         config(),
         Arc::new(ChamiloDirectory::new(client, lookup, mapping)),
@@ -170,7 +172,9 @@ async fn entra_sequence_against_the_chamilo_stand_in() {
 #[tokio::test]
 async fn entra_value_paths_against_the_round_trip_schema() {
     let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
-    let directory = chamilo_support::replica(&chamilo, ChamiloMapping::default()).directory;
+    let directory = chamilo_support::replica(&chamilo, ChamiloMapping::default())
+        .await
+        .directory;
     let s = start_with(config(), Arc::new(directory)).await;
 
     let schema = s

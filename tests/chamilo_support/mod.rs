@@ -3,8 +3,9 @@
 //! lookups and the directory.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
 use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
@@ -13,7 +14,9 @@ use chamilo_scim_proxy::chamilo::lookup::{AccountLookup, MIN_REBUILD_INTERVAL};
 use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
+use chamilo_scim_proxy::directory::DirectoryError;
 use chamilo_scim_proxy::standin::StandinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// One replica of the backend: its client, its index lookups and its directory.
 pub struct Replica {
@@ -47,12 +50,14 @@ pub fn ensure_fields(chamilo: &StandinHandle, mapping: &ChamiloMapping) {
 }
 
 /// A replica on `chamilo` with the default rate limit of listings triggered by lookups.
-pub fn replica(chamilo: &StandinHandle, mapping: ChamiloMapping) -> Replica {
-    replica_with(chamilo, mapping, MIN_REBUILD_INTERVAL)
+pub async fn replica(chamilo: &StandinHandle, mapping: ChamiloMapping) -> Replica {
+    replica_with(chamilo, mapping, MIN_REBUILD_INTERVAL).await
 }
 
-/// A replica whose listings triggered by lookups may run every `min_rebuild`.
-pub fn replica_with(
+/// A replica whose listings triggered by lookups may run every `min_rebuild`, with its
+/// background refresh running (hourly, and when a lookup asks for it) and a first listing
+/// loaded, as `Backend::start` leaves it.
+pub async fn replica_with(
     chamilo: &StandinHandle,
     mapping: ChamiloMapping,
     min_rebuild: Duration,
@@ -68,9 +73,36 @@ pub fn replica_with(
         .with_min_rebuild_interval(min_rebuild),
     );
     let directory = ChamiloDirectory::new(client.clone(), lookup.clone(), mapping);
+    // Runs until the test's runtime ends.
+    lookup
+        .clone()
+        .spawn_refresh(Duration::from_secs(3600), CancellationToken::new());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lookup.index.is_ready() {
+        assert!(Instant::now() < deadline, "the first listing did not load");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     Replica {
         client,
         lookup,
         directory,
+    }
+}
+
+/// `op` again while it answers 503 (a listing it needs runs in the background), as an
+/// identity provider retries after `Retry-After`; at most 20 s.
+pub async fn settled<T, F, Fut>(mut op: F) -> Result<T, DirectoryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DirectoryError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match op().await {
+            Err(DirectoryError::Unavailable { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
     }
 }

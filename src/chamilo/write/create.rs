@@ -240,42 +240,58 @@ impl ChamiloDirectory {
     /// index knows the externalId or a tombstone.
     async fn existing_for_create(&self, m: &Mapped) -> Result<Option<Revivable>, DirectoryError> {
         let fields = &self.mapping.fields;
-        if let Some(a) = self
+        let index = &self.lookup.index;
+        // A value the index knows, live or tombstoned, that is no longer live in Chamilo may
+        // have been tombstoned by another replica since: then the tombstone is looked up.
+        let mut dead_un_possible = index
+            .by_user_name(&deprovisioned::tombstone(&m.user_name))
+            .is_some()
+            || index.by_user_name(&m.user_name).is_some();
+        match self
             .lookup
             .holder_for_create(&m.user_name)
             .await
             .map_err(from_chamilo)?
         {
-            if !deprovisioned::is_deprovisioned(&a) {
-                return Err(in_use("userName"));
-            }
+            Some(a) if !deprovisioned::is_deprovisioned(&a) => return Err(in_use("userName")),
+            Some(_) => dead_un_possible = true,
+            None => {}
         }
-        if let Some(ext) = m.external_id.as_deref() {
-            if self.lookup.index.by_external_id(ext).is_some() {
-                if let Some(a) = self
-                    .lookup
-                    .by_external_id(ext)
-                    .await
-                    .map_err(from_chamilo)?
-                {
-                    if !deprovisioned::is_deprovisioned(&a) {
-                        return Err(in_use("externalId"));
-                    }
-                }
-            }
-        }
-        let index = &self.lookup.index;
-        let dead_un = if index
-            .by_user_name(&deprovisioned::tombstone(&m.user_name))
-            .is_some()
-        {
+        let dead_un = if dead_un_possible {
             self.deprovisioned_by("userName", &fields.user_name, &m.user_name, true)
                 .await?
         } else {
             None
         };
+        let mut dead_ext_possible = false;
+        if let Some(ext) = m.external_id.as_deref() {
+            dead_ext_possible = index
+                .by_external_id(&deprovisioned::tombstone(ext))
+                .is_some();
+            if index.by_external_id(ext).is_some() {
+                match self
+                    .lookup
+                    .by_external_id(ext)
+                    .await
+                    .map_err(from_chamilo)?
+                {
+                    Some(a) if !deprovisioned::is_deprovisioned(&a) => {
+                        return Err(DirectoryError::Conflict {
+                            detail: match &dead_un {
+                                Some(r) => format!(
+                                    "externalId is already in use by another account than the one deleted through SCIM (id {}) that this create would reactivate",
+                                    r.account.id
+                                ),
+                                None => "externalId is already in use".into(),
+                            },
+                        });
+                    }
+                    _ => dead_ext_possible = true,
+                }
+            }
+        }
         let dead_ext = match m.external_id.as_deref() {
-            Some(e) if index.by_external_id(&deprovisioned::tombstone(e)).is_some() => {
+            Some(e) if dead_ext_possible => {
                 self.deprovisioned_by("externalId", &fields.external_id, e, false)
                     .await?
             }
