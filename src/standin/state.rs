@@ -545,6 +545,23 @@ impl ChamiloState {
         name.to_owned()
     }
 
+    /// Deletes an extra field and its values (as an administrator can in Chamilo's profiling
+    /// screen). Returns false when there was no such field.
+    pub fn remove_extra_field(&mut self, name: &str) -> bool {
+        let Some(field) = self.extra_field(name).map(str::to_owned) else {
+            return false;
+        };
+        self.extra_fields.retain(|f| *f != field);
+        let ids: Vec<u64> = self.users().map(|u| u.id).collect();
+        for id in ids {
+            if let Some(mut u) = self.user_mut(id) {
+                u.extra.remove(&field);
+                u.extra_updated_at.remove(&field);
+            }
+        }
+        true
+    }
+
     /// Users whose value of `field` equals `value` under the SQL collation, in id order.
     pub fn users_by_extra_value(&self, field: &str, value: &str) -> Vec<&User> {
         let Some(field) = self.extra_field(field) else {

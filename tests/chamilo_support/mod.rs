@@ -27,17 +27,19 @@ pub struct Replica {
 
 /// A client of the stand-in signed in as its administrator (api key and SOAP secret).
 pub fn admin_client(chamilo: &StandinHandle) -> Arc<ChamiloClient> {
-    Arc::new(
-        ChamiloClient::new(ClientSettings::new(
-            chamilo.base_url.clone(),
-            Credentials {
-                username: "admin".into(),
-                api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
-                password: None,
-                security_key: Some(Secret::new(chamilo.security_key.clone())),
-            },
-        ))
-        .unwrap(),
+    Arc::new(ChamiloClient::new(admin_settings(chamilo)).unwrap())
+}
+
+/// The settings of [`admin_client`], to adjust (timeouts) before building a client.
+pub fn admin_settings(chamilo: &StandinHandle) -> ClientSettings {
+    ClientSettings::new(
+        chamilo.base_url.clone(),
+        Credentials {
+            username: "admin".into(),
+            api_key: Some(Secret::new(chamilo.admin_api_key.clone())),
+            password: None,
+            security_key: Some(Secret::new(chamilo.security_key.clone())),
+        },
     )
 }
 
@@ -62,8 +64,17 @@ pub async fn replica_with(
     mapping: ChamiloMapping,
     min_rebuild: Duration,
 ) -> Replica {
+    replica_on(chamilo, mapping, min_rebuild, admin_client(chamilo)).await
+}
+
+/// As [`replica_with`], over a given client (for other timeouts or credentials).
+pub async fn replica_on(
+    chamilo: &StandinHandle,
+    mapping: ChamiloMapping,
+    min_rebuild: Duration,
+    client: Arc<ChamiloClient>,
+) -> Replica {
     ensure_fields(chamilo, &mapping);
-    let client = admin_client(chamilo);
     let lookup = Arc::new(
         AccountLookup::new(
             Arc::new(UserIndex::new()),
