@@ -13,13 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
+use chamilo_scim_proxy::chamilo::lookup::MIN_REBUILD_INTERVAL as MIN_REBUILD;
 use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::directory::{Directory, DirectoryError, User};
-use chamilo_scim_proxy::standin::{
-    Clock, Fault, FaultKind, Standin, StandinConfig, StandinHandle,
-};
-use chamilo_scim_proxy::chamilo::lookup::MIN_REBUILD_INTERVAL as MIN_REBUILD;
+use chamilo_scim_proxy::standin::{Clock, Fault, FaultKind, Standin, StandinConfig, StandinHandle};
 use chamilo_support::{admin_settings, replica_on};
 use serde_json::{json, Value};
 
@@ -104,7 +102,9 @@ fn ann(active: bool) -> User {
 fn is_client_error(e: &DirectoryError) -> bool {
     !matches!(
         e,
-        DirectoryError::Unavailable { .. } | DirectoryError::Timeout | DirectoryError::Backend { .. }
+        DirectoryError::Unavailable { .. }
+            | DirectoryError::Timeout
+            | DirectoryError::Backend { .. }
     )
 }
 
@@ -160,7 +160,10 @@ where
             let answer = (case.op)(&dir, id).await;
             chamilo.clear_faults();
             match &answer {
-                Ok(_) => assert!((case.is_new)(&chamilo), "{label}: success, but not all applied"),
+                Ok(_) => assert!(
+                    (case.is_new)(&chamilo),
+                    "{label}: success, but not all applied"
+                ),
                 Err(e) if is_client_error(e) => {
                     assert_eq!(snap(&chamilo, id), before, "{label}: {e:?}, but changed")
                 }
@@ -207,8 +210,7 @@ async fn fault_matrix_create_inactive_with_official_code() {
         is_new: |chamilo: &StandinHandle| {
             let ids = ids_with_user_name(chamilo, "ann.lee@example.org");
             ids.len() == 1
-                && snap(chamilo, ids[0])
-                    .is_some_and(|s| s.active == 0 && s.official_code == "E-7")
+                && snap(chamilo, ids[0]).is_some_and(|s| s.active == 0 && s.official_code == "E-7")
         },
     })
     .await;
@@ -219,14 +221,21 @@ async fn fault_matrix_patch_deactivation_with_other_changes() {
     matrix(Case {
         name: "PATCH (active false, givenName, externalId)",
         prepare: async |dir: &ChamiloDirectory, _: &StandinHandle| {
-            dir.create(ann(true)).await.unwrap().id().unwrap().parse().unwrap()
+            dir.create(ann(true))
+                .await
+                .unwrap()
+                .id()
+                .unwrap()
+                .parse()
+                .unwrap()
         },
         op: async |dir: &ChamiloDirectory, id: u64| {
             let id = id.to_string();
             let base = dir.get(&id).await?.ok_or(DirectoryError::NotFound)?;
             let mut new = base.clone();
             new.as_json_mut().insert("active".into(), json!(false));
-            new.as_json_mut().insert("externalId".into(), json!("ext-ann-2"));
+            new.as_json_mut()
+                .insert("externalId".into(), json!("ext-ann-2"));
             new.set("name.givenName", json!("Annie"));
             dir.modify(&id, &base, new, None).await
         },
@@ -248,7 +257,13 @@ async fn fault_matrix_soft_delete() {
     matrix(Case {
         name: "DELETE (deactivate, tombstones)",
         prepare: async |dir: &ChamiloDirectory, _: &StandinHandle| {
-            dir.create(ann(true)).await.unwrap().id().unwrap().parse().unwrap()
+            dir.create(ann(true))
+                .await
+                .unwrap()
+                .id()
+                .unwrap()
+                .parse()
+                .unwrap()
         },
         op: async |dir: &ChamiloDirectory, id: u64| {
             dir.delete(&id.to_string()).await.map(|()| User::default())
@@ -266,7 +281,13 @@ async fn fault_matrix_rename_and_password_of_an_inactive_account() {
     matrix(Case {
         name: "PUT (inactive: new userName and password)",
         prepare: async |dir: &ChamiloDirectory, _: &StandinHandle| {
-            dir.create(ann(false)).await.unwrap().id().unwrap().parse().unwrap()
+            dir.create(ann(false))
+                .await
+                .unwrap()
+                .id()
+                .unwrap()
+                .parse()
+                .unwrap()
         },
         op: async |dir: &ChamiloDirectory, id: u64| {
             let mut u = ann(false);
@@ -294,7 +315,14 @@ async fn fault_matrix_revival_with_a_password() {
     matrix(Case {
         name: "create reviving a deleted account (with password)",
         prepare: async |dir: &ChamiloDirectory, _: &StandinHandle| {
-            let id: u64 = dir.create(ann(true)).await.unwrap().id().unwrap().parse().unwrap();
+            let id: u64 = dir
+                .create(ann(true))
+                .await
+                .unwrap()
+                .id()
+                .unwrap()
+                .parse()
+                .unwrap();
             dir.delete(&id.to_string()).await.unwrap();
             id
         },
@@ -348,28 +376,37 @@ async fn an_extra_field_refused_as_unchanged_is_read_back_and_counted_done() {
     let b = replica_on(
         &chamilo,
         ChamiloMapping::default(),
-        MIN_REBUILD,
+        Duration::ZERO,
         Arc::new(ChamiloClient::new(settings).unwrap()),
     )
     .await
     .directory;
     let id = a.create(ann(true)).await.unwrap().id().unwrap().to_owned();
-    let on_b = chamilo_support::settled(|| b.get(&id)).await.unwrap().unwrap();
+    let on_b = chamilo_support::settled(|| b.get(&id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(on_b.external_id(), Some("ext-ann"));
     // A changes the externalId; B's index does not know.
     let base = a.get(&id).await.unwrap().unwrap();
     let mut new = base.clone();
-    new.as_json_mut().insert("externalId".into(), json!("EXT-2"));
+    new.as_json_mut()
+        .insert("externalId".into(), json!("EXT-2"));
     a.modify(&id, &base, new, None).await.unwrap();
     // Through B, a PUT with that externalId and a new first name, in the same second.
     chamilo.reset_calls();
     let mut put = ann(true);
-    put.as_json_mut().insert("externalId".into(), json!("EXT-2"));
+    put.as_json_mut()
+        .insert("externalId".into(), json!("EXT-2"));
     put.set("name.givenName", json!("Anne"));
     let stored = b.replace(&id, put, None).await.unwrap();
     assert_eq!(stored.external_id(), Some("EXT-2"));
     let s = snap(&chamilo, id.parse().unwrap()).unwrap();
-    assert_eq!(s.firstname.as_deref(), Some("Anne"), "the column after it too");
+    assert_eq!(
+        s.firstname.as_deref(),
+        Some("Anne"),
+        "the column after it too"
+    );
     assert_eq!(s.external_id.as_deref(), Some("EXT-2"));
     assert_eq!(
         chamilo.calls("update_user_from_username"),
@@ -384,16 +421,28 @@ async fn an_extra_field_refused_as_unchanged_is_read_back_and_counted_done() {
 #[tokio::test]
 async fn a_missing_extra_field_is_reported_and_changes_nothing() {
     let (chamilo, dir) = stack().await;
-    let id = dir.create(ann(true)).await.unwrap().id().unwrap().to_owned();
+    let id = dir
+        .create(ann(true))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
     chamilo.state().remove_extra_field("scim_external_id");
     let base = dir.get(&id).await.unwrap().unwrap();
     let before = snap(&chamilo, id.parse().unwrap());
     let mut new = base.clone();
-    new.as_json_mut().insert("externalId".into(), json!("ext-2"));
+    new.as_json_mut()
+        .insert("externalId".into(), json!("ext-2"));
     new.set("name.givenName", json!("Anne"));
     let err = dir.modify(&id, &base, new, None).await.unwrap_err();
     assert!(
-        matches!(err, DirectoryError::Unavailable { retry_after: Some(_) }),
+        matches!(
+            err,
+            DirectoryError::Unavailable {
+                retry_after: Some(_)
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(snap(&chamilo, id.parse().unwrap()), before);
@@ -426,10 +475,16 @@ async fn two_replicas_racing_one_create_make_one_account() {
             .filter_map(|r| r.as_ref().ok().and_then(|u| u.id().map(str::to_owned)))
             .collect();
         assert!(!oks.is_empty(), "round {round}: {x:?} / {y:?}");
-        assert!(oks.iter().all(|i| *i == ids[0].to_string()), "round {round}");
+        assert!(
+            oks.iter().all(|i| *i == ids[0].to_string()),
+            "round {round}"
+        );
         for r in [&x, &y] {
             if let Err(e) = r {
-                assert!(matches!(e, DirectoryError::Conflict { .. }), "round {round}: {e:?}");
+                assert!(
+                    matches!(e, DirectoryError::Conflict { .. }),
+                    "round {round}: {e:?}"
+                );
             }
         }
     }
@@ -449,13 +504,26 @@ async fn okta_sequence_without_delays() {
                 "emails": [{"value": name, "primary": true}],
                 "locale": "en-US", "active": active}))
         };
-        let id = dir.create(body("Olga", true)).await.unwrap().id().unwrap().to_owned();
-        for (given, active) in [("Olga", true), ("Olivia", true), ("Olga", false), ("Olga", true)]
-        {
+        let id = dir
+            .create(body("Olga", true))
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .to_owned();
+        for (given, active) in [
+            ("Olga", true),
+            ("Olivia", true),
+            ("Olga", false),
+            ("Olga", true),
+        ] {
             let stored = dir.replace(&id, body(given, active), None).await.unwrap();
             assert_eq!(stored.active(), Some(active));
             let s = snap(&chamilo, id.parse().unwrap()).unwrap();
-            assert_eq!((s.firstname.as_deref(), s.active), (Some(given), i64::from(active)));
+            assert_eq!(
+                (s.firstname.as_deref(), s.active),
+                (Some(given), i64::from(active))
+            );
         }
     }
 }
