@@ -234,16 +234,22 @@ impl AccountLookup {
     /// login (`ann_example.org` made from `ann@example.org`) never answers to itself.
     /// Reserved accounts (protected logins, anonymous users) never answer.
     pub async fn by_user_name(&self, user_name: &str) -> Result<Option<Account>, ChamiloError> {
+        match self.managed_by_user_name(user_name).await? {
+            Some(a) if self.is_reserved(&a) => Ok(None),
+            Some(a) => Ok(Some(a)),
+            None => self.by_unmanaged_login(user_name).await,
+        }
+    }
+
+    /// The account whose userName field is `user_name`, confirmed fresh (reserved ones too:
+    /// the callers refuse them).
+    async fn managed_by_user_name(&self, user_name: &str) -> Result<Option<Account>, ChamiloError> {
         let known = self.index.by_user_name(user_name);
         let field = self.fields.user_name.clone();
         let managed = self
             .confirm(&field, user_name, known, |a| a.user_name.as_deref(), false)
             .await?;
-        match managed {
-            Some(a) if self.is_reserved(&a) => Ok(None),
-            Some(a) => Ok(Some(a)),
-            None => self.by_unmanaged_login(user_name).await,
-        }
+        Ok(managed)
     }
 
     /// The account that holds `user_name` as far as a create must know (one fresh call): the
@@ -253,12 +259,7 @@ impl AccountLookup {
         &self,
         user_name: &str,
     ) -> Result<Option<Account>, ChamiloError> {
-        let known = self.index.by_user_name(user_name);
-        let field = self.fields.user_name.clone();
-        let managed = self
-            .confirm(&field, user_name, known, |a| a.user_name.as_deref(), false)
-            .await?;
-        match managed {
+        match self.managed_by_user_name(user_name).await? {
             Some(a) if self.is_reserved(&a) => Ok(None),
             Some(a) => Ok(Some(a)),
             None if self
