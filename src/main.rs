@@ -35,6 +35,22 @@ enum Command {
     /// Try it out: start a SIMULATED Chamilo (the built-in stand-in) and the proxy in front of
     /// it, and print the SCIM base URL, a token and a `curl` to try.
     Demo(DemoArgs),
+    /// Serve only a SIMULATED Chamilo (the built-in stand-in) on a loopback port, so the
+    /// end-to-end suite can reach it the way it reaches a real Chamilo: by URL and credentials.
+    /// Prints `CHAMILO_E2E_*` lines (and writes them to `--env-file` once listening); runs until
+    /// SIGTERM or Ctrl-C.
+    Standin(StandinArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct StandinArgs {
+    /// Write the `CHAMILO_E2E_*=value` lines here once the server listens (replaced atomically;
+    /// load it with `set -a; . FILE; set +a`).
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Accounts the simulated Chamilo starts with.
+    #[arg(long, default_value_t = 0)]
+    users: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -86,6 +102,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::Run(args)) => run(args),
         Some(Command::Demo(args)) => demo(args),
+        Some(Command::Standin(args)) => standin(args),
         None => run(cli.run),
     }
 }
@@ -235,6 +252,68 @@ security_key = "{security}"
         standin.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
         outcome
+    });
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The stand-in alone, as a separate server: what `.ci/run` points the end-to-end suite at.
+fn standin(args: StandinArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Signal handlers first: a SIGTERM right after the file appears must stop us cleanly.
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let standin = Standin::start(StandinConfig {
+            seed_users: args.users,
+            ..StandinConfig::default()
+        })
+        .await
+        .map_err(|e| format!("cannot start the simulated Chamilo: {e}"))?;
+        let lines = format!(
+            "CHAMILO_E2E_URL={url}\nCHAMILO_E2E_USERNAME={user}\nCHAMILO_E2E_PASSWORD={password}\nCHAMILO_E2E_API_KEY={key}\nCHAMILO_E2E_SECURITY_KEY={security}\n",
+            url = standin.base_url,
+            user = standin.admin_username,
+            password = standin.admin_password,
+            key = standin.admin_api_key,
+            security = standin.security_key,
+        );
+        if let Some(path) = &args.env_file {
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".tmp");
+            std::fs::write(&tmp, &lines)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        eprintln!(
+            "chamilo-scim-proxy standin: a SIMULATED Chamilo (built-in stand-in, {} accounts) at {}; SIGTERM or Ctrl-C stops it.",
+            args.users, standin.base_url
+        );
+        print!("{lines}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        standin.stop().await;
+        Ok::<(), String>(())
     });
     runtime.shutdown_background();
     match result {

@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -187,4 +188,96 @@ fn check_config_is_not_confused_by_run_settings_in_the_environment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Kills a child process however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `standin` serves the simulated Chamilo as a separate server (what `.ci/run` points the
+/// end-to-end suite at): it writes the `CHAMILO_E2E_*` lines once it listens, answers
+/// `authenticate` with them, and stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standin_serves_until_sigterm_and_writes_its_env_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("chamilo.env");
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["standin", "--users", "3", "--env-file"])
+            .arg(&env_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the stand-in"),
+    );
+    let written = eventually(Duration::from_secs(20), || async { env_file.exists() }).await;
+    assert!(written, "no {} within 20 s", env_file.display());
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    let vars: std::collections::HashMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    for key in [
+        "CHAMILO_E2E_URL",
+        "CHAMILO_E2E_USERNAME",
+        "CHAMILO_E2E_PASSWORD",
+        "CHAMILO_E2E_API_KEY",
+        "CHAMILO_E2E_SECURITY_KEY",
+    ] {
+        assert!(
+            vars.get(key).is_some_and(|v| !v.is_empty()),
+            "{key} missing in:\n{text}"
+        );
+    }
+    assert!(
+        vars["CHAMILO_E2E_URL"].starts_with("http://127.0.0.1:"),
+        "{text}"
+    );
+
+    // reqwest is built without a default TLS provider (plain HTTP here, but it insists).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/main/webservices/api/v2.php",
+            vars["CHAMILO_E2E_URL"]
+        ))
+        .form(&[
+            ("action", "authenticate"),
+            ("username", vars["CHAMILO_E2E_USERNAME"]),
+            ("password", vars["CHAMILO_E2E_PASSWORD"]),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["error"], false, "{answer}");
+    assert_eq!(
+        answer["data"]["apiKey"], vars["CHAMILO_E2E_API_KEY"],
+        "{answer}"
+    );
+
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -s TERM {}", child.0.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
 }
