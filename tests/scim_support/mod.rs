@@ -28,11 +28,38 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The request this answers, for failure messages: method, path (after the base URL) and
+    /// body.
+    pub method: Method,
+    pub path: String,
+    pub request: Option<String>,
 }
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The exchange, as a failing assertion should show it: request line and body, then status and
+/// body of the answer (JSON pretty-printed).
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = percent_encoding::percent_decode_str(&self.path).decode_utf8_lossy();
+        writeln!(f, "\n>>> {} {path}", self.method)?;
+        if let Some(body) = self.request.as_deref().filter(|b| !b.is_empty()) {
+            writeln!(f, "{body}")?;
+        }
+        writeln!(f, "<<< {}", self.status)?;
+        match &self.body {
+            Value::Null => Ok(()),
+            Value::String(text) => writeln!(f, "{text}"),
+            json => writeln!(
+                f,
+                "{}",
+                serde_json::to_string_pretty(json).unwrap_or_else(|_| json.to_string())
+            ),
+        }
     }
 }
 
@@ -142,7 +169,7 @@ impl TestServer {
         headers: &[(&str, &str)],
     ) -> Reply {
         let mut req = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -150,6 +177,7 @@ impl TestServer {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
+        let request = body.clone();
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .unwrap();
@@ -171,6 +199,9 @@ impl TestServer {
             status,
             headers,
             body,
+            method,
+            path: path.to_owned(),
+            request,
         }
     }
 }
