@@ -188,7 +188,11 @@ async fn every_operation_through_the_binary() {
     assert_eq!(put.status, StatusCode::OK, "{put}");
     assert_eq!(put.body["name"]["givenName"], "Robert", "{put}");
     let u = s.chamilo.account(uid).await;
-    assert_eq!(u.firstname.as_deref(), Some("Robert"), "in Chamilo: {u:?}{put}");
+    assert_eq!(
+        u.firstname.as_deref(),
+        Some("Robert"),
+        "in Chamilo: {u:?}{put}"
+    );
 
     let patched = s
         .scim
@@ -391,7 +395,11 @@ async fn entra_sequence() {
     assert_eq!(p.body["name"]["givenName"], "Tessa", "{p}");
     {
         let u = s.chamilo.account(uid).await;
-        assert_eq!(u.firstname.as_deref(), Some("Tessa"), "in Chamilo: {u:?}{p}");
+        assert_eq!(
+            u.firstname.as_deref(),
+            Some("Tessa"),
+            "in Chamilo: {u:?}{p}"
+        );
         assert_eq!(u.email, tessa, "in Chamilo: {u:?}{p}");
     }
 
@@ -784,7 +792,7 @@ async fn chamilo_calls_are_counted_by_action() {
 async fn changes_behind_the_proxys_back_are_seen() {
     if skip_without_soap(
         "changes_behind_the_proxys_back_are_seen",
-        "renaming a login directly",
+        "it renames logins directly (SOAP WSEditUserCredentials)",
     ) {
         return;
     }

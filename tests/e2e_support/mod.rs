@@ -119,7 +119,7 @@ pub fn target() -> &'static Target {
                 if e.security_key.is_some() {
                     "security key given"
                 } else {
-                    "not configured: tests that rename accounts are skipped"
+                    "not configured: tests that rename accounts or set passwords are skipped"
                 }
             )),
         }
@@ -150,13 +150,13 @@ pub fn skip_on_external(test: &str, why: &str) -> bool {
     skip
 }
 
-/// For tests that rename accounts (SOAP): true (and why) when the external Chamilo's security
-/// key was not given.
-pub fn skip_without_soap(test: &str, what: &str) -> bool {
+/// For tests that rename accounts or set passwords (SOAP): true (and why) when the external
+/// Chamilo's security key was not given.
+pub fn skip_without_soap(test: &str, why: &str) -> bool {
     let skip = matches!(target(), Target::External(e) if e.security_key.is_none());
     if skip {
         say(&format!(
-            "{test}: skipped against an external Chamilo: {what} needs SOAP, and CHAMILO_E2E_SECURITY_KEY is not set"
+            "{test}: skipped against an external Chamilo without CHAMILO_E2E_SECURITY_KEY: {why}"
         ));
     }
     skip
