@@ -22,3 +22,14 @@ pub fn empty() -> BoxBody {
         .map_err(|never| match never {})
         .boxed()
 }
+
+/// A short `text/plain` answer produced by the proxy itself (a refusal, a 404).
+pub fn plain_text(status: http::StatusCode, text: impl Into<Bytes>) -> http::Response<BoxBody> {
+    let mut response = http::Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -4,6 +4,8 @@
 //! `server` → (`scim` | `proxy` | `admin`); `scim` → `directory`; `chamilo` → `directory`;
 //! everything → `config`. See `../shared/docs/design.md`.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod body;
 pub mod chamilo;

@@ -2,6 +2,8 @@
 //!
 //! Subcommands are variants of [`Command`]; adding one is a variant plus a match arm.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -84,3 +84,16 @@ impl LogControl {
         }
     }
 }
+
+/// An error and its sources on one line (`connect failed: Connection refused (os error
+/// 111)`), for log fields.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

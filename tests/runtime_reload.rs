@@ -1,9 +1,9 @@
 //! Hot reload of the real binary: `..data` symlink swaps, invalid files, SIGHUP, and reloads
 //! under load.
 //!
-//! What is observable from outside while SCIM and the pass-through are stubs: `scim.enabled`
-//! (the SCIM route answers 501/401 when on and 404 when off), the access log (follows
-//! `log.level`), and the reload metrics on the admin port.
+//! What these tests observe from outside: `scim.enabled` (a SCIM request without a token
+//! answers 401 when SCIM is on, 404 when off), the access log (follows `log.level`), and the
+//! reload metrics on the admin port.
 
 mod common;
 

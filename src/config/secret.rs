@@ -1,7 +1,8 @@
 //! Secrets given as files (Kubernetes Secret volumes, Docker secrets, Chamilo's `SCIM_TOKEN_FILE`).
 //!
-//! Any section that needs a secret (SCIM tokens today, the Chamilo API key later) resolves it
-//! through [`SecretReader`] inside the loader so that the file is watched and hashed for reload.
+//! Every secret given as a file (`scim.token_files`, `SCIM_TOKEN_FILE`, the `[chamilo]`
+//! `*_file` keys) is read through [`SecretReader`] inside the loader, so that the file is
+//! watched and hashed for reload; nothing else reads secret files.
 
 use std::path::Path;
 
@@ -39,15 +40,6 @@ impl Secret {
     pub fn from_file_bytes(bytes: &[u8]) -> Result<Secret, SecretError> {
         let text = std::str::from_utf8(bytes).map_err(|_| SecretError::NotUtf8)?;
         Secret::checked(text.trim())
-    }
-
-    /// Reads one secret file directly (for callers outside the reloading loader).
-    pub fn from_file(path: &Path) -> Result<Secret, SecretError> {
-        let bytes = std::fs::read(path).map_err(|e| SecretError::Unreadable {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Secret::from_file_bytes(&bytes)
     }
 }
 

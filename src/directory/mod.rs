@@ -6,6 +6,7 @@
 //!
 //! Implementations: [`memory::MemoryDirectory`] (tests, examples) and the Chamilo backend.
 
+pub mod json;
 pub mod memory;
 
 use std::future::Future;

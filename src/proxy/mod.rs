@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{full, BoxBody};
+use crate::body::{full, plain_text, BoxBody};
 use crate::config::{Config, UpstreamConfig};
 use forwarded::Forwarding;
 use h1::{RequestFraming, RequestHeadWriter};
@@ -169,7 +169,7 @@ impl Proxy {
             if !access::is_allowed(&cfg.access.rules, path, ip) {
                 self.metrics.access_denied.inc();
                 tracing::info!(path, client = ?ip, "pass-through denied by access rule");
-                return plain(StatusCode::FORBIDDEN, "Forbidden\n");
+                return plain_text(StatusCode::FORBIDDEN, "Forbidden\n");
             }
         }
 
@@ -202,17 +202,19 @@ impl Proxy {
             host.as_ref(),
         );
         let framing = RequestFraming::of(&parts.headers, body.is_end_stream());
-        let head = request_head(
-            &parts.method,
-            &target.path_for(&parts.uri),
-            &parts.headers,
-            host.as_ref()
+        let head = UpstreamHead {
+            method: &parts.method,
+            target: &target.path_for(&parts.uri),
+            headers: &parts.headers,
+            host: host
+                .as_ref()
                 .map_or(target.authority.as_str().as_bytes(), HeaderValue::as_bytes),
-            &hop,
-            client_upgrade.as_ref().and(hop.upgrade.as_ref()),
-            &forwarding,
+            hop: &hop,
+            upgrade: client_upgrade.as_ref().and(hop.upgrade.as_ref()),
+            forwarding: &forwarding,
             framing,
-        );
+        }
+        .write();
 
         // The response-header timeout runs from the moment the request body is fully sent
         // (or dropped): a long upload is not a slow upstream. Until then, an upload that
@@ -251,7 +253,7 @@ impl Proxy {
             Err(err) => {
                 let kind = ErrorKind::of(&err);
                 self.metrics.error(kind);
-                tracing::warn!(kind = kind.as_str(), error = %error_chain(&err), "upstream request failed");
+                tracing::warn!(kind = kind.as_str(), error = %crate::telemetry::error_chain(&err), "upstream request failed");
                 return gateway_error(kind.status());
             }
         };
@@ -321,71 +323,66 @@ impl Proxy {
     }
 }
 
-/// The head the upstream gets: `Host` first, then the client's fields in their order without
-/// hop-by-hop ones, `Expect` (hyper's server already answered `100 Continue`) and those
-/// rewritten here: cookies joined into one field (HTTP/2 splits them, RFC 9113 §8.2.3; PHP
-/// reads one), the forwarding fields, and the upgrade pair when the client asked for one.
-#[allow(clippy::too_many_arguments)]
-fn request_head(
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    host: &[u8],
-    hop: &HopByHop,
-    upgrade: Option<&HeaderValue>,
-    forwarding: &Forwarding,
+/// What the request head the upstream gets is made of.
+struct UpstreamHead<'a> {
+    method: &'a Method,
+    /// Origin-form.
+    target: &'a str,
+    /// The client's fields.
+    headers: &'a HeaderMap,
+    /// The `Host` value.
+    host: &'a [u8],
+    hop: &'a HopByHop,
+    /// The protocol the client asked to upgrade to, when the upgrade can be followed.
+    upgrade: Option<&'a HeaderValue>,
+    forwarding: &'a Forwarding<'a>,
     framing: RequestFraming,
-) -> Vec<u8> {
-    let mut head = RequestHeadWriter::new(method, target, headers.len() + 6);
-    head.field(b"host", host);
-    let mut cookies_written = false;
-    for (name, value) in headers {
-        if *name == header::HOST
-            || *name == header::EXPECT
-            || !hop.passes(name)
-            || !forwarding.passes(name)
-        {
-            continue;
-        }
-        if *name == header::COOKIE {
-            if !cookies_written {
-                let all = headers.get_all(header::COOKIE).iter();
-                head.joined_field(b"cookie", all.map(HeaderValue::as_bytes), b"; ");
-                cookies_written = true;
+}
+
+impl UpstreamHead<'_> {
+    /// The head: `Host` first, then the client's fields in their order without hop-by-hop
+    /// ones, `Expect` (hyper's server already answered `100 Continue`) and those rewritten
+    /// here: cookies joined into one field (HTTP/2 splits them, RFC 9113 §8.2.3; PHP reads
+    /// one), the forwarding fields, and the upgrade pair when the client asked for one.
+    fn write(&self) -> Vec<u8> {
+        let Self {
+            method,
+            target,
+            headers,
+            host,
+            hop,
+            upgrade,
+            forwarding,
+            framing,
+        } = *self;
+        let mut head = RequestHeadWriter::new(method, target, headers.len() + 6);
+        head.field(b"host", host);
+        let mut cookies_written = false;
+        for (name, value) in headers {
+            if *name == header::HOST
+                || *name == header::EXPECT
+                || !hop.passes(name)
+                || !forwarding.passes(name)
+            {
+                continue;
             }
-            continue;
+            if *name == header::COOKIE {
+                if !cookies_written {
+                    let all = headers.get_all(header::COOKIE).iter();
+                    head.joined_field(b"cookie", all.map(HeaderValue::as_bytes), b"; ");
+                    cookies_written = true;
+                }
+                continue;
+            }
+            head.field(name.as_str().as_bytes(), value.as_bytes());
         }
-        head.field(name.as_str().as_bytes(), value.as_bytes());
+        forwarding.write(&mut head);
+        if let Some(protocol) = upgrade {
+            head.field(b"connection", b"upgrade");
+            head.field(b"upgrade", protocol.as_bytes());
+        }
+        head.finish(framing)
     }
-    forwarding.write(&mut head);
-    if let Some(protocol) = upgrade {
-        head.field(b"connection", b"upgrade");
-        head.field(b"upgrade", protocol.as_bytes());
-    }
-    head.finish(framing)
-}
-
-/// The error and its sources on one line.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// A short text answer produced by the proxy itself.
-fn plain(status: StatusCode, text: &'static str) -> Response<BoxBody> {
-    let mut resp = Response::new(full(text));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 /// 502 / 504 for browsers: a tiny HTML page that is also readable as text.
@@ -452,16 +449,17 @@ mod tests {
         let peer: std::net::IpAddr = "203.0.113.9".parse().unwrap();
         let host = h.get("host").cloned();
         let fwd = Forwarding::new(h, &hop, peer, false, &[], host.as_ref());
-        request_head(
-            &Method::GET,
-            "/index.php",
-            h,
-            host.as_ref().map_or(b"upstream", HeaderValue::as_bytes),
-            &hop,
-            hop.upgrade.as_ref().filter(|_| upgrade),
-            &fwd,
-            RequestFraming::Empty,
-        )
+        UpstreamHead {
+            method: &Method::GET,
+            target: "/index.php",
+            headers: h,
+            host: host.as_ref().map_or(b"upstream", HeaderValue::as_bytes),
+            hop: &hop,
+            upgrade: hop.upgrade.as_ref().filter(|_| upgrade),
+            forwarding: &fwd,
+            framing: RequestFraming::Empty,
+        }
+        .write()
     }
 
     #[test]

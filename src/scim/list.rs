@@ -4,9 +4,10 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
+use super::filter::matches;
 use super::filter::{AttrKind, AttrPath, AttrTypes};
-use super::filter_impl::matches;
 use super::schema::{ResourceSchema, Returned, Section};
+use crate::directory::json::get_ci;
 use crate::directory::{Capabilities, ListQuery, Page, User, ENTERPRISE_SCHEMA};
 
 /// The full User schema, built once (filter comparison rules do not depend on capabilities).
@@ -167,14 +168,6 @@ pub fn lookup_path<'a>(resource: &'a Value, path: &AttrPath) -> Option<&'a Value
         None => Some(top),
         Some(sub) => get_ci(top.as_object()?, sub),
     }
-}
-
-fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
 }
 
 /// Which attributes a response carries (RFC 7644 §3.9).

@@ -5,8 +5,8 @@
 //!
 //! Mounting: build one `ScimService::new(Arc<dyn Directory>)` at start-up and call `handle`
 //! with the path below [`MOUNT_PATH`] and the request's configuration snapshot. The public
-//! base URL used in `Location`/`meta.location` is taken from a [`ScimBaseUrl`] request
-//! extension when the server sets one, else from `X-Forwarded-Proto`/scheme and `Host`.
+//! base URL used in `Location`/`meta.location` is derived from the request:
+//! `X-Forwarded-Proto` (else the URI's scheme, else `http`) and the authority or `Host`.
 //! Every operation logs one line (`op`, `id`, `status`, `scim_type`, `elapsed_ms`) at `info`
 //! (`warn` for 5xx); request bodies, passwords and tokens are never logged.
 
@@ -18,9 +18,6 @@ pub mod list;
 pub mod normalize;
 pub mod patch;
 pub mod schema;
-
-// The filter implementation, by one name (it was a stand-in before `filter` was merged).
-use filter as filter_impl;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,12 +45,6 @@ pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 
-/// The public base URL of the service (`https://lms.example.org/scim/v2`). The server layer
-/// may put one in the request's extensions; otherwise it is derived from the request
-/// (`X-Forwarded-Proto`/URI scheme, `Host`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScimBaseUrl(pub String);
-
 /// The SCIM service provider mounted at `/scim/v2`.
 pub struct ScimService {
     directory: Arc<dyn Directory>,
@@ -67,9 +58,9 @@ struct Outcome {
     id: Option<String>,
 }
 
-/// A service with no backend wired: every user operation answers 503. It exists so that code
-/// written against the interface stub (`ScimService::default()`) keeps compiling; production
-/// code must use [`ScimService::new`].
+/// A service with no backend: every user operation answers 503 (discovery still answers).
+/// The server uses it when the configured backend cannot be built, so that SCIM fails closed
+/// while the pass-through keeps serving.
 impl Default for ScimService {
     fn default() -> Self {
         Self::new(Arc::new(Unconfigured))
@@ -502,7 +493,7 @@ impl ScimService {
                         format!("The filter is longer than {} bytes", cfg.max_filter_length),
                     ));
                 }
-                Some(filter_impl::parse_filter(f, &limits).map_err(|e| {
+                Some(filter::parse_filter(f, &limits).map_err(|e| {
                     ScimError::bad_request(ScimType::InvalidFilter, format!("Invalid filter {e}"))
                 })?)
             }
@@ -510,7 +501,7 @@ impl ScimService {
         let sort = match search.sort_by.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(s) => Some(SortKey {
-                path: filter_impl::parse_attr_path(s)
+                path: filter::parse_attr_path(s)
                     .map_err(|e| ScimError::invalid_value(format!("Invalid sortBy {e}")))?,
                 descending: match search
                     .sort_order
@@ -699,9 +690,6 @@ fn only_get(method: &Method) -> Result<(), ScimError> {
 
 /// The service's public base URL for this request.
 fn base_url<B>(req: &Request<B>) -> String {
-    if let Some(ScimBaseUrl(b)) = req.extensions().get::<ScimBaseUrl>() {
-        return b.trim_end_matches('/').to_owned();
-    }
     let headers = req.headers();
     let scheme = headers
         .get("x-forwarded-proto")
@@ -885,7 +873,7 @@ impl SearchParams {
             items
                 .iter()
                 .map(|s| {
-                    filter_impl::parse_attr_path(s).map_err(|e| {
+                    filter::parse_attr_path(s).map_err(|e| {
                         ScimError::invalid_value(format!("Invalid attribute {s}: {e}"))
                     })
                 })

@@ -10,8 +10,8 @@
 use serde_json::{Map, Value};
 
 use super::error::ScimError;
+use super::filter::parse_attr_path;
 use super::filter::{AttrKind, AttrPath};
-use super::filter_impl::parse_attr_path;
 use super::schema::{AttrDef, Mutability, ResourceSchema, Section};
 use crate::directory::{Capabilities, User, ENTERPRISE_SCHEMA, USER_SCHEMA};
 

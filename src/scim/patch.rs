@@ -8,12 +8,13 @@
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimType};
+use super::filter::{matches, parse_patch_path};
 use super::filter::{AttrKind, AttrPath, CompValue, CompareOp, Filter, PatchPath};
-use super::filter_impl::{matches, parse_patch_path};
 use super::normalize::{
     coerce, display_path, finish, flatten_keys, keep_one_primary, with_container,
 };
 use super::schema::{AttrDef, Mutability, ResourceSchema, Section};
+use crate::directory::json::get_ci;
 use crate::directory::ENTERPRISE_SCHEMA;
 
 /// The URN a PATCH request body declares.
@@ -33,12 +34,6 @@ pub struct PatchOp {
     pub op: OpKind,
     pub path: Option<PatchPath>,
     pub value: Option<Value>,
-}
-
-fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
 }
 
 /// Parses a PatchOp request body.

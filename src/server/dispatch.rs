@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 
 use super::metrics::{GaugeGuard, HttpMetrics, RouteKind};
 use super::route::{classify, host_problem, Route};
-use crate::body::{full, BoxBody, BoxError};
+use crate::body::{plain_text, BoxBody, BoxError};
 use crate::config::Live;
 use crate::proxy::{ClientInfo, Proxy};
 use crate::scim::ScimService;
@@ -57,7 +57,7 @@ impl Dispatcher {
                     // value, pass-through ones included.
                     Box::pin(self.scim.handle(req, &sub_path, &cfg.scim)).await
                 } else {
-                    plain(StatusCode::NOT_FOUND, "Not Found\n")
+                    plain_text(StatusCode::NOT_FOUND, "Not Found\n")
                 };
                 let path = format!("/scim/v2{sub_path}");
                 visit.end(&self.metrics, RouteKind::Scim, &path, response)
@@ -65,7 +65,7 @@ impl Dispatcher {
             Route::Reject { status, reason } => {
                 let visit = Visit::begin(&self.metrics, &req, client);
                 tracing::debug!(peer = %client.peer, reason, "request target rejected");
-                let response = plain(status, status_text(status));
+                let response = plain_text(status, status_text(status));
                 visit.end(&self.metrics, RouteKind::Reject, "-", response)
             }
         }
@@ -145,14 +145,4 @@ fn status_text(status: StatusCode) -> String {
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error")
     )
-}
-
-fn plain(status: StatusCode, text: impl Into<String>) -> Response<BoxBody> {
-    let mut response = Response::new(full(text.into()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

@@ -300,10 +300,10 @@ impl Upstream {
     }
 }
 
-/// Whether `status` is what the SCIM route answers a request without a token: the stub's 501
-/// now, the engine's 401 once it lands. (404 means the route is switched off.)
+/// Whether `status` is what the SCIM route answers a request without a token: 401. (404
+/// means the route is switched off.)
 pub fn is_scim_answer(status: u16) -> bool {
-    status == 501 || status == 401
+    status == 401
 }
 
 /// An HTTP/2 prior-knowledge (h2c) client connection to `addr`; the connection's task is

@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Number, Value};
 
 use super::{is_core_urn, AttrInfo, AttrKind, AttrPath, AttrTypes, CompValue, CompareOp, Filter};
+use crate::directory::json::get_ci;
 
 /// Whether `resource` satisfies `filter`. `types` supplies `caseExact` and data types; an
 /// attribute it does not know compares as a case-insensitive string (or as dates when both
@@ -83,15 +84,6 @@ fn eval_chain(
         }
     }
     is_and
-}
-
-/// A JSON object member by name, case-insensitively (exact spelling first).
-fn get_ci<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
 }
 
 /// The value of the attribute `path.name` (not yet its sub-attribute); `None` when absent.

@@ -1,14 +1,16 @@
 //! The express lane: plain-TCP HTTP/1.1 connections served by the proxy's own loop for as
 //! long as their requests are plain pass-through ones, which is nearly all of a Chamilo
-//! site's traffic (pages, scripts, images). At the first request that is anything else — a
-//! body, `Expect`, an upgrade, HTTP/1.0, a SCIM or rejected target, a malformed head — hyper's
-//! server takes the connection over for the rest of its life, starting with that request's
-//! bytes, and answers exactly as it would have from the start.
+//! site's traffic (pages, scripts, images, form posts): no body, or a body of one
+//! `Content-Length` read straight from the connection ([`body`]). At the first request that
+//! is anything else — a chunked body, `Expect`, an upgrade, HTTP/1.0, a SCIM or rejected
+//! target, a malformed head — hyper's server takes the connection over for the rest of its
+//! life, starting with that request's bytes, and answers exactly as it would have from the
+//! start.
 //!
 //! Why: hyper's server machinery (its dispatcher, message state and encoders around each
 //! request) was about 40 % of the proxy's CPU time per pass-through request, more than the
 //! forwarding itself. Here a request costs one read, one parse into `http` types, the
-//! pass-through, and one write of head and body together.
+//! pass-through, and one write of the head with the body when the body is there at once.
 
 mod body;
 pub mod head;
