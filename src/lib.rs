@@ -13,6 +13,7 @@ pub mod config;
 pub mod directory;
 pub mod proxy;
 pub mod scim;
+pub mod secret;
 pub mod server;
 pub mod standin;
 pub mod telemetry;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::error::{ConfigError, ConfigErrors, Document};
 use super::secret::SecretReader;
 use super::tls::TlsMaterial;
-use super::{Config, Secret};
+use super::Config;
+use crate::secret::Secret;
 
 /// Bootstrap settings given on the command line or in the environment; they win over the file.
 #[derive(Debug, Clone, Default)]

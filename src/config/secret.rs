@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::Secret;
+use crate::secret::Secret;
 
 /// Why a secret value or file was refused. The messages never contain the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::scim::filter::{AttrPath, Filter};
+use crate::secret::Secret;
 
 /// The URN of the core User schema.
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -40,29 +41,55 @@ pub type DirFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DirectoryError
 /// - `externalId` is the identity provider's key and must be stored and returned verbatim.
 ///
 /// The engine adds `meta.resourceType` and `meta.location` on output; backends need not.
+///
+/// The `password` is held apart from the JSON, as a [`Secret`]: `Debug` never prints it, and
+/// [`User::as_json`] never holds it. Read it with [`User::password`].
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct User(Map<String, Value>);
+pub struct User {
+    json: Map<String, Value>,
+    password: Option<Secret>,
+}
 
 impl User {
-    /// Wraps a JSON object that is already canonical.
-    pub fn from_json(map: Map<String, Value>) -> Self {
-        Self(map)
+    /// Wraps a JSON object that is already canonical; a string `password` in it is taken out
+    /// into a [`Secret`].
+    pub fn from_json(mut map: Map<String, Value>) -> Self {
+        let password = match map.remove("password") {
+            Some(Value::String(p)) => Some(Secret::new(p)),
+            Some(other) => {
+                // Not a password the engine would have let through; keep it as it came.
+                map.insert("password".to_owned(), other);
+                None
+            }
+            None => None,
+        };
+        Self {
+            json: map,
+            password,
+        }
     }
 
-    /// The canonical JSON object.
+    /// The canonical JSON object, without `password`.
     pub fn as_json(&self) -> &Map<String, Value> {
-        &self.0
+        &self.json
     }
 
     /// Mutable access for code that keeps the object canonical (the engine, backends setting
     /// `id`/`meta`).
     pub fn as_json_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.0
+        &mut self.json
     }
 
-    /// Unwraps the JSON object.
+    /// Unwraps the JSON object, `password` included (the inverse of [`User::from_json`]).
     pub fn into_json(self) -> Map<String, Value> {
-        self.0
+        let mut json = self.json;
+        if let Some(password) = self.password {
+            json.insert(
+                "password".to_owned(),
+                Value::String(password.expose().to_owned()),
+            );
+        }
+        json
     }
 
     /// The value at a canonical path: `userName`, `name.givenName`, or
@@ -70,11 +97,11 @@ impl User {
     pub fn get(&self, path: &str) -> Option<&Value> {
         let (container, rest) = match path.strip_prefix(ENTERPRISE_SCHEMA) {
             Some(rest) => (
-                self.0.get(ENTERPRISE_SCHEMA)?.as_object()?,
+                self.json.get(ENTERPRISE_SCHEMA)?.as_object()?,
                 rest.trim_start_matches(':'),
             ),
             None => (
-                &self.0,
+                &self.json,
                 path.strip_prefix(USER_SCHEMA)
                     .map_or(path, |r| r.trim_start_matches(':')),
             ),
@@ -91,10 +118,14 @@ impl User {
     /// objects; `Value::Null` removes it. Keeps `schemas` listing the extension when used.
     /// Backends use it to build canonical users from their own records.
     pub fn set(&mut self, path: &str, value: Value) {
+        if path == "password" {
+            self.password = value.as_str().map(Secret::new);
+            return;
+        }
         let (container, rest) = match path.strip_prefix(ENTERPRISE_SCHEMA) {
             Some(rest) => {
                 let ext = self
-                    .0
+                    .json
                     .entry(ENTERPRISE_SCHEMA)
                     .or_insert_with(|| Value::Object(Map::new()));
                 if !ext.is_object() {
@@ -106,7 +137,7 @@ impl User {
                 }
             }
             None => (
-                &mut self.0,
+                &mut self.json,
                 path.strip_prefix(USER_SCHEMA)
                     .map_or(path, |r| r.trim_start_matches(':')),
             ),
@@ -143,17 +174,18 @@ impl User {
     /// Rewrites `schemas` from the attributes present (and drops an empty extension).
     pub fn refresh_schemas(&mut self) {
         let ext_empty = self
-            .0
+            .json
             .get(ENTERPRISE_SCHEMA)
             .is_some_and(|e| e.as_object().is_none_or(Map::is_empty));
         if ext_empty {
-            self.0.remove(ENTERPRISE_SCHEMA);
+            self.json.remove(ENTERPRISE_SCHEMA);
         }
         let mut schemas = vec![Value::String(USER_SCHEMA.to_owned())];
-        if self.0.contains_key(ENTERPRISE_SCHEMA) {
+        if self.json.contains_key(ENTERPRISE_SCHEMA) {
             schemas.push(Value::String(ENTERPRISE_SCHEMA.to_owned()));
         }
-        self.0.insert("schemas".to_owned(), Value::Array(schemas));
+        self.json
+            .insert("schemas".to_owned(), Value::Array(schemas));
     }
 
     /// A string at a canonical path (see [`User::get`]).
@@ -168,7 +200,7 @@ impl User {
 
     /// Sets `id` (backends, on create).
     pub fn set_id(&mut self, id: impl Into<String>) {
-        self.0.insert("id".to_owned(), Value::String(id.into()));
+        self.json.insert("id".to_owned(), Value::String(id.into()));
     }
 
     /// `userName` (unique, case-insensitive).
@@ -188,7 +220,7 @@ impl User {
 
     /// The write-only `password`, when the client sent one.
     pub fn password(&self) -> Option<&str> {
-        self.get_str("password")
+        self.password.as_ref().map(Secret::expose)
     }
 
     /// The primary (else first) e-mail address.
@@ -216,7 +248,7 @@ impl User {
         version: impl Into<String>,
     ) {
         let meta = self
-            .0
+            .json
             .entry("meta")
             .or_insert_with(|| Value::Object(Map::new()));
         if !meta.is_object() {
@@ -455,6 +487,20 @@ mod tests {
         assert_eq!(u.as_json()["schemas"], json!([USER_SCHEMA]));
         u.set("name.givenName", Value::Null);
         assert!(u.get("name").is_none());
+    }
+
+    #[test]
+    fn the_password_is_kept_apart_and_never_printed() {
+        let json = json!({"userName": "bjensen", "password": "hunter2"});
+        let mut u = User::from_json(json.as_object().cloned().unwrap());
+        assert_eq!(u.password(), Some("hunter2"));
+        assert!(u.as_json().get("password").is_none());
+        assert!(!format!("{u:?}").contains("hunter2"));
+        assert_eq!(Value::Object(u.clone().into_json()), json);
+        u.set("password", json!("other"));
+        assert_eq!(u.password(), Some("other"));
+        u.set("password", Value::Null);
+        assert_eq!(u.password(), None);
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn bearer_token(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn cfg(tokens: &[&str]) -> ScimConfig {
         ScimConfig {

@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::ChamiloCallMetrics;
 use crate::admin::Health;
 use crate::chamilo::{Backend, ChamiloClient, Credentials};
-use crate::config::{ChamiloConfig, DirectoryKind, Live, Secret};
+use crate::config::{ChamiloConfig, DirectoryKind, Live};
 use crate::directory::memory::MemoryDirectory;
 use crate::directory::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
 use crate::scim::ScimService;
+use crate::secret::Secret;
 
 /// How long a client is told to wait while the backend starts.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
