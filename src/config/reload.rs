@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::live::Live;
 use super::load::{load, Loaded, Source};
-use super::Config;
+use super::{
+    AccessConfig, AdminConfig, ChamiloConfig, Config, ForwardingConfig, LogConfig, ReloadConfig,
+    ScimConfig, ServerConfig, ShutdownConfig, UpstreamConfig,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -280,65 +283,231 @@ fn far_future() -> tokio::time::Instant {
 
 /// Copies settings that cannot change at run time from `old` into `new`, returning the keys
 /// that the new file tried to change.
+///
+/// This is the reload contract, and the compiler keeps it whole: every field of every
+/// section is named below, either kept (restart-only) or bound to `_` (reloadable, read from
+/// the live configuration where it is used). The patterns have no `..`, so a new field that
+/// is not classified here does not compile.
 pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    macro_rules! keep {
-        ($key:literal, $($field:tt)+) => {
-            if old.$($field)+ != new.$($field)+ {
-                changed.push($key);
-                new.$($field)+ = old.$($field)+.clone();
-            }
-        };
+    let mut kept = Kept(Vec::new());
+    let Config {
+        server,
+        upstream,
+        forwarding,
+        access,
+        admin,
+        log,
+        shutdown,
+        scim,
+        reload,
+        chamilo,
+    } = new;
+
+    let ServerConfig {
+        listen,
+        tls,
+        header_read_timeout: _,
+        tls_handshake_timeout: _,
+        max_connections,
+        workers,
+    } = server;
+    kept.keep("server.listen", &old.server.listen, listen);
+    kept.keep(
+        "server.max_connections",
+        &old.server.max_connections,
+        max_connections,
+    );
+    kept.keep("server.workers", &old.server.workers, workers);
+    // The certificate and key reload; turning TLS on or off does not.
+    if old.server.tls.is_some() != tls.is_some() {
+        kept.0.push("server.tls (on/off)");
+        tls.clone_from(&old.server.tls);
     }
-    keep!("server.listen", server.listen);
-    keep!("server.max_connections", server.max_connections);
-    keep!("server.workers", server.workers);
-    keep!("admin.listen", admin.listen);
-    keep!("upstream.connect_timeout", upstream.connect_timeout);
-    keep!("upstream.pool_idle_timeout", upstream.pool_idle_timeout);
-    keep!(
+
+    let AdminConfig { listen } = admin;
+    kept.keep("admin.listen", &old.admin.listen, listen);
+
+    let UpstreamConfig {
+        url: _,
+        connect_timeout,
+        response_header_timeout: _,
+        body_idle_timeout: _,
+        tunnel_idle_timeout: _,
+        pool_idle_timeout,
+        pool_max_idle_per_host,
+    } = upstream;
+    kept.keep(
+        "upstream.connect_timeout",
+        &old.upstream.connect_timeout,
+        connect_timeout,
+    );
+    kept.keep(
+        "upstream.pool_idle_timeout",
+        &old.upstream.pool_idle_timeout,
+        pool_idle_timeout,
+    );
+    kept.keep(
         "upstream.pool_max_idle_per_host",
-        upstream.pool_max_idle_per_host
+        &old.upstream.pool_max_idle_per_host,
+        pool_max_idle_per_host,
     );
-    keep!("log.format", log.format);
-    keep!("reload.watch", reload.watch);
-    keep!("scim.directory", scim.directory);
-    keep!("scim.ready_requires_backend", scim.ready_requires_backend);
-    // The Chamilo backend is built once; only its secrets follow a reload.
-    keep!("chamilo.url", chamilo.url);
-    keep!("chamilo.username", chamilo.username);
-    keep!("chamilo.soap_ip", chamilo.soap_ip);
-    keep!(
+
+    let ForwardingConfig {
+        trusted_networks: _,
+    } = forwarding;
+    let AccessConfig { rules: _ } = access;
+    let ShutdownConfig {
+        drain_delay: _,
+        grace_period: _,
+    } = shutdown;
+
+    let LogConfig { level: _, format } = log;
+    kept.keep("log.format", &old.log.format, format);
+
+    let ReloadConfig {
+        watch,
+        debounce: _,
+        poll_interval: _,
+    } = reload;
+    kept.keep("reload.watch", &old.reload.watch, watch);
+
+    let ScimConfig {
+        enabled: _,
+        tokens: _,
+        token_files: _,
+        discovery_requires_auth: _,
+        max_body_bytes: _,
+        max_filter_length: _,
+        max_results: _,
+        default_count: _,
+        directory,
+        ready_requires_backend,
+    } = scim;
+    kept.keep("scim.directory", &old.scim.directory, directory);
+    kept.keep(
+        "scim.ready_requires_backend",
+        &old.scim.ready_requires_backend,
+        ready_requires_backend,
+    );
+
+    // The Chamilo backend is built once; only its service account's secrets follow a reload.
+    let o = &old.chamilo;
+    let ChamiloConfig {
+        url,
+        username,
+        api_key: _,
+        api_key_file: _,
+        password: _,
+        password_file: _,
+        security_key: _,
+        security_key_file: _,
+        soap_ip,
+        soap_send_forwarded_for,
+        connect_timeout,
+        request_timeout,
+        listing_timeout,
+        pool_idle_timeout,
+        pool_max_idle_per_host,
+        user_name_field,
+        external_id_field,
+        attributes_field,
+        login_is_email,
+        login_transform,
+        deprovision,
+        auth_source,
+        default_status,
+        roles,
+        languages,
+        protected_logins,
+        index_refresh,
+        list_scope,
+        create_extra_fields,
+    } = chamilo;
+    kept.keep("chamilo.url", &o.url, url);
+    kept.keep("chamilo.username", &o.username, username);
+    kept.keep("chamilo.soap_ip", &o.soap_ip, soap_ip);
+    kept.keep(
         "chamilo.soap_send_forwarded_for",
-        chamilo.soap_send_forwarded_for
+        &o.soap_send_forwarded_for,
+        soap_send_forwarded_for,
     );
-    keep!("chamilo.connect_timeout", chamilo.connect_timeout);
-    keep!("chamilo.request_timeout", chamilo.request_timeout);
-    keep!("chamilo.listing_timeout", chamilo.listing_timeout);
-    keep!("chamilo.pool_idle_timeout", chamilo.pool_idle_timeout);
-    keep!(
+    kept.keep(
+        "chamilo.connect_timeout",
+        &o.connect_timeout,
+        connect_timeout,
+    );
+    kept.keep(
+        "chamilo.request_timeout",
+        &o.request_timeout,
+        request_timeout,
+    );
+    kept.keep(
+        "chamilo.listing_timeout",
+        &o.listing_timeout,
+        listing_timeout,
+    );
+    kept.keep(
+        "chamilo.pool_idle_timeout",
+        &o.pool_idle_timeout,
+        pool_idle_timeout,
+    );
+    kept.keep(
         "chamilo.pool_max_idle_per_host",
-        chamilo.pool_max_idle_per_host
+        &o.pool_max_idle_per_host,
+        pool_max_idle_per_host,
     );
-    keep!("chamilo.user_name_field", chamilo.user_name_field);
-    keep!("chamilo.external_id_field", chamilo.external_id_field);
-    keep!("chamilo.attributes_field", chamilo.attributes_field);
-    keep!("chamilo.create_extra_fields", chamilo.create_extra_fields);
-    keep!("chamilo.login_is_email", chamilo.login_is_email);
-    keep!("chamilo.login_transform", chamilo.login_transform);
-    keep!("chamilo.deprovision", chamilo.deprovision);
-    keep!("chamilo.auth_source", chamilo.auth_source);
-    keep!("chamilo.default_status", chamilo.default_status);
-    keep!("chamilo.roles", chamilo.roles);
-    keep!("chamilo.languages", chamilo.languages);
-    keep!("chamilo.protected_logins", chamilo.protected_logins);
-    keep!("chamilo.list_scope", chamilo.list_scope);
-    keep!("chamilo.index_refresh", chamilo.index_refresh);
-    if old.server.tls.is_some() != new.server.tls.is_some() {
-        changed.push("server.tls (on/off)");
-        new.server.tls = old.server.tls.clone();
+    kept.keep(
+        "chamilo.user_name_field",
+        &o.user_name_field,
+        user_name_field,
+    );
+    kept.keep(
+        "chamilo.external_id_field",
+        &o.external_id_field,
+        external_id_field,
+    );
+    kept.keep(
+        "chamilo.attributes_field",
+        &o.attributes_field,
+        attributes_field,
+    );
+    kept.keep(
+        "chamilo.create_extra_fields",
+        &o.create_extra_fields,
+        create_extra_fields,
+    );
+    kept.keep("chamilo.login_is_email", &o.login_is_email, login_is_email);
+    kept.keep(
+        "chamilo.login_transform",
+        &o.login_transform,
+        login_transform,
+    );
+    kept.keep("chamilo.deprovision", &o.deprovision, deprovision);
+    kept.keep("chamilo.auth_source", &o.auth_source, auth_source);
+    kept.keep("chamilo.default_status", &o.default_status, default_status);
+    kept.keep("chamilo.roles", &o.roles, roles);
+    kept.keep("chamilo.languages", &o.languages, languages);
+    kept.keep(
+        "chamilo.protected_logins",
+        &o.protected_logins,
+        protected_logins,
+    );
+    kept.keep("chamilo.list_scope", &o.list_scope, list_scope);
+    kept.keep("chamilo.index_refresh", &o.index_refresh, index_refresh);
+    kept.0
+}
+
+/// The keys of restart-only settings the new file tried to change.
+struct Kept(Vec<&'static str>);
+
+impl Kept {
+    /// Keeps the running value of a restart-only setting, noting `key` when it differs.
+    fn keep<T: PartialEq + Clone>(&mut self, key: &'static str, running: &T, new: &mut T) {
+        if running != new {
+            self.0.push(key);
+            new.clone_from(running);
+        }
     }
-    changed
 }
 
 /// The directory to watch for `file` (exposed for tests of the `..data` layout).
