@@ -5,9 +5,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use chamilo_scim_proxy::scim::filter::{
-    matches, parse_filter, AttrInfo, AttrKind, AttrPath, AttrTypes, FilterLimits,
-};
+use chamilo_scim_proxy::directory::query::{matches, AttrInfo, AttrKind, AttrPath, AttrTypes};
+use chamilo_scim_proxy::scim::filter::{parse_filter, FilterLimits};
 use serde_json::{json, Value};
 
 struct UserTypes;

@@ -2,9 +2,11 @@
 //! parses back to the same tree, and the evaluator never panics and is consistent with the
 //! boolean structure of the filter.
 
+use chamilo_scim_proxy::directory::query::{
+    matches, AttrInfo, AttrKind, AttrPath, AttrTypes, CompValue, CompareOp, Filter,
+};
 use chamilo_scim_proxy::scim::filter::{
-    matches, parse_attr_path, parse_filter, parse_patch_path, AttrInfo, AttrKind, AttrPath,
-    AttrTypes, CompValue, CompareOp, Filter, FilterLimits, PatchPath,
+    parse_attr_path, parse_filter, parse_patch_path, FilterLimits, PatchPath,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};

@@ -1,10 +1,10 @@
 //! Property tests of the PATCH engine: arbitrary operations never panic, never touch
 //! read-only attributes, are all-or-nothing, and leave a canonical resource.
 
+use chamilo_scim_proxy::directory::schema::ResourceSchema;
 use chamilo_scim_proxy::directory::{Capabilities, ENTERPRISE_SCHEMA, USER_SCHEMA};
 use chamilo_scim_proxy::scim::normalize::normalize_user;
 use chamilo_scim_proxy::scim::patch::{apply_patch, parse_patch_request};
-use chamilo_scim_proxy::scim::schema::ResourceSchema;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 

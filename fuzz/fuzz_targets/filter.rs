@@ -2,9 +2,8 @@
 //! canonical text that parses back to the same tree, and must evaluate without panicking.
 #![no_main]
 
-use chamilo_scim_proxy::scim::filter::{
-    matches, parse_filter, parse_patch_path, AttrInfo, AttrPath, AttrTypes, FilterLimits,
-};
+use chamilo_scim_proxy::directory::query::{matches, AttrInfo, AttrPath, AttrTypes};
+use chamilo_scim_proxy::scim::filter::{parse_filter, parse_patch_path, FilterLimits};
 use libfuzzer_sys::fuzz_target;
 
 struct NoTypes;

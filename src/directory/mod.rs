@@ -8,6 +8,10 @@
 
 pub mod json;
 pub mod memory;
+pub mod query;
+pub mod schema;
+
+pub use query::{ListQuery, Page, SortKey};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +19,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::scim::filter::{AttrPath, Filter};
 use crate::secret::Secret;
 
 /// The URN of the core User schema.
@@ -315,61 +318,6 @@ impl Default for Capabilities {
             canonical_values: Vec::new(),
             accepted: Vec::new(),
         }
-    }
-}
-
-/// Sort order of a list request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SortKey {
-    pub path: AttrPath,
-    pub descending: bool,
-}
-
-/// A list or search request, already validated and clamped by the engine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListQuery {
-    /// Only resources matching this filter are counted and returned. A backend may use
-    /// [`Filter::equality_on`] for an indexed lookup (`userName`, `externalId`, `id`) and must
-    /// still apply the whole filter to the candidates, e.g. with [`ListQuery::select`].
-    pub filter: Option<Filter>,
-    /// Order of results; `None` means a stable backend order (e.g. by id) so that paging works.
-    pub sort: Option<SortKey>,
-    /// 1-based index of the first result to return (RFC 7644 `startIndex`), at least 1.
-    pub start_index: usize,
-    /// Largest number of resources to return; 0 asks for `total` only.
-    pub count: usize,
-}
-
-/// One page of a list result.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Page {
-    /// Number of resources matching the filter, across all pages.
-    pub total: usize,
-    /// The resources of the requested page, in order.
-    pub resources: Vec<User>,
-}
-
-impl ListQuery {
-    /// Filters, sorts (stable, by `sort` then by `id`) and pages `candidates` as the engine
-    /// would, using the User schema for comparison rules. Backends that cannot do this
-    /// natively call it on the users they fetched.
-    pub fn select(&self, candidates: Vec<User>) -> Page {
-        crate::scim::list::select(self, candidates)
-    }
-
-    /// Like [`ListQuery::select`] for candidates that arrive in chunks: holds one chunk and
-    /// the best `start_index - 1 + count` matches at a time, never every candidate.
-    pub fn select_chunks(&self, chunks: impl IntoIterator<Item = Vec<User>>) -> Page {
-        crate::scim::list::select_chunks(self, chunks)
-    }
-
-    /// Like [`ListQuery::select`] for users kept as JSON objects (`Value::Object` in the
-    /// canonical form): matches by reference and copies only the returned page.
-    pub fn select_json<'a>(
-        &self,
-        candidates: impl IntoIterator<Item = &'a serde_json::Value>,
-    ) -> Page {
-        crate::scim::list::select_json(self, candidates)
     }
 }
 

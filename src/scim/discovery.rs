@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::schema::ResourceSchema;
 use crate::config::ScimConfig;
+use crate::directory::schema::ResourceSchema;
 use crate::directory::{Capabilities, ENTERPRISE_SCHEMA, USER_SCHEMA};
 
 /// The `ServiceProviderConfig` document, describing what this server really does.

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::error::ScimError;
 use super::filter::parse_attr_path;
-use super::filter::{AttrKind, AttrPath};
-use super::schema::{AttrDef, Mutability, ResourceSchema, Section};
+use crate::directory::query::{AttrKind, AttrPath};
+use crate::directory::schema::{AttrDef, Mutability, ResourceSchema, Section};
 use crate::directory::{Capabilities, User, ENTERPRISE_SCHEMA, USER_SCHEMA};
 
 /// Splits an object into `(path, value)` pairs: URN containers are opened, dotted and

@@ -8,13 +8,13 @@
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimType};
-use super::filter::{matches, parse_patch_path};
-use super::filter::{AttrKind, AttrPath, CompValue, CompareOp, Filter, PatchPath};
+use super::filter::{parse_patch_path, PatchPath};
 use super::normalize::{
     coerce, display_path, finish, flatten_keys, keep_one_primary, with_container,
 };
-use super::schema::{AttrDef, Mutability, ResourceSchema, Section};
 use crate::directory::json::get_ci;
+use crate::directory::query::{matches, AttrKind, AttrPath, CompValue, CompareOp, Filter};
+use crate::directory::schema::{AttrDef, Mutability, ResourceSchema, Section};
 use crate::directory::ENTERPRISE_SCHEMA;
 
 /// The URN a PATCH request body declares.
@@ -176,9 +176,7 @@ fn apply_op(
                 Ok(target) => target,
                 // A User attribute this backend does not store: nothing to do. IdPs send every
                 // attribute they map, and a 400 would fail (and quarantine) the whole sync.
-                Err(_) if resolve_patch_path(super::list::full_schema(), pp).is_ok() => {
-                    return Ok(())
-                }
+                Err(_) if resolve_patch_path(ResourceSchema::full(), pp).is_ok() => return Ok(()),
                 Err(e) => return Err(e),
             };
             if is_read_only(def, sub) {

@@ -7,7 +7,8 @@
 use serde_json::Number;
 
 use super::lexer::{tokenize, Token, TokenKind};
-use super::{AttrPath, CompValue, CompareOp, Filter, FilterError, FilterLimits, PatchPath};
+use super::{FilterError, FilterLimits, PatchPath};
+use crate::directory::query::{AttrPath, CompValue, CompareOp, Filter};
 
 /// Nesting bound applied whatever the configuration says, so that the recursive parser,
 /// evaluator, `Display` and `Drop` stay far below a 2 MiB thread stack even in debug builds
@@ -139,21 +140,6 @@ fn operator(word: &str) -> Option<Operator> {
         _ => return None,
     };
     Some(Operator::Compare(op))
-}
-
-/// The canonical (lower-case) spelling of an operator.
-pub(super) fn op_name(op: CompareOp) -> &'static str {
-    match op {
-        CompareOp::Eq => "eq",
-        CompareOp::Ne => "ne",
-        CompareOp::Co => "co",
-        CompareOp::Sw => "sw",
-        CompareOp::Ew => "ew",
-        CompareOp::Gt => "gt",
-        CompareOp::Ge => "ge",
-        CompareOp::Lt => "lt",
-        CompareOp::Le => "le",
-    }
 }
 
 fn is_keyword(word: &str, keyword: &str) -> bool {
@@ -603,7 +589,7 @@ impl Parser {
                 value_tok.pos,
                 format!(
                     "'{}' cannot be used with {}",
-                    op_name(op),
+                    op.as_str(),
                     value_tok.describe()
                 ),
             ));
@@ -615,7 +601,7 @@ impl Parser {
         let expected = || {
             format!(
                 "expected a value after '{}' (a quoted string, a number, true, false or null), found {}",
-                op_name(op),
+                op.as_str(),
                 tok.describe()
             )
         };

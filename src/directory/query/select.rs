@@ -1,20 +1,13 @@
-//! List requests: filtering, stable sorting, paging and attribute projection.
+//! Answering a [`ListQuery`] over canonical JSON: filter, stable sort, page.
 
 use std::cmp::Ordering;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::filter::matches;
-use super::filter::{AttrKind, AttrPath, AttrTypes};
-use super::schema::{ResourceSchema, Returned, Section};
+use super::{matches, AttrPath, AttrTypes, ListQuery, Page};
 use crate::directory::json::get_ci;
-use crate::directory::{Capabilities, ListQuery, Page, User, ENTERPRISE_SCHEMA};
-
-/// The full User schema, built once (filter comparison rules do not depend on capabilities).
-pub(crate) fn full_schema() -> &'static ResourceSchema {
-    static SCHEMA: std::sync::OnceLock<ResourceSchema> = std::sync::OnceLock::new();
-    SCHEMA.get_or_init(|| ResourceSchema::new(&Capabilities::default()))
-}
+use crate::directory::schema::ResourceSchema;
+use crate::directory::{User, ENTERPRISE_SCHEMA};
 
 /// Filters, sorts and pages `candidates` (see [`ListQuery::select`]).
 pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
@@ -63,7 +56,7 @@ pub fn select_chunks(query: &ListQuery, chunks: impl IntoIterator<Item = Vec<Use
 /// Filters, sorts and pages users held as JSON objects, copying only the returned page
 /// (see [`ListQuery::select_json`]).
 pub fn select_json<'a>(query: &ListQuery, candidates: impl IntoIterator<Item = &'a Value>) -> Page {
-    let schema = full_schema();
+    let schema = ResourceSchema::full();
     let mut matching: Vec<&Value> = candidates
         .into_iter()
         .filter(|json| {
@@ -170,149 +163,10 @@ pub fn lookup_path<'a>(resource: &'a Value, path: &AttrPath) -> Option<&'a Value
     }
 }
 
-/// Which attributes a response carries (RFC 7644 §3.9).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Projection {
-    /// `attributes`: only these (plus `returned: always`).
-    pub attributes: Vec<AttrPath>,
-    /// `excludedAttributes`: all `returned: default` ones except these.
-    pub excluded: Vec<AttrPath>,
-}
-
-impl Projection {
-    /// Applies the projection to a canonical resource, also dropping `returned: never`
-    /// attributes and anything the schema does not define.
-    pub fn apply(
-        &self,
-        schema: &ResourceSchema,
-        resource: &Map<String, Value>,
-    ) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (key, value) in resource {
-            if key == "schemas" {
-                out.insert(key.clone(), value.clone());
-                continue;
-            }
-            if key == ENTERPRISE_SCHEMA {
-                let Some(ext) = value.as_object() else {
-                    continue;
-                };
-                let mut kept = Map::new();
-                for (k, v) in ext {
-                    if let Some((Section::Enterprise, def)) =
-                        schema.attr(Some(ENTERPRISE_SCHEMA), k)
-                    {
-                        if let Some(v) = self.project_attr(def, Some(ENTERPRISE_SCHEMA), v) {
-                            kept.insert(k.clone(), v);
-                        }
-                    }
-                }
-                if !kept.is_empty() {
-                    out.insert(key.clone(), Value::Object(kept));
-                }
-                continue;
-            }
-            let Some((section, def)) = schema.attr(None, key) else {
-                continue;
-            };
-            if section == Section::Enterprise {
-                continue;
-            }
-            if let Some(v) = self.project_attr(def, None, value) {
-                out.insert(key.clone(), v);
-            }
-        }
-        out
-    }
-
-    fn project_attr(
-        &self,
-        def: &super::schema::AttrDef,
-        urn: Option<&str>,
-        value: &Value,
-    ) -> Option<Value> {
-        match def.returned {
-            Returned::Never => return None,
-            Returned::Always => return Some(value.clone()),
-            _ => {}
-        }
-        let names = |p: &AttrPath| {
-            p.name.eq_ignore_ascii_case(def.name)
-                && match (&p.urn, urn) {
-                    (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                    (Some(a), None) => a.eq_ignore_ascii_case(crate::directory::USER_SCHEMA),
-                    (None, _) => true,
-                }
-        };
-        if !self.attributes.is_empty() {
-            let wanted: Vec<&AttrPath> = self.attributes.iter().filter(|p| names(p)).collect();
-            if wanted.is_empty() {
-                // `attributes=urn:…:enterprise:2.0:User` asks for the whole extension.
-                let whole_schema = self.attributes.iter().any(|p| {
-                    urn.is_some_and(|u| {
-                        let full = format!("{}:{}", p.urn.as_deref().unwrap_or(""), p.name);
-                        full.eq_ignore_ascii_case(u)
-                    })
-                });
-                return whole_schema.then(|| value.clone());
-            }
-            if wanted.iter().any(|p| p.sub_attr.is_none()) || def.kind != AttrKind::Complex {
-                return Some(value.clone());
-            }
-            let subs: Vec<&str> = wanted
-                .iter()
-                .filter_map(|p| p.sub_attr.as_deref())
-                .collect();
-            return keep_subs(value, |k| subs.iter().any(|s| s.eq_ignore_ascii_case(k)));
-        }
-        if def.returned == Returned::Request {
-            return None;
-        }
-        let excluded: Vec<&AttrPath> = self.excluded.iter().filter(|p| names(p)).collect();
-        if excluded.iter().any(|p| p.sub_attr.is_none()) {
-            return None;
-        }
-        if excluded.is_empty() {
-            return Some(value.clone());
-        }
-        let subs: Vec<&str> = excluded
-            .iter()
-            .filter_map(|p| p.sub_attr.as_deref())
-            .collect();
-        keep_subs(value, |k| !subs.iter().any(|s| s.eq_ignore_ascii_case(k)))
-    }
-}
-
-fn keep_subs(value: &Value, keep: impl Fn(&str) -> bool) -> Option<Value> {
-    let filter_obj = |o: &Map<String, Value>| -> Map<String, Value> {
-        o.iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    match value {
-        Value::Object(o) => {
-            let m = filter_obj(o);
-            (!m.is_empty()).then_some(Value::Object(m))
-        }
-        Value::Array(items) => {
-            let kept: Vec<Value> = items
-                .iter()
-                .filter_map(|i| i.as_object().map(filter_obj))
-                .filter(|m| !m.is_empty())
-                .map(Value::Object)
-                .collect();
-            (!kept.is_empty()).then_some(Value::Array(kept))
-        }
-        other => Some(other.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::SortKey;
-    use crate::scim::filter::{parse_attr_path, parse_filter, FilterLimits};
+    use crate::directory::query::{CompValue, CompareOp, Filter, SortKey};
     use serde_json::json;
 
     fn users() -> Vec<User> {
@@ -327,18 +181,30 @@ mod tests {
         .collect()
     }
 
+    fn title_present() -> Filter {
+        Filter::Present(AttrPath::new("title", None))
+    }
+
+    fn not_bob() -> Filter {
+        Filter::Compare {
+            path: AttrPath::new("userName", None),
+            op: CompareOp::Ne,
+            value: CompValue::Str("bob".into()),
+        }
+    }
+
     #[test]
     fn chunks_select_like_the_whole() {
         let cases = [
             (None, None, 1, 10),
             (None, Some(("userName", false)), 2, 2),
-            (Some("title pr"), Some(("title", true)), 1, 2),
-            (Some("userName ne \"bob\""), None, 2, 1),
+            (Some(title_present()), Some(("title", true)), 1, 2),
+            (Some(not_bob()), None, 2, 1),
             (None, Some(("emails", false)), 1, 0),
             (None, None, 9, 3),
         ];
         for (filter, sort, start, count) in cases {
-            let q = query(filter, sort, start, count);
+            let q = query(filter.clone(), sort, start, count);
             let whole = q.select(users());
             for size in [1, 2, 3] {
                 let chunks: Vec<Vec<User>> = users().chunks(size).map(<[User]>::to_vec).collect();
@@ -356,15 +222,15 @@ mod tests {
     }
 
     fn query(
-        filter: Option<&str>,
+        filter: Option<Filter>,
         sort: Option<(&str, bool)>,
         start: usize,
         count: usize,
     ) -> ListQuery {
         ListQuery {
-            filter: filter.map(|f| parse_filter(f, &FilterLimits::default()).unwrap()),
+            filter,
             sort: sort.map(|(p, descending)| SortKey {
-                path: parse_attr_path(p).unwrap(),
+                path: AttrPath::new(p, None),
                 descending,
             }),
             start_index: start,
@@ -400,50 +266,8 @@ mod tests {
 
     #[test]
     fn filters_select_before_paging() {
-        let page = query(Some("title pr"), Some(("userName", false)), 1, 1).select(users());
+        let page = query(Some(title_present()), Some(("userName", false)), 1, 1).select(users());
         assert_eq!(page.total, 3);
         assert_eq!(ids(&page), ["1"]);
-    }
-
-    #[test]
-    fn projection_rules() {
-        let schema = ResourceSchema::new(&Capabilities::default());
-        let user = json!({
-            "schemas": ["s"], "id": "1", "userName": "u", "password": "secret",
-            "name": {"givenName": "g", "familyName": "f"},
-            "emails": [{"value": "a@x", "type": "work"}],
-            "meta": {"version": "1"},
-            ENTERPRISE_SCHEMA: {"department": "d", "costCenter": "c"}
-        });
-        let user = user.as_object().unwrap();
-        let p = |attrs: &[&str], excl: &[&str]| Projection {
-            attributes: attrs.iter().map(|a| parse_attr_path(a).unwrap()).collect(),
-            excluded: excl.iter().map(|a| parse_attr_path(a).unwrap()).collect(),
-        };
-        let all = Value::Object(p(&[], &[]).apply(&schema, user));
-        assert!(all.get("password").is_none(), "returned: never");
-        assert_eq!(all["meta"]["version"], "1");
-        let some = Value::Object(
-            p(
-                &[
-                    "emails.value",
-                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
-                ],
-                &[],
-            )
-            .apply(&schema, user),
-        );
-        assert_eq!(
-            some,
-            json!({"schemas": ["s"], "id": "1", "emails": [{"value": "a@x"}], ENTERPRISE_SCHEMA: {"department": "d"}})
-        );
-        let ext = Value::Object(p(&[ENTERPRISE_SCHEMA], &[]).apply(&schema, user));
-        assert_eq!(ext[ENTERPRISE_SCHEMA]["costCenter"], "c");
-        assert!(ext.get("userName").is_none());
-        let excl =
-            Value::Object(p(&[], &["name.givenName", "id", "department"]).apply(&schema, user));
-        assert_eq!(excl["name"], json!({"familyName": "f"}));
-        assert_eq!(excl["id"], "1", "returned: always cannot be excluded");
-        assert!(excl[ENTERPRISE_SCHEMA].get("department").is_none());
     }
 }

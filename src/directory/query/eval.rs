@@ -1,7 +1,7 @@
 //! Evaluates a parsed filter against one resource's canonical SCIM JSON.
 //!
 //! Attribute names are resolved case-insensitively against the JSON keys. Comparison follows
-//! RFC 7644 §3.4.2.2 with the choices listed in the module documentation of `filter`.
+//! RFC 7644 §3.4.2.2 with the choices listed in the documentation of [`super`].
 
 use std::cmp::Ordering;
 

@@ -1,13 +1,14 @@
-//! The User schema and the enterprise extension as data (RFC 7643 §4.1, §4.3, §8.7.1).
+//! The User schema and the enterprise extension as data (RFC 7643 §4.1, §4.3, §8.7.1): the
+//! attributes of the canonical [`User`](super::User) with their characteristics.
 //!
-//! One definition drives validation and normalisation, filter comparison ([`AttrTypes`]),
-//! projection and the `/Schemas` document. [`ResourceSchema::new`] prunes it to what the
-//! backend can store.
+//! One definition drives filter comparison ([`AttrTypes`], for [`super::query`]), and in the
+//! SCIM layer validation, normalisation, projection and the `/Schemas` document.
+//! [`ResourceSchema::new`] prunes it to what the backend can store ([`Capabilities`]).
 
 use serde_json::{json, Map, Value};
 
-use super::filter::{AttrInfo, AttrKind, AttrPath, AttrTypes};
-use crate::directory::{Capabilities, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use super::query::{AttrInfo, AttrKind, AttrPath, AttrTypes};
+use super::{Capabilities, ENTERPRISE_SCHEMA, USER_SCHEMA};
 
 /// RFC 7643 `mutability`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,6 +392,13 @@ pub struct ResourceSchema {
 }
 
 impl ResourceSchema {
+    /// The whole User schema, built once: filter comparison rules do not depend on what a
+    /// backend stores.
+    pub fn full() -> &'static ResourceSchema {
+        static SCHEMA: std::sync::OnceLock<ResourceSchema> = std::sync::OnceLock::new();
+        SCHEMA.get_or_init(|| ResourceSchema::new(&Capabilities::default()))
+    }
+
     /// The schema restricted to `caps.attributes` (plus `caps.accepted`, kept but not
     /// advertised), with the backend's required attributes and canonical values.
     pub fn new(caps: &Capabilities) -> Self {
