@@ -11,6 +11,7 @@ pub mod body;
 pub mod chamilo;
 pub mod config;
 pub mod directory;
+pub mod http1;
 pub mod proxy;
 pub mod scim;
 pub mod secret;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chamilo_scim_proxy::body::full;
-use chamilo_scim_proxy::proxy::h1::{RequestFraming, RequestHeadWriter};
+use chamilo_scim_proxy::http1::{RequestFraming, RequestHeadWriter};
 use chamilo_scim_proxy::proxy::pool::{Endpoint, PoolSettings, UpstreamPool};
 use chamilo_scim_proxy::proxy::upstream::OutgoingRequest;
 use http::{Method, Request, Response};

@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use chamilo_scim_proxy::proxy::h1::{parse_response_head, ChunkedDecoder};
+use chamilo_scim_proxy::http1::{parse_response_head, ChunkedDecoder};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

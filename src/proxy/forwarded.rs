@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-use super::h1::RequestHeadWriter;
 use super::headers::HopByHop;
+use crate::http1::RequestHeadWriter;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -266,7 +266,7 @@ fn push_token_or_quoted(out: &mut Vec<u8>, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::h1::RequestFraming;
+    use crate::http1::RequestFraming;
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()
@@ -293,7 +293,7 @@ mod tests {
             }
         }
         fwd.write(&mut head);
-        crate::proxy::h1::tests::request_fields(&head.finish(RequestFraming::Empty))
+        crate::http1::request::tests::request_fields(&head.finish(RequestFraming::Empty))
     }
 
     fn spoofed() -> HeaderMap {

@@ -9,7 +9,6 @@
 
 pub mod access;
 pub mod forwarded;
-pub mod h1;
 pub mod headers;
 pub mod idle;
 mod metrics;
@@ -31,8 +30,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{full, plain_text, BoxBody};
 use crate::config::{Config, UpstreamConfig};
+use crate::http1::{RequestFraming, RequestHeadWriter};
 use forwarded::Forwarding;
-use h1::{RequestFraming, RequestHeadWriter};
 use headers::HopByHop;
 use idle::IdleTimeout;
 use metrics::{ErrorKind, ProxyMetrics};
@@ -484,7 +483,7 @@ mod tests {
             text.starts_with("GET /index.php HTTP/1.1\r\nhost: lms.example\r\n"),
             "{text}"
         );
-        let fields = crate::proxy::h1::tests::request_fields(&head);
+        let fields = crate::http1::request::tests::request_fields(&head);
         let names: Vec<&str> = fields.keys().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
@@ -515,11 +514,11 @@ mod tests {
             ("upgrade", b"websocket"),
             ("sec-websocket-key", b"k"),
         ]);
-        let fields = crate::proxy::h1::tests::request_fields(&head_for(&h, true));
+        let fields = crate::http1::request::tests::request_fields(&head_for(&h, true));
         assert_eq!(fields["connection"], "upgrade");
         assert_eq!(fields["upgrade"], "websocket");
         assert_eq!(fields["sec-websocket-key"], "k");
-        let fields = crate::proxy::h1::tests::request_fields(&head_for(&h, false));
+        let fields = crate::http1::request::tests::request_fields(&head_for(&h, false));
         assert!(fields.get("connection").is_none());
         assert!(fields.get("upgrade").is_none());
     }

@@ -13,16 +13,15 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::FutureExt as _;
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::h1::{self, Framing, H1Error, RequestFraming, ResponseHead};
 use super::pool::{Endpoint, UpstreamPool};
 use crate::body::{BoxBody, BoxError};
+use crate::http1::{self as h1, poll_read_buf, Framing, H1Error, RequestFraming, ResponseHead};
 
 /// Room kept free in a connection's read buffer before each read.
 const READ_ROOM: usize = 16 * 1024;
@@ -478,14 +477,4 @@ impl Body for ResponseBody {
             _ => SizeHint::default(),
         }
     }
-}
-
-/// Reads what `stream` has into `buf` (the number of bytes; 0 at its end).
-pub(crate) fn poll_read_buf(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    let mut read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(stream, buf));
-    read.poll_unpin(cx)
 }

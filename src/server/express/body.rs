@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
 
-use crate::proxy::upstream::poll_read_buf;
+use crate::http1::poll_read_buf;
 
 /// Room kept free in the buffer while a body is read: uploads go in larger reads than heads.
 const BODY_READ_ROOM: usize = 64 * 1024;

@@ -9,11 +9,12 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, StatusCode, Uri, Version};
 
-use crate::proxy::h1::{parse_length, FieldSpans};
+use crate::http1::fields::FieldSpans;
+use crate::http1::parse_length;
 
 /// The longest request head, as for responses (nginx's default is 8 KiB a line): browsers
 /// send 1–2 KiB, a little more with many cookies.
-pub use crate::proxy::h1::MAX_HEAD;
+pub use crate::http1::MAX_HEAD;
 
 /// A request head the express lane serves.
 #[derive(Debug)]

@@ -36,7 +36,7 @@ use super::dispatch::Dispatcher;
 use super::metrics::HandoverLabel;
 use super::route::{classify, Route};
 use crate::body::BoxBody;
-use crate::proxy::h1::{chunk_size_line, LAST_CHUNK};
+use crate::http1::{chunk_size_line, LAST_CHUNK};
 use crate::proxy::ClientInfo;
 use crate::timer::Deadline;
 
