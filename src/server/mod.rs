@@ -6,9 +6,13 @@
 
 pub mod connection;
 pub mod dispatch;
+pub mod drain;
 pub mod express;
+pub mod hyper_lane;
+mod io;
 pub mod lifecycle;
 pub mod metrics;
+pub mod protocol;
 pub mod route;
 pub mod scim_backend;
 pub mod tls;
@@ -20,8 +24,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use self::connection::Drain;
 use self::dispatch::Dispatcher;
+use self::drain::Drain;
 use self::metrics::{GaugeGuard, HttpMetrics};
 use crate::config::Live;
 use crate::proxy::ClientInfo;

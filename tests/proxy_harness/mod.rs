@@ -342,7 +342,7 @@ pub async fn start_front(cfg: Config, tls: Option<Arc<rustls::ServerConfig>>) ->
 }
 
 /// The real public listener: `server::accept` and `server::connection` (protocol sniffing,
-/// hyper's HTTP/1.1 server with its header-read timeout, the drain) in front of the real
+/// the express lane, hyper's server with its header-read timeout, the drain) in front of the real
 /// `Dispatcher`, with the SCIM service composed as at start-up. Plain TCP, served on the
 /// test's runtime as on one worker's.
 pub struct Server {

@@ -16,9 +16,7 @@ mod body;
 pub mod head;
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -26,13 +24,15 @@ use futures_util::FutureExt as _;
 use http::{Method, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use self::body::ClientBody;
 use self::head::{BodyFraming, ExpressRequest, NotServed};
-use super::connection::{serve_http1, write_through, DrainProbe, DrainWatch};
 use super::dispatch::Dispatcher;
+use super::drain::{DrainProbe, DrainWatch};
+use super::hyper_lane::serve_http1;
+use super::io::Prefixed;
 use super::metrics::HandoverLabel;
 use super::route::{classify, Route};
 use crate::body::BoxBody;
@@ -382,34 +382,3 @@ fn http_date() -> Bytes {
         cached.1.clone()
     })
 }
-
-/// A connection whose first bytes were already read: hyper reads those first.
-struct Prefixed<I> {
-    prefix: Bytes,
-    io: I,
-}
-
-impl<I> Prefixed<I> {
-    fn new(io: I, prefix: Bytes) -> Self {
-        Self { prefix, io }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.prefix.is_empty() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        }
-        let n = this.prefix.len().min(buf.remaining());
-        buf.put_slice(&this.prefix[..n]);
-        this.prefix.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-write_through!(Prefixed);
