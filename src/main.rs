@@ -162,11 +162,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(chamilo_scim_proxy::server::lifecycle::run(
-        source,
-        loaded,
-        Some(log),
-    ));
+    let result = runtime.block_on(chamilo_scim_proxy::app::run(source, loaded, Some(log)));
     // Do not wait for connections the grace period gave up on.
     runtime.shutdown_background();
     match result {
@@ -248,7 +244,7 @@ security_key = "{security}"
             file = file.display(),
         );
         let log = chamilo_scim_proxy::telemetry::init(&loaded.config.log).map_err(|e| e.to_string())?;
-        let outcome = chamilo_scim_proxy::server::lifecycle::run(source, loaded, Some(log))
+        let outcome = chamilo_scim_proxy::app::run(source, loaded, Some(log))
             .await
             .map_err(|e| e.to_string());
         standin.stop().await;

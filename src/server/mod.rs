@@ -1,8 +1,9 @@
-//! Listeners, connections, routing to `scim` / `proxy`, graceful drain.
+//! The public listener: workers, connections, routing to `scim` / `proxy`, graceful drain.
 //!
-//! [`lifecycle::run`] wires everything together; [`accept`] takes the public listener's
-//! connections and hands each to [`connection::serve`] (HTTP/1.1 with upgrades, or HTTP/2),
-//! optionally behind TLS.
+//! A request's path: [`worker::Worker`] (one event loop per core) → [`accept`] →
+//! [`connection::serve`] (TLS, protocol choice) → the [`express`] lane or hyper's server
+//! ([`hyper_lane`]) → [`dispatch::Dispatcher`], which routes by [`route::classify`] to the
+//! pass-through or the SCIM service. [`crate::app`] builds the parts and runs the process.
 
 pub mod connection;
 pub mod dispatch;
@@ -10,12 +11,11 @@ pub mod drain;
 pub mod express;
 pub mod hyper_lane;
 mod io;
-pub mod lifecycle;
 pub mod metrics;
 pub mod protocol;
 pub mod route;
-pub mod scim_backend;
 pub mod tls;
+pub mod worker;
 
 use std::sync::Arc;
 

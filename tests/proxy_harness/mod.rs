@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chamilo_scim_proxy::admin::Health;
+use chamilo_scim_proxy::app::chamilo_metrics::ChamiloCallMetrics;
+use chamilo_scim_proxy::app::scim_backend::scim_service;
 use chamilo_scim_proxy::body::{empty, full, BoxBody};
 use chamilo_scim_proxy::config::load::Loaded;
 use chamilo_scim_proxy::config::{Config, Live};
 use chamilo_scim_proxy::proxy::{ClientInfo, Proxy};
 use chamilo_scim_proxy::server::dispatch::Dispatcher;
-use chamilo_scim_proxy::server::metrics::{ChamiloCallMetrics, HttpMetrics};
+use chamilo_scim_proxy::server::metrics::HttpMetrics;
 use chamilo_scim_proxy::server::route::{classify, Route};
-use chamilo_scim_proxy::server::scim_backend::scim_service;
 use chamilo_scim_proxy::server::{accept, PublicListener};
 use futures_util::StreamExt;
 use http::{header, HeaderValue, Request, Response, StatusCode};

@@ -1,7 +1,7 @@
 //! The SCIM engine's account store, chosen and started from configuration.
 //!
-//! This is where `scim` meets `chamilo`: the server layer owns the composition so that
-//! neither knows the other. The Chamilo backend is checked and its user index loaded in the
+//! This is where `scim` meets `chamilo`: the composition root owns it, so that neither they
+//! nor the server know each other. The Chamilo backend is checked and its user index loaded in the
 //! background; until then SCIM requests answer 503 with `Retry-After` (the pass-through is
 //! not affected), and start-up is retried with back-off while Chamilo refuses or is down.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::ChamiloCallMetrics;
+use super::chamilo_metrics::ChamiloCallMetrics;
 use crate::admin::Health;
 use crate::chamilo::{Backend, ChamiloClient, Credentials};
 use crate::config::{ChamiloConfig, DirectoryKind, Live};

@@ -13,14 +13,17 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::dispatch::Dispatcher;
-use super::metrics::{ChamiloCallMetrics, HttpMetrics};
-use super::{accept, tls, PublicListener};
+use super::chamilo_metrics::ChamiloCallMetrics;
+use super::scim_backend::scim_service;
 use crate::admin::{Admin, Health};
 use crate::config::load::{Loaded, Source};
 use crate::config::reload::{ReloadMetrics, Reloader};
 use crate::config::Live;
 use crate::proxy::Proxy;
+use crate::server::dispatch::Dispatcher;
+use crate::server::metrics::HttpMetrics;
+use crate::server::worker::Worker;
+use crate::server::{bind_reuseport, tls, worker_count};
 use crate::telemetry::LogControl;
 
 /// Why the process could not start.
@@ -40,79 +43,6 @@ pub enum StartError {
     Proxy(#[from] crate::proxy::ProxyError),
     #[error("cannot start a worker thread: {0}")]
     Worker(std::io::Error),
-}
-
-/// One event loop: a single-threaded runtime on its own thread, accepting on its own
-/// `SO_REUSEPORT` socket. A connection, its upstream connection and its tunnel all stay on
-/// this thread, which avoids cross-thread wake-ups on every hop.
-struct Worker {
-    index: usize,
-    listener: std::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    dispatcher: Arc<Dispatcher>,
-    live: Live,
-    metrics: HttpMetrics,
-    limit: Arc<tokio::sync::Semaphore>,
-    /// Stop accepting, drain this worker's connections, then report on `done`.
-    stop: CancellationToken,
-    /// Leave: the grace period is over or everything is drained.
-    exit: CancellationToken,
-    done: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Worker {
-    fn run(self) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(worker = self.index, error = %e, "cannot start a worker runtime");
-                return;
-            }
-        };
-        let Worker {
-            index,
-            listener,
-            tls,
-            dispatcher,
-            live,
-            metrics,
-            limit,
-            stop,
-            exit,
-            done,
-        } = self;
-        runtime.block_on(async move {
-            let listener = match TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(worker = index, error = %e, "cannot register the listener");
-                    return;
-                }
-            };
-            let public = PublicListener {
-                listener,
-                limit,
-                tls,
-                dispatcher,
-                live,
-                metrics,
-            };
-            let serve = async {
-                let graceful = accept(public, stop).await;
-                graceful.shutdown().await;
-            };
-            tokio::select! {
-                _ = serve => {}
-                _ = exit.cancelled() => {}
-            }
-            let _ = done.send(());
-            // Tunnels spawned on this runtime need it driven until the process is done.
-            exit.cancelled().await;
-        });
-    }
 }
 
 /// Runs the sidecar until a shutdown signal, then drains. `initial` must come from
@@ -160,9 +90,9 @@ pub async fn run(
         Some(_) => Some(tls::acceptor(live.clone())?),
         None => None,
     };
-    let workers = super::worker_count(cfg.server.workers);
+    let workers = worker_count(cfg.server.workers);
     let listeners =
-        super::bind_reuseport(cfg.server.listen, workers).map_err(|source| StartError::Bind {
+        bind_reuseport(cfg.server.listen, workers).map_err(|source| StartError::Bind {
             which: "public",
             addr: cfg.server.listen,
             source,
@@ -177,7 +107,7 @@ pub async fn run(
     let dispatcher = Arc::new(Dispatcher::new(
         live.clone(),
         proxy,
-        Arc::new(super::scim_backend::scim_service(
+        Arc::new(scim_service(
             &live,
             health.clone(),
             chamilo_calls,
@@ -206,10 +136,7 @@ pub async fn run(
             exit: exit_workers.clone(),
             done,
         };
-        std::thread::Builder::new()
-            .name(format!("worker-{index}"))
-            .spawn(move || worker.run())
-            .map_err(StartError::Worker)?;
+        worker.spawn().map_err(StartError::Worker)?;
     }
     health.set_listener_bound();
 
