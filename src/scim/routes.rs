@@ -1,0 +1,381 @@
+//! The routing table of `/scim/v2` and one handler per operation: each reads its request,
+//! calls the [`Directory`](crate::directory::Directory), and renders the result.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::error::ScimError;
+use super::projection::Projection;
+use super::request::{
+    base_url, check_if_match, etag_matches, read_json, QueryParams, SearchParams,
+};
+use super::response::{
+    encode_id, json_response, render_json, render_user, set_etag, LIST_RESPONSE,
+};
+use super::{auth, backend_error, discovery, normalize, patch, Outcome, ScimService};
+use crate::body::{empty, BoxBody, BoxError};
+use crate::config::ScimConfig;
+use crate::directory::{DirectoryError, User};
+
+impl ScimService {
+    pub(super) async fn route<B>(
+        &self,
+        req: Request<B>,
+        sub_path: &str,
+        cfg: &ScimConfig,
+        outcome: &mut Outcome,
+    ) -> Result<Response<BoxBody>, ScimError>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        if !cfg.enabled {
+            outcome.op = "disabled";
+            return Err(ScimError::not_found("SCIM is disabled"));
+        }
+        let segments: Vec<&str> = sub_path.split('/').filter(|s| !s.is_empty()).collect();
+        let first = segments.first().map(|s| s.to_ascii_lowercase());
+        let is_discovery = matches!(
+            first.as_deref(),
+            Some("serviceproviderconfig" | "resourcetypes" | "schemas")
+        );
+        if !is_discovery || cfg.discovery_requires_auth {
+            if let Err(why) = auth::authenticate(req.headers(), cfg) {
+                outcome.op = "authenticate";
+                tracing::debug!(reason = ?why, "scim request not authenticated");
+                return Err(ScimError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Authentication with a valid bearer token is required",
+                ));
+            }
+        }
+        let base = base_url(&req);
+        let method = req.method().clone();
+        let rest = &segments[segments.len().min(1)..];
+        match (first.as_deref(), rest) {
+            (Some("users"), []) => match method {
+                Method::GET => {
+                    outcome.op = "list";
+                    let params = QueryParams::parse(req.uri().query());
+                    self.list(&params.into_search(), &base, cfg).await
+                }
+                Method::POST => {
+                    outcome.op = "create";
+                    let projection = QueryParams::parse(req.uri().query())
+                        .into_search()
+                        .projection()?;
+                    let body = read_json(req, cfg).await?;
+                    self.create(body, &base, &projection, outcome).await
+                }
+                _ => Err(method_not_allowed("GET, POST")),
+            },
+            // Root-level search (RFC 7644 §3.4.3): Users are the only resource type.
+            (Some(".search"), []) | (Some("users"), [".search"]) => {
+                outcome.op = "search";
+                if method != Method::POST {
+                    return Err(method_not_allowed("POST"));
+                }
+                let body = read_json(req, cfg).await?;
+                let search = SearchParams::from_body(&body)?;
+                self.list(&search, &base, cfg).await
+            }
+            (Some("users"), [id]) => {
+                // `sub_path` arrives percent-decoded (the router decodes once); decoding
+                // again would turn an id holding `%41` into another id.
+                let id = (*id).to_owned();
+                outcome.id = Some(id.clone());
+                match method {
+                    Method::GET => {
+                        outcome.op = "get";
+                        let params = QueryParams::parse(req.uri().query());
+                        self.get(&id, req.headers(), &params.into_search(), &base)
+                            .await
+                    }
+                    Method::PUT => {
+                        outcome.op = "replace";
+                        let projection = QueryParams::parse(req.uri().query())
+                            .into_search()
+                            .projection()?;
+                        let headers = req.headers().clone();
+                        let body = read_json(req, cfg).await?;
+                        self.put(&id, &headers, body, &base, &projection).await
+                    }
+                    Method::PATCH => {
+                        outcome.op = "patch";
+                        let projection = QueryParams::parse(req.uri().query())
+                            .into_search()
+                            .projection()?;
+                        let headers = req.headers().clone();
+                        let body = read_json(req, cfg).await?;
+                        self.patch(&id, &headers, body, &base, &projection).await
+                    }
+                    Method::DELETE => {
+                        outcome.op = "delete";
+                        self.delete(&id, req.headers()).await
+                    }
+                    _ => Err(method_not_allowed("GET, PUT, PATCH, DELETE")),
+                }
+            }
+            (Some("serviceproviderconfig"), []) => {
+                outcome.op = "discovery";
+                only_get(&method)?;
+                let (caps, _) = &*self.schema();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::service_provider_config(&base, caps, cfg),
+                ))
+            }
+            (Some("resourcetypes"), []) => {
+                outcome.op = "discovery";
+                only_get(&method)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::list_of(vec![discovery::user_resource_type(&base)]),
+                ))
+            }
+            (Some("resourcetypes"), [id]) => {
+                outcome.op = "discovery";
+                only_get(&method)?;
+                if id.eq_ignore_ascii_case("User") {
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &discovery::user_resource_type(&base),
+                    ))
+                } else {
+                    Err(ScimError::not_found(format!("No resource type {id}")))
+                }
+            }
+            (Some("schemas"), []) => {
+                outcome.op = "discovery";
+                only_get(&method)?;
+                let schema = self.schema();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::list_of(discovery::schemas(&base, &schema.1)),
+                ))
+            }
+            (Some("schemas"), [id]) => {
+                outcome.op = "discovery";
+                only_get(&method)?;
+                let schema = self.schema();
+                discovery::schemas(&base, &schema.1)
+                    .into_iter()
+                    .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(id)))
+                    .map(|s| json_response(StatusCode::OK, &s))
+                    .ok_or_else(|| ScimError::not_found(format!("No schema {id}")))
+            }
+            (Some("bulk" | "me"), _) => {
+                outcome.op = "unsupported";
+                Err(ScimError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "This endpoint is not supported",
+                ))
+            }
+            _ => {
+                outcome.op = "not_found";
+                Err(ScimError::not_found(format!(
+                    "No SCIM endpoint at {sub_path}"
+                )))
+            }
+        }
+    }
+
+    async fn create(
+        &self,
+        body: Value,
+        base: &str,
+        projection: &Projection,
+        outcome: &mut Outcome,
+    ) -> Result<Response<BoxBody>, ScimError> {
+        let schema = self.schema();
+        let (caps, schema) = (&schema.0, &schema.1);
+        let user = normalize::normalize_user(schema, &body)?;
+        normalize::validate(schema, caps, &user)?;
+        let created = self
+            .directory
+            .create(User::from_json(user))
+            .await
+            .map_err(backend_error)?;
+        outcome.id = created.id().map(str::to_owned);
+        let location = created
+            .id()
+            .map(|id| format!("{base}/Users/{}", encode_id(id)));
+        let mut resp = render_user(StatusCode::CREATED, &created, schema, base, projection);
+        if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            resp.headers_mut().insert(http::header::LOCATION, loc);
+        }
+        Ok(resp)
+    }
+
+    async fn get(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        search: &SearchParams,
+        base: &str,
+    ) -> Result<Response<BoxBody>, ScimError> {
+        let schema = self.schema();
+        let projection = search.projection()?;
+        let user = self.fetch(id).await?;
+        if let (Some(v), Some(inm)) = (user.version(), headers.get(http::header::IF_NONE_MATCH)) {
+            if etag_matches(inm, v) {
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = StatusCode::NOT_MODIFIED;
+                set_etag(resp.headers_mut(), v);
+                return Ok(resp);
+            }
+        }
+        Ok(render_user(
+            StatusCode::OK,
+            &user,
+            &schema.1,
+            base,
+            &projection,
+        ))
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        body: Value,
+        base: &str,
+        projection: &Projection,
+    ) -> Result<Response<BoxBody>, ScimError> {
+        let schema = self.schema();
+        let (caps, schema) = (&schema.0, &schema.1);
+        let new = normalize::normalize_user(schema, &body)?;
+        normalize::validate(schema, caps, &new)?;
+        let current = self.fetch(id).await?;
+        check_if_match(headers, &current)?;
+        let stored = self
+            .directory
+            .replace(id, User::from_json(new), current.version())
+            .await
+            .map_err(backend_error)?;
+        Ok(render_user(
+            StatusCode::OK,
+            &stored,
+            schema,
+            base,
+            projection,
+        ))
+    }
+
+    async fn patch(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        body: Value,
+        base: &str,
+        projection: &Projection,
+    ) -> Result<Response<BoxBody>, ScimError> {
+        let schema = self.schema();
+        let (caps, schema) = (&schema.0, &schema.1);
+        let ops = patch::parse_patch_request(&body)?;
+        // Without If-Match a lost race is retried on fresh data; with it, 412 is the answer.
+        let attempts = if headers.contains_key(http::header::IF_MATCH) {
+            1
+        } else {
+            3
+        };
+        let mut last = ScimError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "The resource was modified concurrently",
+        );
+        for _ in 0..attempts {
+            let current = self.fetch(id).await?;
+            check_if_match(headers, &current)?;
+            let mut base_json = current.as_json().clone();
+            base_json.remove("password");
+            let new = patch::apply_patch(schema, &base_json, &ops)?;
+            normalize::validate(schema, caps, &new)?;
+            match self
+                .directory
+                .modify(id, &current, User::from_json(new), current.version())
+                .await
+            {
+                Ok(stored) => {
+                    return Ok(render_user(
+                        StatusCode::OK,
+                        &stored,
+                        schema,
+                        base,
+                        projection,
+                    ))
+                }
+                Err(DirectoryError::PreconditionFailed) => {
+                    last = DirectoryError::PreconditionFailed.into();
+                }
+                Err(e) => return Err(backend_error(e)),
+            }
+        }
+        Err(last)
+    }
+
+    async fn delete(&self, id: &str, headers: &HeaderMap) -> Result<Response<BoxBody>, ScimError> {
+        if headers.contains_key(http::header::IF_MATCH) {
+            let current = self.fetch(id).await?;
+            check_if_match(headers, &current)?;
+        }
+        self.directory.delete(id).await.map_err(backend_error)?;
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        Ok(resp)
+    }
+
+    async fn list(
+        &self,
+        search: &SearchParams,
+        base: &str,
+        cfg: &ScimConfig,
+    ) -> Result<Response<BoxBody>, ScimError> {
+        let schema = self.schema();
+        let projection = search.projection()?;
+        let query = search.list_query(cfg)?;
+        let count = query.count;
+        let start_index = query.start_index;
+        let page = self.directory.find(&query).await.map_err(backend_error)?;
+        let resources: Vec<Value> = page
+            .resources
+            .iter()
+            .take(count)
+            .map(|u| Value::Object(render_json(u, &schema.1, base, &projection)))
+            .collect();
+        let body = json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": page.total,
+            "startIndex": start_index,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        });
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    async fn fetch(&self, id: &str) -> Result<User, ScimError> {
+        self.directory
+            .get(id)
+            .await
+            .map_err(backend_error)?
+            .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> ScimError {
+    ScimError {
+        allow: Some(allow),
+        ..ScimError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed on this endpoint",
+        )
+    }
+}
+
+fn only_get(method: &Method) -> Result<(), ScimError> {
+    if method == Method::GET || method == Method::HEAD {
+        Ok(())
+    } else {
+        Err(method_not_allowed("GET"))
+    }
+}
