@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::scim::filter::CompValue;
+use crate::directory::query::CompValue;
 
 use super::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
 
