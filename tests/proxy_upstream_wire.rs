@@ -1,4 +1,4 @@
-//! The proxy's own HTTP/1.1 client (`proxy::h1`, `proxy::upstream`) against an upstream that
+//! The proxy's own HTTP/1.1 client (`http1`, `proxy::upstream`) against an upstream that
 //! writes exactly the bytes a test scripts: body framings, interim responses, broken and
 //! early answers, and when a request may be sent again.
 

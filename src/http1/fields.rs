@@ -1,5 +1,5 @@
 //! Field values as slices of the head's bytes: a head parsed by httparse borrows its buffer,
-//! and [`FieldSpans`] carries where each field lay across the split that turns the buffer
+//! and `FieldSpans` carries where each field lay across the split that turns the buffer
 //! into [`Bytes`].
 
 use bytes::Bytes;

@@ -1,7 +1,7 @@
 //! Transparent pass-through to the upstream Chamilo.
 //!
 //! Upstream keep-alive connections live in an [`UpstreamPool`] with one idle list per worker
-//! thread; HTTP/1.1 to the upstream is the proxy's own ([`h1`], [`upstream`]). For each
+//! thread; HTTP/1.1 to the upstream is the proxy's own ([`crate::http1`], [`upstream`]). For each
 //! request: access rules on the normalised path; the upstream's request head written without
 //! hop-by-hop fields (those named by `Connection` first), with `Host`, joined cookies and the
 //! forwarding fields; the body streams both ways under a per-frame idle timeout;

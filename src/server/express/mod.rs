@@ -1,7 +1,7 @@
 //! The express lane: plain-TCP HTTP/1.1 connections served by the proxy's own loop for as
 //! long as their requests are plain pass-through ones, which is nearly all of a Chamilo
 //! site's traffic (pages, scripts, images, form posts): no body, or a body of one
-//! `Content-Length` read straight from the connection ([`body`]). At the first request that
+//! `Content-Length` read straight from the connection (`body.rs`). At the first request that
 //! is anything else — a chunked body, `Expect`, an upgrade, HTTP/1.0, a SCIM or rejected
 //! target, a malformed head — hyper's server takes the connection over for the rest of its
 //! life, starting with that request's bytes, and answers exactly as it would have from the
