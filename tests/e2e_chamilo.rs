@@ -12,6 +12,7 @@ mod scim_support;
 
 use std::time::{Duration, Instant};
 
+use chamilo_scim_proxy::standin::{Fault, FaultKind};
 use common::{config_text, ProxyProcess};
 use e2e_support::{skip_on_external, skip_without_soap, start_proxy, ChamiloSide};
 use http::{Method, StatusCode};
@@ -786,6 +787,70 @@ async fn chamilo_calls_are_counted_by_action() {
         text.contains("chamilo_call_duration_seconds_count{action=\"get_users\"}"),
         "{text}"
     );
+
+    // How each SCIM write ended: the create applied; an update Chamilo refuses is counted
+    // as refused (400), one that dies after Chamilo applied part of it as incomplete (503).
+    let writes = |operation: &'static str, outcome: &'static str| {
+        let proxy = &s.proxy;
+        async move {
+            common::admin_metric(
+                proxy,
+                &format!("chamilo_writes_total{{operation=\"{operation}\",outcome=\"{outcome}\"}}"),
+            )
+            .await
+            .unwrap_or(0.0)
+        }
+    };
+    assert_eq!(writes("create", "applied").await, 1.0);
+    let rename =
+        |given: &str| patch(json!([{"op": "replace", "path": "name.givenName", "value": given}]));
+    standin.inject_fault(Fault::nth_of(
+        "update_user_from_username",
+        1,
+        FaultKind::Refuse {
+            message: "Invalid firstname".into(),
+        },
+    ));
+    let refused = s
+        .scim
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(rename("Counted")),
+        )
+        .await;
+    assert_scim_error(&refused, StatusCode::BAD_REQUEST, Some("invalidValue"));
+    let detail = refused.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("name.givenName") && detail.contains("Invalid firstname"),
+        "the refusal names the attribute and Chamilo's reason{refused}"
+    );
+    assert_eq!(writes("update", "refused").await, 1.0);
+    // Every attempt dropped: the repairs run out.
+    for n in 1..=8 {
+        standin.inject_fault(Fault::nth_of(
+            "update_user_from_username",
+            n,
+            FaultKind::Drop { applied: false },
+        ));
+    }
+    let lost = s
+        .scim
+        .call(Method::PATCH, &format!("/Users/{id}"), Some(rename("Lost")))
+        .await;
+    assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE, "{lost}");
+    assert_eq!(writes("update", "incomplete").await, 1.0, "{lost}");
+    standin.clear_faults();
+    let ok = s
+        .scim
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(rename("Again")),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok}");
+    assert_eq!(writes("update", "applied").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -899,7 +964,10 @@ async fn a_login_created_directly_in_chamilo_is_found() {
             .scim
             .call(
                 Method::GET,
-                &format!("/Users?filter={}", q(&format!("userName eq \"{user_name}\""))),
+                &format!(
+                    "/Users?filter={}",
+                    q(&format!("userName eq \"{user_name}\""))
+                ),
                 None,
             )
             .await;

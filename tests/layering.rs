@@ -77,12 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Edges outside [`ALLOWED`] that are known and scheduled to go: (from, to, why).
-const PENDING: &[(&str, &str, &str)] = &[(
-    "chamilo",
-    "scim",
-    "src/chamilo imports `crate::scim::filter::CompValue` (a re-export) until it switches to \
-     `crate::directory::query::CompValue`",
-)];
+const PENDING: &[(&str, &str, &str)] = &[];
 
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     ALLOWED

@@ -1,5 +1,5 @@
-//! `chamilo_calls_total` and `chamilo_call_duration_seconds`: the Chamilo backend's
-//! [`CallObserver`], registered with the admin port's metrics.
+//! `chamilo_calls_total`, `chamilo_call_duration_seconds` and `chamilo_writes_total`: the
+//! Chamilo backend's [`CallObserver`], registered with the admin port's metrics.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::chamilo::write::WriteOutcome;
 use crate::chamilo::{CallObserver, CallOutcome};
 
 /// `chamilo_calls_total{action,outcome}` and `chamilo_call_duration_seconds{action}`: every
@@ -16,6 +17,13 @@ use crate::chamilo::{CallObserver, CallOutcome};
 pub struct ChamiloCallMetrics {
     calls: Family<CallLabels, Counter>,
     duration: Family<ActionLabel, Histogram, fn() -> Histogram>,
+    writes: Family<WriteLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    operation: String,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +48,7 @@ impl ChamiloCallMetrics {
         let metrics = Self {
             calls: Family::default(),
             duration: Family::new_with_constructor(chamilo_histogram),
+            writes: Family::default(),
         };
         registry.register(
             "chamilo_calls",
@@ -50,6 +59,11 @@ impl ChamiloCallMetrics {
             "chamilo_call_duration_seconds",
             "Duration of Chamilo web-service calls, by action",
             metrics.duration.clone(),
+        );
+        registry.register(
+            "chamilo_writes",
+            "SCIM writes carried out in Chamilo, by operation and outcome (applied, repaired, incomplete, refused); incomplete ones were answered 503 and logged at ERROR",
+            metrics.writes.clone(),
         );
         metrics
     }
@@ -68,5 +82,14 @@ impl CallObserver for ChamiloCallMetrics {
                 action: action.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn write_outcome(&self, operation: &str, outcome: WriteOutcome) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                operation: operation.to_owned(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 }

@@ -10,8 +10,8 @@ use super::error::ChamiloError;
 use super::index::{Account, AccountRef};
 use super::lookup::AccountLookup;
 use super::mapping::{ChamiloMapping, ListScope};
+use crate::directory::query::CompValue;
 use crate::directory::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
-use crate::scim::filter::CompValue;
 
 /// The answer for an account SCIM may not touch (protected logins, anonymous users).
 pub(crate) fn reserved_account() -> DirectoryError {
@@ -22,6 +22,9 @@ pub(crate) fn reserved_account() -> DirectoryError {
 
 /// The SCIM answer for a failed Chamilo call (design.md: a 5xx only for Chamilo's own
 /// trouble; those the identity provider should retry are 503 with `Retry-After`).
+/// Chamilo's refusal of a `language` it does not have installed.
+pub(crate) const LANGUAGE_UNAVAILABLE: &str = "Language unavailable.";
+
 pub(crate) fn from_chamilo(e: ChamiloError) -> DirectoryError {
     let unavailable = |secs: u64| DirectoryError::Unavailable {
         retry_after: Some(Duration::from_secs(secs)),
@@ -31,7 +34,7 @@ pub(crate) fn from_chamilo(e: ChamiloError) -> DirectoryError {
             detail: "the login is already taken in Chamilo".into(),
         },
         ChamiloError::NotFound { .. } => DirectoryError::NotFound,
-        ChamiloError::Rejected { message, .. } if message == "Language unavailable." => {
+        ChamiloError::Rejected { message, .. } if message == LANGUAGE_UNAVAILABLE => {
             DirectoryError::InvalidValue {
                 attr: "preferredLanguage".into(),
                 detail: "the Chamilo language configured for this tag is not installed in Chamilo"

@@ -369,6 +369,29 @@ impl ChamiloMapping {
         })
     }
 
+    /// The SCIM attribute a Chamilo column or extra field holds, per the table above: the
+    /// name an error shows the identity provider's administrator when Chamilo refuses it.
+    pub(crate) fn scim_attribute_of(&self, field: &str) -> String {
+        let fields = &self.fields;
+        let attr = match field {
+            "firstname" => "name.givenName",
+            "lastname" => "name.familyName",
+            "email" => "emails",
+            "phone" => "phoneNumbers",
+            "active" => "active",
+            "language" => "preferredLanguage",
+            "status" => "roles",
+            "username" => "userName",
+            "password" => "password",
+            "official_code" => return format!("{ENTERPRISE_SCHEMA}:employeeNumber"),
+            f if f == fields.user_name => "userName",
+            f if f == fields.external_id => "externalId",
+            // The attributes kept verbatim: which one is not known here.
+            other => other,
+        };
+        attr.to_owned()
+    }
+
     /// The Chamilo status a role value (case-insensitive) maps to.
     pub(crate) fn status_of_role(&self, role: &str) -> Option<i64> {
         self.role_status

@@ -84,6 +84,10 @@ impl ChamiloDirectory {
             {
                 return Err(self.undo_create(id, e).await);
             }
+        } else {
+            // One call, answered with the new id: nothing to verify further.
+            self.client
+                .report_write("create", super::WriteOutcome::Applied);
         }
         let status = m.status.unwrap_or(self.mapping.default_status);
         let account = Account {

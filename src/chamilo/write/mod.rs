@@ -37,7 +37,7 @@ pub mod update;
 
 use std::time::Duration;
 
-use super::directory::{from_chamilo, ChamiloDirectory};
+use super::directory::{from_chamilo, ChamiloDirectory, LANGUAGE_UNAVAILABLE};
 use super::error::ChamiloError;
 use crate::directory::DirectoryError;
 
@@ -179,7 +179,7 @@ impl ChamiloDirectory {
                 }
                 Err(f) if i == 0 && f.nothing_applied && !f.cause.is_ambiguous() => {
                     self.client.report_write(operation, WriteOutcome::Refused);
-                    return Err(refused(f.cause));
+                    return Err(self.refused(f.cause, &step.names()));
                 }
                 Err(f) => {
                     done.extend(f.applied);
@@ -312,23 +312,42 @@ impl ChamiloDirectory {
     }
 }
 
-/// The answer for a change Chamilo refused before saving anything: the value's fault (400
-/// naming the attribute), or Chamilo's (503, 404…).
-fn refused(cause: ChamiloError) -> DirectoryError {
-    match &cause {
-        ChamiloError::ExtraFieldNotSaved { field, .. } => {
-            // Nothing was saved and the value is not stored: the field is missing (it was
-            // checked at start-up; an administrator deleted it since).
-            tracing::error!(
-                field = field.as_deref().unwrap_or("?"),
-                "Chamilo cannot save a user extra field the proxy relies on; does it still exist?"
-            );
-            DirectoryError::Unavailable {
-                retry_after: Some(RETRY_AFTER),
+impl ChamiloDirectory {
+    /// The answer to a write Chamilo refused before saving anything. A refused value is the
+    /// client's to fix (400 `invalidValue` naming the SCIM attributes of the refused call);
+    /// a missing extra field is the operator's (503).
+    fn refused(&self, cause: ChamiloError, fields: &[String]) -> DirectoryError {
+        match cause {
+            ChamiloError::ExtraFieldNotSaved { field, .. } => {
+                // Nothing was saved and the value is not stored: the field is missing (it was
+                // checked at start-up; an administrator deleted it since).
+                tracing::error!(
+                    field = field.as_deref().unwrap_or("?"),
+                    "Chamilo cannot save a user extra field the proxy relies on; does it still exist?"
+                );
+                DirectoryError::Unavailable {
+                    retry_after: Some(RETRY_AFTER),
+                }
             }
+            ChamiloError::Rejected { message, .. } if !is_known_refusal(&message) => {
+                let mut attrs: Vec<String> = fields
+                    .iter()
+                    .map(|f| self.mapping.scim_attribute_of(f))
+                    .collect();
+                attrs.dedup();
+                DirectoryError::InvalidValue {
+                    attr: attrs.join(", "),
+                    detail: format!("Chamilo refused the value: {message}"),
+                }
+            }
+            other => from_chamilo(other),
         }
-        _ => from_chamilo(cause),
     }
+}
+
+/// Refusals [`from_chamilo`] already answers precisely.
+fn is_known_refusal(message: &str) -> bool {
+    message == LANGUAGE_UNAVAILABLE
 }
 
 #[cfg(test)]
