@@ -152,42 +152,19 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(chamilo_scim_proxy::app::run(source, loaded, Some(log)));
-    // Do not wait for connections the grace period gave up on.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
+    block_on(async move {
+        chamilo_scim_proxy::app::run(source, loaded, Some(log))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot start");
+                e.to_string()
+            })
+    })
 }
 
 /// The README's "run" command: the stand-in and the proxy, one process.
 fn demo(args: DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(async move {
+    block_on(async move {
         let standin = Standin::start(StandinConfig {
             seed_users: args.users,
             ..StandinConfig::default()
@@ -195,8 +172,10 @@ fn demo(args: DemoArgs) -> ExitCode {
         .await
         .map_err(|e| format!("cannot start the simulated Chamilo: {e}"))?;
         let token = hex::encode(rand::random::<[u8; 24]>());
-        let dir = std::env::temp_dir().join(format!("chamilo-scim-proxy-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let dir =
+            std::env::temp_dir().join(format!("chamilo-scim-proxy-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let file = dir.join("demo.toml");
         let text = format!(
             r#"# chamilo-scim-proxy demo, in front of a SIMULATED Chamilo (the built-in stand-in).
@@ -243,41 +222,24 @@ security_key = "{security}"
             admin = args.admin_listen,
             file = file.display(),
         );
-        let log = chamilo_scim_proxy::telemetry::init(&loaded.config.log).map_err(|e| e.to_string())?;
+        let log =
+            chamilo_scim_proxy::telemetry::init(&loaded.config.log).map_err(|e| e.to_string())?;
         let outcome = chamilo_scim_proxy::app::run(source, loaded, Some(log))
             .await
             .map_err(|e| e.to_string());
         standin.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
         outcome
-    });
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
+    })
 }
 
 /// The stand-in alone, as a separate server: what `.ci/run` points the end-to-end suite at.
 fn standin(args: StandinArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(async move {
+    block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         // Signal handlers first: a SIGTERM right after the file appears must stop us cleanly.
-        let mut term = signal(SignalKind::terminate())
-            .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         let standin = Standin::start(StandinConfig {
             seed_users: args.users,
             ..StandinConfig::default()
@@ -312,7 +274,24 @@ fn standin(args: StandinArgs) -> ExitCode {
         }
         standin.stop().await;
         Ok::<(), String>(())
-    });
+    })
+}
+
+/// Runs `work` on a multi-threaded runtime and turns its outcome into the exit code (an error
+/// is printed). Tasks still running at the end (connections the grace period gave up on) are
+/// not waited for.
+fn block_on(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(work);
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chamilo_bench_support::{external_id, seed_managed, user_name};
-use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials};
+use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials, NewAccount};
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::{Cost, Standin, StandinConfig, StandinHandle, REST_PATH};
@@ -208,6 +208,32 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
     })
     .await;
     let hop = median(&bare.own);
+    // What a create costs without the proxy: one bare `save_user` (issue 9: a SCIM create is
+    // at most 3 calls; this row is the 1-call reference the create row is read against).
+    let bare_save = measure(&chamilo, "bare save_user, no proxy", OPS, |i| {
+        let direct = &direct;
+        async move {
+            let id = direct
+                .save_user(&NewAccount {
+                    username: format!("bare{i}"),
+                    password: Secret::new(format!("Bare-password-{i}-x")),
+                    firstname: "Bare".into(),
+                    lastname: format!("Save{i}"),
+                    email: format!("bare{i}@example.org"),
+                    status: 5,
+                    language: None,
+                    phone: None,
+                    auth_source: None,
+                    expiration_date: None,
+                    handle: None,
+                    extra: Vec::new(),
+                })
+                .await
+                .unwrap();
+            assert!(id > 0);
+        }
+    })
+    .await;
     // The same call passed through the binary (two round trips and the proxy's forwarding).
     let form = |i: usize| {
         format!(
@@ -359,7 +385,11 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
         vm_mib(pid, "VmRSS:")
     ));
 
-    let mut rows = vec![bare.line(accounts, 0, hop), passed.line(accounts, 1, hop)];
+    let mut rows = vec![
+        bare.line(accounts, 0, hop),
+        bare_save.line(accounts, 0, hop),
+        passed.line(accounts, 1, hop),
+    ];
     let mut p50 = BTreeMap::new();
     for r in [
         &creates,
@@ -379,6 +409,10 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
     rows.push(format!(
         "| {accounts} | (one loopback round trip: median own time of the bare call) | | | | | | {:.0} µs |",
         hop.as_secs_f64() * 1e6
+    ));
+    rows.push(format!(
+        "| {accounts} | (create p50 ÷ bare save_user p50, same run) | {:.2} | | | | | |",
+        median(&creates.times).as_secs_f64() / median(&bare_save.times).as_secs_f64()
     ));
     (rows, p50, memory)
 }

@@ -135,3 +135,57 @@ async fn start_refuses_a_service_account_that_is_not_an_administrator() {
     }
     assert!(!b.is_ready());
 }
+
+/// The SOAP secret is checked once at start-up (issue 9): a wrong `security_key` stops the
+/// start with a message naming both settings it depends on, and changes nothing; the right
+/// one costs one `WSEditUserCredentials` that renames no one.
+#[tokio::test]
+async fn start_checks_the_soap_secret_once() {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: 3,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let wrong = format!(
+        "[chamilo]\nurl = \"{}\"\nusername = \"admin\"\napi_key = \"{}\"\nsecurity_key = \"not-the-key\"\n",
+        chamilo.base_url, chamilo.admin_api_key
+    );
+    let config: Config = toml::from_str(&wrong).unwrap();
+    let b = Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap();
+    match b.start(CancellationToken::new()).await.unwrap_err() {
+        ChamiloError::Unauthorized { detail, .. } => {
+            assert!(
+                detail.contains("security_key") && detail.contains("soap_ip"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(!b.is_ready());
+    assert_eq!(chamilo.calls("WSEditUserCredentials"), 1);
+
+    let logins = |c: &StandinHandle| {
+        let mut l: Vec<String> = c.state().users().map(|u| u.username.clone()).collect();
+        l.sort();
+        l
+    };
+    let before = logins(&chamilo);
+    let b = backend(&chamilo, "");
+    let stop = CancellationToken::new();
+    b.start(stop.clone()).await.unwrap();
+    assert_eq!(chamilo.calls("WSEditUserCredentials"), 2);
+    assert_eq!(logins(&chamilo), before, "the check renamed no one");
+    assert!(wait_ready(&b).await);
+    stop.cancel();
+
+    // Without a security_key there is nothing to check (and changePassword is not offered).
+    let text = format!(
+        "[chamilo]\nurl = \"{}\"\nusername = \"admin\"\napi_key = \"{}\"\n",
+        chamilo.base_url, chamilo.admin_api_key
+    );
+    let config: Config = toml::from_str(&text).unwrap();
+    let b = Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap();
+    b.start(CancellationToken::new()).await.unwrap();
+    assert_eq!(chamilo.calls("WSEditUserCredentials"), 2);
+}

@@ -293,8 +293,7 @@ async fn fault_matrix_rename_and_password_of_an_inactive_account() {
             let mut u = ann(false);
             u.as_json_mut()
                 .insert("userName".into(), json!("ann.smith@example.org"));
-            u.as_json_mut()
-                .insert("password".into(), json!("New-pass-2026!"));
+            u.set("password", json!("New-pass-2026!"));
             dir.replace(&id.to_string(), u, None).await
         },
         is_new: |chamilo: &StandinHandle| {
@@ -328,8 +327,7 @@ async fn fault_matrix_revival_with_a_password() {
         },
         op: async |dir: &ChamiloDirectory, _| {
             let mut u = ann(true);
-            u.as_json_mut()
-                .insert("password".into(), json!("Back-again-2026!"));
+            u.set("password", json!("Back-again-2026!"));
             dir.create(u).await
         },
         is_new: |chamilo: &StandinHandle| {

@@ -36,7 +36,9 @@ pub enum ChamiloError {
     /// The login is taken (case-insensitively) — SCIM 409 `uniqueness`.
     #[error("Chamilo {action}: the login is already taken")]
     LoginTaken { action: String },
-    /// Chamilo refused the values — SCIM 400 (the proxy validates first, so this is rare).
+    /// Chamilo refused the request. For a write refused before anything was saved this is
+    /// SCIM 400 `invalidValue` (the proxy validates first, so it is rare); anywhere else it is
+    /// the proxy's or Chamilo's fault, 502.
     #[error("Chamilo {action} refused the request: {message}")]
     Rejected { action: String, message: String },
     /// `update_user_from_username` could not save an extra-field value: the value was already

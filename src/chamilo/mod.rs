@@ -96,6 +96,11 @@ impl Backend {
         let caps = self.client.check_capabilities().await?;
         self.lookup.set_anonymous_ids(caps.anonymous_ids);
         self.ensure_extra_fields().await?;
+        if self.client.soap_configured() {
+            self.client
+                .check_soap_secret(&self.lookup.fields.user_name)
+                .await?;
+        }
         self.started.store(true, Ordering::Release);
         tracing::info!("Chamilo web services checked; building the user index");
         Ok(self.lookup.clone().spawn_refresh(self.refresh_every, stop))

@@ -388,32 +388,29 @@ impl ChamiloClient {
     ) -> Result<T, ChamiloError> {
         let mut retried = false;
         loop {
-            let key = match read(&self.current_key) {
-                Some(k) => k,
-                None => {
-                    self.refresh_key(None).await?;
-                    read(&self.current_key).ok_or_else(|| ChamiloError::Unauthorized {
-                        action: action.to_owned(),
-                        detail: "no api key".into(),
-                    })?
-                }
-            };
+            let key = self.api_key(action).await?;
             let username = read(&self.credentials).username;
-            let mut form: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 3);
-            form.push(("action", action));
-            form.push(("username", &username));
-            form.push(("api_key", key.expose()));
-            form.extend_from_slice(params);
+            let form = keyed_form(action, &username, &key, params);
             match self.post(action, &form, timeout).await {
-                Err(ChamiloError::Unauthorized { detail, .. })
-                    if detail == "invalid API key" && !retried =>
-                {
+                Err(e) if !retried && is_stale_key(&e) => {
                     retried = true;
                     self.refresh_key(Some(&key)).await?;
                 }
                 other => return other,
             }
         }
+    }
+
+    /// The service account's current api key, authenticating first when there is none yet.
+    pub(super) async fn api_key(&self, action: &str) -> Result<Secret, ChamiloError> {
+        if let Some(k) = read(&self.current_key) {
+            return Ok(k);
+        }
+        self.refresh_key(None).await?;
+        read(&self.current_key).ok_or_else(|| ChamiloError::Unauthorized {
+            action: action.to_owned(),
+            detail: "no api key".into(),
+        })
     }
 
     /// Re-authenticates unless another task already replaced `stale`.
@@ -425,4 +422,24 @@ impl ChamiloClient {
         }
         self.authenticate().await
     }
+}
+
+/// The form of a REST call: the action, the service account's name and key, then `params`.
+pub(super) fn keyed_form<'a>(
+    action: &'a str,
+    username: &'a str,
+    key: &'a Secret,
+    params: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut form: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 3);
+    form.push(("action", action));
+    form.push(("username", username));
+    form.push(("api_key", key.expose()));
+    form.extend_from_slice(params);
+    form
+}
+
+/// Whether Chamilo refused the key itself (expired or rotated): worth one re-authentication.
+pub(super) fn is_stale_key(e: &ChamiloError) -> bool {
+    matches!(e, ChamiloError::Unauthorized { detail, .. } if detail == "invalid API key")
 }

@@ -8,7 +8,7 @@ use super::decode::{
     as_id, decode_envelope, decode_profiles, expect_true, single_bool, single_id, ListedRow,
     ListedUser, Profile,
 };
-use super::{read, transport_error, unexpected, ChamiloClient};
+use super::{is_stale_key, keyed_form, read, transport_error, unexpected, ChamiloClient};
 use crate::chamilo::error::{CallOutcome, ChamiloError};
 use crate::config::Secret;
 
@@ -108,22 +108,9 @@ impl ChamiloClient {
         }
         let mut retried = false;
         loop {
-            let key = match read(&self.current_key) {
-                Some(k) => k,
-                None => {
-                    self.refresh_key(None).await?;
-                    read(&self.current_key).ok_or_else(|| ChamiloError::Unauthorized {
-                        action: ACTION.to_owned(),
-                        detail: "no api key".into(),
-                    })?
-                }
-            };
+            let key = self.api_key(ACTION).await?;
             let username = read(&self.credentials).username;
-            let mut form: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 3);
-            form.push(("action", ACTION));
-            form.push(("username", &username));
-            form.push(("api_key", key.expose()));
-            form.extend_from_slice(&params);
+            let form = keyed_form(ACTION, &username, &key, &params);
             let started = Instant::now();
             let result = self
                 .stream_rows(ACTION, &form, extra_fields, &mut each)
@@ -134,9 +121,7 @@ impl ChamiloClient {
             };
             self.record(ACTION, outcome, started);
             match result {
-                Err(ChamiloError::Unauthorized { detail, .. })
-                    if detail == "invalid API key" && !retried =>
-                {
+                Err(e) if !retried && is_stale_key(&e) => {
                     retried = true;
                     self.refresh_key(Some(&key)).await?;
                 }

@@ -6,6 +6,8 @@ pub mod envelope;
 
 use std::time::Instant;
 
+use rand::Rng;
+
 use self::envelope::SoapAnswer;
 use super::{read, transport_error, unexpected, ChamiloClient};
 use crate::chamilo::error::{CallOutcome, ChamiloError};
@@ -38,6 +40,33 @@ impl ChamiloClient {
             )
             .await?;
         Ok(answer == "1")
+    }
+
+    /// Checks the SOAP secret (`security_key`, `soap_ip`) once, at start-up, so that a wrong
+    /// one is an operator's error at once rather than the first rename's 503: a
+    /// `WSEditUserCredentials` addressed to a handle no account holds, which Chamilo answers
+    /// 0 without changing anything once the secret is accepted.
+    pub async fn check_soap_secret(&self, handle_field: &str) -> Result<(), ChamiloError> {
+        let probe = {
+            let mut rng = rand::rng();
+            let tag: String = (0..16)
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
+                })
+                .collect();
+            format!("scim-proxy-secret-check-{tag}")
+        };
+        match self
+            .edit_user_credentials(handle_field, &probe, &probe, None)
+            .await
+        {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(unexpected(
+                "WSEditUserCredentials",
+                format!("the SOAP secret check renamed an account holding {handle_field} = {probe}; this Chamilo does not answer as 1.11 does"),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// SOAP `WSUpdateGroup`: renames a class (Chamilo answers 1 even for a missing id).

@@ -47,25 +47,27 @@ impl ChamiloDirectory {
     }
 
     /// Renames the login when the new userName no longer fits it and sets the password when
-    /// one was sent; returns the login in force afterwards. Without the SOAP secret the login
-    /// stays (SCIM sees the userName field, not the login) and a warning says so.
+    /// one was sent; returns the login in force afterwards and the names of what was applied
+    /// (for the report should a later step fail). Without the SOAP secret the login stays
+    /// (SCIM sees the userName field, not the login) and a warning says so.
     pub(crate) async fn settle_credentials(
         &self,
         current: &mut Account,
         m: &Mapped,
         touched: Touched,
-    ) -> Result<String, DirectoryError> {
+    ) -> Result<(String, Vec<String>), DirectoryError> {
         let rename = touched.user_name && !self.login_fits(&current.login, &m.user_name)?;
         if !rename && m.password.is_none() {
-            return Ok(current.login.clone());
+            return Ok((current.login.clone(), Vec::new()));
         }
         if !self.client.soap_configured() {
             tracing::warn!(
                 chamilo.user_id = current.id,
                 "chamilo.security_key is not configured: the login is not renamed and no password is set (SOAP is needed for both)"
             );
-            return Ok(current.login.clone());
+            return Ok((current.login.clone(), Vec::new()));
         }
+        let mut applied = Vec::new();
         let field = self.mapping.fields.user_name.clone();
         if current.user_name.is_none() {
             // SOAP addresses users by a userName-field handle: give an account made outside
@@ -77,6 +79,7 @@ impl ChamiloDirectory {
             self.apply("update", current.id, &current.login, change)
                 .await?;
             current.user_name = Some(current.login.clone());
+            applied.push(field.clone());
             self.lookup.index.upsert(current.clone());
             tracing::info!(
                 chamilo.user_id = current.id,
@@ -88,7 +91,8 @@ impl ChamiloDirectory {
             .edit_credentials(current, (&field, &handle), m, rename)
             .await?;
         current.login = login.clone();
-        Ok(login)
+        applied.extend(credential_names(rename, m));
+        Ok((login, applied))
     }
 
     /// Renames (to the first free login derived from `m.user_name`, when `rename`) and/or sets
@@ -127,11 +131,16 @@ impl ChamiloDirectory {
                     .await
                     .unwrap_or_else(|| current.login.clone()),
             };
-            self.apply(
+            let mut earlier = vec!["active".to_owned()];
+            if result.is_ok() {
+                earlier.extend(credential_names(rename, m));
+            }
+            self.apply_after(
                 "credentials",
                 current.id,
                 &login,
                 AccountChange::columns(vec![("active", "0".into())]),
+                &earlier,
             )
             .await?;
         }
@@ -202,4 +211,16 @@ fn soap_refusal(e: ChamiloError) -> DirectoryError {
         }
         other => from_chamilo(other),
     }
+}
+
+/// What a successful `WSEditUserCredentials` applied, by name (never values).
+pub(crate) fn credential_names(rename: bool, m: &Mapped) -> Vec<String> {
+    let mut names = Vec::new();
+    if rename {
+        names.push("login".to_owned());
+    }
+    if m.password.is_some() {
+        names.push("password".to_owned());
+    }
+    names
 }

@@ -168,8 +168,22 @@ impl ChamiloDirectory {
         login: &str,
         change: AccountChange,
     ) -> Result<(), DirectoryError> {
+        self.apply_after(operation, id, login, change, &[]).await
+    }
+
+    /// [`Self::apply`] as a later step of an operation whose earlier steps applied `earlier`
+    /// (names, e.g. a password set through SOAP): a refusal then leaves the operation part
+    /// done, so it is reported as incomplete (503), never answered 4xx as if nothing changed.
+    pub(crate) async fn apply_after(
+        &self,
+        operation: &'static str,
+        id: u64,
+        login: &str,
+        change: AccountChange,
+        earlier: &[String],
+    ) -> Result<(), DirectoryError> {
         let calls = change.into_calls();
-        let mut done: Vec<String> = Vec::new();
+        let mut done: Vec<String> = earlier.to_vec();
         let mut repaired = false;
         for (i, step) in calls.iter().enumerate() {
             match self.apply_step(id, login, step.clone()).await {
@@ -177,7 +191,12 @@ impl ChamiloDirectory {
                     repaired |= was_repaired;
                     done.extend(step.names());
                 }
-                Err(f) if i == 0 && f.nothing_applied && !f.cause.is_ambiguous() => {
+                Err(f)
+                    if i == 0
+                        && earlier.is_empty()
+                        && f.nothing_applied
+                        && !f.cause.is_ambiguous() =>
+                {
                     self.client.report_write(operation, WriteOutcome::Refused);
                     return Err(self.refused(f.cause, &step.names()));
                 }

@@ -121,6 +121,7 @@ impl ChamiloDirectory {
         // externalId under another userName): then it is renamed like a PUT would.
         let rename = !self.login_fits(&current.login, &m.user_name)?;
         let mut login = current.login.clone();
+        let mut earlier = Vec::new();
         if (rename || m.password.is_some()) && self.client.soap_configured() {
             if !r.handle_is_unique {
                 return Err(DirectoryError::Conflict {
@@ -132,9 +133,10 @@ impl ChamiloDirectory {
                 .edit_credentials(&current, (field, value), m, rename)
                 .await?;
             current.login = login.clone();
+            earlier = super::credentials::credential_names(rename, m);
         }
         let (change, after) = self.plan(&current, login, m, Touched::ALL, true);
-        self.apply("create", current.id, &after.login, change)
+        self.apply_after("create", current.id, &after.login, change, &earlier)
             .await?;
         self.lookup.index.upsert(after.clone());
         tracing::info!(

@@ -136,10 +136,10 @@ impl ChamiloDirectory {
                 "Chamilo requires an e-mail address",
             ));
         }
-        let login = self.settle_credentials(&mut current, &m, touched).await?;
+        let (login, earlier) = self.settle_credentials(&mut current, &m, touched).await?;
         let (change, after) = self.plan(&current, login, &m, touched, false);
         let names = change.names();
-        self.apply("update", current.id, &after.login, change)
+        self.apply_after("update", current.id, &after.login, change, &earlier)
             .await?;
         if !names.is_empty() {
             tracing::info!(chamilo.user_id = current.id, changed = ?names, "updated user");
