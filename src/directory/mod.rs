@@ -6,11 +6,13 @@
 //!
 //! Implementations: [`memory::MemoryDirectory`] (tests, examples) and the Chamilo backend.
 
+pub mod group;
 pub mod json;
 pub mod memory;
 pub mod query;
 pub mod schema;
 
+pub use group::{Group, GroupPage, GroupRef, GroupStore, GROUP_SCHEMA};
 pub use query::{ListQuery, Page, SortKey};
 
 use std::future::Future;
@@ -405,6 +407,12 @@ pub trait Directory: Send + Sync {
 
     /// Deletes the user `id` (`NotFound` when there is none).
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()>;
+
+    /// The backend's groups, when it has them (`/Groups` is 404 and not advertised
+    /// otherwise).
+    fn groups(&self) -> Option<&dyn GroupStore> {
+        None
+    }
 }
 
 #[cfg(test)]
