@@ -143,11 +143,49 @@ impl<'a> Document<'a> {
     pub(crate) fn toml_error(&self, error: &toml::de::Error) -> ConfigError {
         let span = error.span();
         let key = span.as_ref().and_then(|s| self.key_at(s.start));
+        let message = error.message().trim();
+        // serde quotes the offending value ("invalid type: string \"s3cret\", expected a
+        // sequence"): under a secret key it must not reach a terminal or a log.
+        let message = match &key {
+            Some(k) if is_secret_key(k) => hide_value(message, true),
+            Some(_) => message.to_owned(),
+            // Not known to be a secret, not known not to be one.
+            None => hide_value(message, false),
+        };
         ConfigError {
             key,
             position: span.map(|s| self.position(s.start)),
-            message: error.message().trim().to_owned(),
+            message,
         }
+    }
+}
+
+/// Whether `key` (a dotted path as in [`ConfigError::key`]) holds a secret or names its file:
+/// SCIM tokens, the Chamilo api key, password and security key.
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let name = last.split('[').next().unwrap_or(last);
+    ["token", "api_key", "password", "security_key", "secret"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// `message` with the value it quotes replaced by its kind: "invalid type: string (value not
+/// shown), expected a sequence". A message of another shape is replaced whole when `secret`,
+/// kept otherwise (a syntax error quotes no value).
+fn hide_value(message: &str, secret: bool) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some(at) = rest.rfind(", expected") {
+                let kind = rest[..at].split([' ', '"', '`']).next().unwrap_or_default();
+                return format!("{prefix}{kind} (value not shown){}", &rest[at..]);
+            }
+        }
+    }
+    if secret {
+        "not a valid value for this key (the value is not shown: it holds a secret)".to_owned()
+    } else {
+        message.to_owned()
     }
 }
 

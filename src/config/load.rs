@@ -101,6 +101,14 @@ pub fn load(source: &Source) -> Result<Loaded, LoadFailure> {
     let text = match &source.path {
         Some(path) => match reader.read(path) {
             Ok(bytes) => match String::from_utf8(bytes) {
+                // Every setting has a default, so an empty file would load as "no tokens,
+                // upstream 127.0.0.1:80": it is a file being written, or a mistake.
+                Ok(text) if text.trim().is_empty() => {
+                    errors.push(plain_error(
+                        "the file is empty (being written?); a configuration file must set at least one key",
+                    ));
+                    String::new()
+                }
                 Ok(text) => text,
                 Err(_) => {
                     errors.push(plain_error("the file is not valid UTF-8"));
@@ -594,11 +602,14 @@ mod tests {
 
     #[test]
     fn enabled_scim_without_a_token_is_a_warning() {
-        let loaded = load_text("", EnvSecrets::default()).unwrap();
+        let loaded = load_text("[log]\nlevel = \"info\"\n", EnvSecrets::default()).unwrap();
         assert_eq!(loaded.warnings[0].key.as_deref(), Some("scim.enabled"));
         let loaded = load_text("[scim]\nenabled = false\n", EnvSecrets::default()).unwrap();
         assert!(loaded.warnings.is_empty());
-        assert!(load_text("", with_token()).unwrap().warnings.is_empty());
+        assert!(load_text("[log]\nlevel = \"info\"\n", with_token())
+            .unwrap()
+            .warnings
+            .is_empty());
     }
 
     #[test]
@@ -614,5 +625,41 @@ mod tests {
     fn secret_values_never_appear_in_errors() {
         let err = load_text("[scim]\ntokens = [\"abc def\"]\n", EnvSecrets::default()).unwrap_err();
         assert!(!err.to_string().contains("abc def"));
+    }
+
+    /// Issue 11 §2: a secret given with the wrong type was quoted by the type error.
+    #[test]
+    fn secret_values_of_the_wrong_type_are_not_quoted() {
+        for (text, key) in [
+            ("[scim]\ntokens = \"s3cret-token-value\"\n", "scim.tokens"),
+            (
+                "[scim]\ntokens = [\"good-token-0123456789abcdef\", 9876543210]\n",
+                "scim.tokens[1]",
+            ),
+            ("[chamilo]\napi_key = 9876543210\n", "chamilo.api_key"),
+            (
+                "[chamilo]\npassword = [\"s3cret-token-value\"]\n",
+                "chamilo.password",
+            ),
+            (
+                "[chamilo]\nsecurity_key = { a = \"s3cret-token-value\" }\n",
+                "chamilo.security_key",
+            ),
+        ] {
+            let err = load_text(text, EnvSecrets::default()).unwrap_err();
+            let shown = err.to_string();
+            // An inline table has no key span to point at; the others name their key.
+            assert!(
+                shown.contains(key) || key == "chamilo.security_key",
+                "{shown}"
+            );
+            assert!(
+                !shown.contains("s3cret-token-value") && !shown.contains("9876543210"),
+                "{text} gave {shown}"
+            );
+        }
+        // Other keys keep the value: it is what tells the operator what is wrong.
+        let err = load_text("[server]\nworkers = \"many\"\n", EnvSecrets::default()).unwrap_err();
+        assert!(err.to_string().contains("\"many\""), "{err}");
     }
 }

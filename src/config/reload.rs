@@ -103,6 +103,8 @@ pub struct Reloader {
     hint: Arc<Notify>,
     last_fingerprint: [u8; 32],
     last_failed: bool,
+    /// The configuration file's text in force, to recognise a file caught half-written.
+    good_text: Option<Vec<u8>>,
     watched_dirs: BTreeSet<PathBuf>,
     watcher: Option<notify::RecommendedWatcher>,
 }
@@ -118,9 +120,11 @@ impl Reloader {
             hint: Arc::new(Notify::new()),
             last_fingerprint: initial.fingerprint,
             last_failed: false,
+            good_text: None,
             watched_dirs: BTreeSet::new(),
             watcher: None,
         };
+        reloader.good_text = reloader.read_text();
         if initial.config.reload.watch {
             reloader.start_watcher();
             reloader.watch_files(&initial.files);
@@ -175,8 +179,16 @@ impl Reloader {
         }
     }
 
+    fn read_text(&self) -> Option<Vec<u8>> {
+        self.source
+            .path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+    }
+
     /// Re-reads everything; `forced` re-reports a still-broken configuration.
     pub fn reload(&mut self, cause: &'static str, forced: bool) -> ReloadOutcome {
+        let text = self.read_text();
         let attempt = load(&self.source);
         let (fingerprint, files) = match &attempt {
             Ok(l) => (l.fingerprint, l.files.clone()),
@@ -209,8 +221,22 @@ impl Reloader {
                 );
                 ReloadOutcome::Rejected
             }
+            Ok(_) if is_cut_short(text.as_deref(), self.good_text.as_deref()) => {
+                // Valid TOML, but the beginning of the file in force: a writer that truncated
+                // it and has not finished (or a copy cut short). Every key left out would fall
+                // back to its default: no tokens, the default upstream.
+                self.last_failed = true;
+                self.metrics.count("error");
+                tracing::error!(
+                    cause,
+                    file = ?self.source.path,
+                    "configuration reload rejected: the file is the beginning of the configuration in force, cut short (being written?); the last good configuration stays in force"
+                );
+                ReloadOutcome::Rejected
+            }
             Ok(loaded) => {
                 self.last_failed = false;
+                self.good_text = text;
                 let old = self.live.current();
                 let mut config = loaded.config;
                 let restart_required = keep_static_settings(&old, &mut config);
@@ -275,6 +301,22 @@ pub fn log_warnings(warnings: &[super::error::ConfigError]) {
     for warning in warnings {
         tracing::warn!(key = ?warning.key, position = ?warning.position, "{}", warning.message);
     }
+}
+
+/// Whether `new` is a proper beginning of `good` (ignoring trailing whitespace).
+fn is_cut_short(new: Option<&[u8]>, good: Option<&[u8]>) -> bool {
+    let (Some(new), Some(good)) = (new, good) else {
+        return false;
+    };
+    let end = new
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let good_end = good
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    end < good_end && good.starts_with(&new[..end])
 }
 
 fn far_future() -> tokio::time::Instant {
@@ -547,6 +589,40 @@ mod tests {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
         out
+    }
+
+    /// Issue 11 §3: an empty file, or one caught half-written, reloaded as all defaults.
+    #[test]
+    fn empty_or_cut_short_files_are_rejected_and_the_last_good_one_kept() {
+        let full = "[upstream]\nurl = \"http://127.0.0.1:8081\"\n\n[scim]\ntokens = [\"a-token-of-sufficient-length-0001\"]\n";
+        let (dir, mut reloader, live, _) = setup(full);
+        let path = dir.path().join("c.toml");
+        for text in [
+            "",
+            "\n  \n",
+            "[upstream]\nurl = \"http://127.0.0.1:8081\"\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(
+                reloader.reload("test", false),
+                ReloadOutcome::Rejected,
+                "{text:?}"
+            );
+            let cfg = live.current();
+            assert_eq!(cfg.upstream.url, "http://127.0.0.1:8081");
+            assert!(cfg
+                .scim
+                .tokens
+                .iter()
+                .any(|t| t.expose() == "a-token-of-sufficient-length-0001"));
+        }
+        // A shorter file that is not the beginning of the old one is an edit: applied.
+        std::fs::write(&path, "[upstream]\nurl = \"http://127.0.0.1:8082\"\n").unwrap();
+        assert!(matches!(
+            reloader.reload("test", false),
+            ReloadOutcome::Applied { .. }
+        ));
+        assert_eq!(live.current().upstream.url, "http://127.0.0.1:8082");
     }
 
     #[test]
