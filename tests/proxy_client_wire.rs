@@ -1007,3 +1007,35 @@ async fn non_utf8_header_values_reach_the_upstream_unchanged_on_a_kept_connectio
     conn.send(&get("/next")).await;
     assert_eq!(conn.response().await.echo().target(), "/next");
 }
+
+/// Issue 11 §5: a client's broken chunked framing is the client's fault: 400, counted as a
+/// client error, never as an upstream one (which any client could otherwise inflate).
+#[tokio::test]
+async fn broken_chunked_framing_from_a_client_is_400_and_not_an_upstream_error() {
+    for bad in [
+        &b"zz\r\nabc\r\n0\r\n\r\n"[..],
+        &b"3\r\nabcdef\r\n0\r\n\r\n"[..],
+    ] {
+        let up = start_upstream().await;
+        let server = server_for(up.addr).await;
+        let mut conn = ClientConnection::open(server.addr).await;
+        let mut req =
+            b"POST /upload HTTP/1.1\r\nHost: chamilo.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        req.extend_from_slice(bad);
+        conn.send(&req).await;
+        let resp = conn.response().await;
+        let shown = String::from_utf8_lossy(bad);
+        assert_eq!(resp.status, 400, "{shown}");
+        let metrics = server.metrics();
+        assert!(
+            !metrics.contains("proxy_upstream_errors_total{kind=\"reset\"}"),
+            "{shown}: {metrics}"
+        );
+        assert!(
+            metrics.contains("proxy_client_errors_total{kind=\"request_body\"} 1"),
+            "{shown}: {metrics}"
+        );
+        assert!(conn.closed_within(CLOSE_WAIT).await, "{shown}");
+    }
+}

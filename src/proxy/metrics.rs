@@ -51,6 +51,18 @@ impl ErrorKind {
         }
     }
 
+    /// Whether `err` is the client's doing rather than the upstream's: its request body broke
+    /// (bad chunked framing, a connection that went away) or did not match its
+    /// `Content-Length`. The idle timeout of an upload stays an upstream `body_timeout`.
+    pub fn is_client_fault(err: &super::upstream::UpstreamError) -> bool {
+        use super::upstream::UpstreamError;
+        match err {
+            UpstreamError::RequestBody(cause) => !cause.is::<super::idle::BodyIdleTimeout>(),
+            UpstreamError::RequestBodyLength => true,
+            _ => false,
+        }
+    }
+
     /// Classifies a failed upstream request.
     pub fn of(err: &super::upstream::UpstreamError) -> Self {
         use super::upstream::UpstreamError;
@@ -78,6 +90,8 @@ pub struct ProxyMetrics {
     pub access_denied: Counter,
     /// `upstream_errors{kind="truncated"}`, resolved once: every response body carries it.
     pub truncated: Counter,
+    /// `client_errors{kind="request_body"}`: requests whose body the client broke.
+    pub client_body_errors: Counter,
 }
 
 impl ProxyMetrics {
@@ -87,12 +101,22 @@ impl ProxyMetrics {
         let truncated = upstream_errors
             .get_or_create(&[("kind", ErrorKind::Truncated.as_str())])
             .clone();
+        let client_errors: Family<[(&'static str, &'static str); 1], Counter> = Family::default();
+        let client_body_errors = client_errors
+            .get_or_create(&[("kind", "request_body")])
+            .clone();
         let metrics = Self {
             upstream_errors,
             open_tunnels: Gauge::default(),
             access_denied: Counter::default(),
             truncated,
+            client_body_errors,
         };
+        registry.register(
+            "proxy_client_errors",
+            "Pass-through requests that failed on the client's side (a broken request body), by kind",
+            client_errors,
+        );
         registry.register(
             "proxy_upstream_errors",
             "Pass-through requests that failed at the upstream, by kind",

@@ -249,6 +249,11 @@ impl Proxy {
         };
         let mut resp = match result {
             Ok(resp) => resp,
+            Err(err) if ErrorKind::is_client_fault(&err) => {
+                self.metrics.client_body_errors.inc();
+                tracing::info!(error = %crate::telemetry::error_chain(&err), "client request body broken; answered 400");
+                return client_body_error();
+            }
             Err(err) => {
                 let kind = ErrorKind::of(&err);
                 self.metrics.error(kind);
@@ -385,6 +390,24 @@ impl UpstreamHead<'_> {
 }
 
 /// 502 / 504 for browsers: a tiny HTML page that is also readable as text.
+/// The answer to a request whose body the client broke; the connection is not reused (its
+/// framing can no longer be trusted).
+fn client_body_error() -> Response<BoxBody> {
+    let mut resp = Response::new(full(
+        "<!doctype html>\n<title>400 Bad Request</title>\n<h1>400 Bad Request</h1>\n\
+         <p>The request body was malformed or incomplete.</p>\n",
+    ));
+    *resp.status_mut() = StatusCode::BAD_REQUEST;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 fn gateway_error(status: StatusCode) -> Response<BoxBody> {
     let body: &'static str = if status == StatusCode::GATEWAY_TIMEOUT {
         "<!doctype html>\n<title>504 Gateway Timeout</title>\n<h1>504 Gateway Timeout</h1>\n\
