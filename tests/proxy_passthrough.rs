@@ -536,3 +536,45 @@ async fn upstream_that_stops_reading_an_upload_gives_504() {
         .metrics()
         .contains("proxy_upstream_errors_total{kind=\"body_timeout\"} 1"));
 }
+
+/// Issue 11 §6: an upstream that stops sending in the middle of a response body is cut after
+/// `upstream.body_idle_timeout`, and that is counted (`body_timeout`) and logged, as the
+/// README says, not dropped silently.
+#[tokio::test]
+async fn a_response_body_stalled_mid_way_is_cut_and_counted() {
+    // Answers with a head announcing 1000 bytes, sends 10, then holds the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+                .await;
+            held.push(s);
+        }
+    });
+    let mut cfg = config_for(addr);
+    cfg.upstream.body_idle_timeout = Duration::from_millis(300);
+    let front = start_front(cfg, None).await;
+    let mut stream = TcpStream::connect(front.addr).await.unwrap();
+    stream
+        .write_all(b"GET /big.php HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+        .await
+        .expect("the proxy cuts the stalled body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("0123456789"), "{text}");
+    let metrics = front.metrics();
+    assert!(
+        metrics.contains("proxy_upstream_errors_total{kind=\"body_timeout\"} 1"),
+        "{metrics}"
+    );
+}

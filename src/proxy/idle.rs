@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
@@ -82,6 +83,7 @@ pin_project! {
         idle: Duration,
         last_frame: Option<Instant>,
         signal: Option<UploadSignal>,
+        on_timeout: Option<Counter>,
     }
 }
 
@@ -94,7 +96,15 @@ impl<B> IdleTimeout<B> {
             idle,
             last_frame: None,
             signal,
+            on_timeout: None,
         }
+    }
+
+    /// Counts a timeout in `counter` and logs it: a response body the upstream stopped
+    /// sending (an upload's timeout is reported where the request fails).
+    pub fn count_timeout_in(mut self, counter: Counter) -> Self {
+        self.on_timeout = Some(counter);
+        self
     }
 }
 
@@ -143,6 +153,14 @@ where
                     }
                     let deadline = this.last_frame.map_or_else(Instant::now, |t| t + idle);
                     if Instant::now() >= deadline {
+                        if let Some(counter) = this.on_timeout.take() {
+                            counter.inc();
+                            tracing::warn!(
+                                kind = "body_timeout",
+                                idle_ms = idle.as_millis() as u64,
+                                "upstream response body stalled; cut after upstream.body_idle_timeout"
+                            );
+                        }
                         return Poll::Ready(Some(Err(Box::new(BodyIdleTimeout(idle)))));
                     }
                     sleep.as_mut().reset(deadline);

@@ -92,6 +92,8 @@ pub struct ProxyMetrics {
     pub truncated: Counter,
     /// `client_errors{kind="request_body"}`: requests whose body the client broke.
     pub client_body_errors: Counter,
+    /// `upstream_errors{kind="body_timeout"}`, resolved once for response bodies.
+    pub body_timeouts: Counter,
 }
 
 impl ProxyMetrics {
@@ -100,6 +102,9 @@ impl ProxyMetrics {
         let upstream_errors: Family<[(&'static str, &'static str); 1], Counter> = Family::default();
         let truncated = upstream_errors
             .get_or_create(&[("kind", ErrorKind::Truncated.as_str())])
+            .clone();
+        let body_timeouts = upstream_errors
+            .get_or_create(&[("kind", ErrorKind::BodyTimeout.as_str())])
             .clone();
         let client_errors: Family<[(&'static str, &'static str); 1], Counter> = Family::default();
         let client_body_errors = client_errors
@@ -111,6 +116,7 @@ impl ProxyMetrics {
             access_denied: Counter::default(),
             truncated,
             client_body_errors,
+            body_timeouts,
         };
         registry.register(
             "proxy_client_errors",

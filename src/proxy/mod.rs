@@ -273,7 +273,12 @@ impl Proxy {
         headers::strip_hop_by_hop(resp.headers_mut());
         resp.body_mut()
             .count_failures_in(self.metrics.truncated.clone());
-        resp.map(|body| IdleTimeout::new(body, idle, None).boxed())
+        let timeouts = self.metrics.body_timeouts.clone();
+        resp.map(|body| {
+            IdleTimeout::new(body, idle, None)
+                .count_timeout_in(timeouts)
+                .boxed()
+        })
     }
 
     /// A `101` from upstream: accepted only for the protocol the client asked for; then both
