@@ -1039,3 +1039,44 @@ async fn broken_chunked_framing_from_a_client_is_400_and_not_an_upstream_error()
         assert!(conn.closed_within(CLOSE_WAIT).await, "{shown}");
     }
 }
+
+/// Issue 11 §8: a name with `_` from an untrusted peer would reach PHP as the same
+/// `$_SERVER` key as its `-` twin (`X_Forwarded_For` standing in for `X-Forwarded-For`).
+#[tokio::test]
+async fn names_with_underscores_from_an_untrusted_peer_are_dropped() {
+    let up = start_upstream().await;
+    let server = server_for(up.addr).await;
+    let mut conn = ClientConnection::open(server.addr).await;
+    conn.send(
+        b"GET /fields HTTP/1.1\r\nHost: chamilo.example\r\nX_Forwarded_For: 6.6.6.6\r\n\
+          X_Real_IP: 6.6.6.6\r\nX-Kept: yes\r\n\r\n",
+    )
+    .await;
+    let echo = conn.response().await.echo();
+    assert_eq!(echo.header("x_forwarded_for"), None);
+    assert_eq!(echo.header("x_real_ip"), None);
+    assert_eq!(echo.header("x-kept").as_deref(), Some("yes"));
+    assert_eq!(echo.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+}
+
+/// Issue 11 §8: `Transfer-Encoding: gzip, chunked` was forwarded as plain `chunked`, the
+/// coding lost; RFC 9112 §6.1 answers 501 for a coding the server does not understand.
+#[tokio::test]
+async fn a_transfer_coding_before_chunked_is_501_and_nothing_reaches_chamilo() {
+    for te in ["gzip, chunked", "deflate,chunked", "x-custom, chunked"] {
+        let up = start_upstream().await;
+        let server = server_for(up.addr).await;
+        let mut conn = ClientConnection::open(server.addr).await;
+        conn.send(
+            format!(
+                "POST /upload HTTP/1.1\r\nHost: chamilo.example\r\nTransfer-Encoding: {te}\r\n\r\n\
+                 3\r\nabc\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        let resp = conn.response().await;
+        assert_eq!(resp.status, 501, "{te}");
+        assert_eq!(up.hits.load(Ordering::SeqCst), 0, "{te}");
+    }
+}

@@ -130,12 +130,14 @@ impl<'a> Forwarding<'a> {
 
     /// Whether the client's field `name` is passed on as it is. `X-Forwarded-For` and
     /// `Forwarded` never are (the proxy writes them whole); the other claims about the
-    /// client pass only from a trusted peer.
+    /// client pass only from a trusted peer. Neither do an untrusted peer's names with `_`:
+    /// PHP turns `_` and `-` into the same `$_SERVER` key, so `X_Forwarded_For` would stand in
+    /// for the `X-Forwarded-For` the proxy wrote (nginx drops them by default too).
     pub fn passes(&self, name: &HeaderName) -> bool {
         if *name == X_FORWARDED_FOR || *name == FORWARDED {
             return false;
         }
-        self.from_trusted || !is_forwarding_claim(name)
+        self.from_trusted || !(is_forwarding_claim(name) || name.as_str().contains('_'))
     }
 
     /// Whether a trusted peer's `name` fields reach the upstream (and so are kept or

@@ -172,6 +172,18 @@ impl Proxy {
             }
         }
 
+        if let Some(coding) = unsupported_transfer_coding(req.headers()) {
+            // The body would reach Chamilo with the coding lost (RFC 9112 §6.1: 501).
+            tracing::info!(coding, "transfer coding other than chunked; answered 501");
+            let mut resp = plain_text(
+                StatusCode::NOT_IMPLEMENTED,
+                "Transfer codings other than chunked are not supported\n",
+            );
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+
         let target = match self.target(&cfg.upstream.url) {
             Ok(target) => target,
             Err(err) => {
@@ -395,6 +407,19 @@ impl UpstreamHead<'_> {
 }
 
 /// 502 / 504 for browsers: a tiny HTML page that is also readable as text.
+/// The first transfer coding of the request other than `chunked` (`gzip, chunked`), which the
+/// proxy cannot pass on: it forwards bodies de-chunked and re-chunked.
+fn unsupported_transfer_coding(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+        .find(|c| !c.eq_ignore_ascii_case(b"chunked"))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+}
+
 /// The answer to a request whose body the client broke; the connection is not reused (its
 /// framing can no longer be trusted).
 fn client_body_error() -> Response<BoxBody> {
