@@ -287,8 +287,18 @@ fn validate(
     if let Err(message) = check_upstream_url(&config.upstream.url) {
         errors.push(doc.error_at(upstream_key, message));
     }
+    if let Some(base) = &config.scim.base_url {
+        if let Err(message) = check_upstream_url(base) {
+            errors.push(doc.error_at("scim.base_url", message));
+        } else if !base.trim_end_matches('/').ends_with("/scim/v2") {
+            errors.push(doc.error_at(
+                "scim.base_url",
+                "must end with /scim/v2, the path the proxy serves SCIM at (e.g. https://lms.example.org/scim/v2)",
+            ));
+        }
+    }
 
-    let positive: [(&str, Duration); 10] = [
+    let positive: [(&str, Duration); 11] = [
         (
             "server.header_read_timeout",
             config.server.header_read_timeout,
@@ -317,6 +327,7 @@ fn validate(
         ("shutdown.grace_period", config.shutdown.grace_period),
         ("reload.poll_interval", config.reload.poll_interval),
         ("reload.debounce", config.reload.debounce),
+        ("scim.body_read_timeout", config.scim.body_read_timeout),
     ];
     for (key, value) in positive {
         if value.is_zero() {

@@ -226,6 +226,14 @@ pub struct ScimConfig {
     /// Off by default: in a sidecar, readiness gates Chamilo's own traffic, which must not
     /// stop because provisioning cannot work; SCIM answers 503 meanwhile.
     pub ready_requires_backend: bool,
+    /// The SCIM base URL as identity providers reach it (`https://lms.example.org/scim/v2`),
+    /// used for `Location` and `meta.location`. Without it they are built from the request's
+    /// `Host` and the connection's scheme (`X-Forwarded-Proto` only from a trusted peer).
+    pub base_url: Option<String>,
+    /// Longest time reading a SCIM request body may take, from the end of its head: a client
+    /// that sends part of a body and stops does not hold a connection and an in-flight slot.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 /// The account store behind the SCIM engine.
@@ -250,6 +258,8 @@ impl Default for ScimConfig {
             default_count: 100,
             directory: DirectoryKind::Chamilo,
             ready_requires_backend: false,
+            base_url: None,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -424,6 +424,8 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         default_count: _,
         directory,
         ready_requires_backend,
+        base_url: _,
+        body_read_timeout: _,
     } = scim;
     kept.keep("scim.directory", &old.scim.directory, directory);
     kept.keep(

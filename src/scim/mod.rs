@@ -28,6 +28,8 @@ mod request;
 mod response;
 mod routes;
 
+pub use request::ClientScheme;
+
 // Re-export for tests/chamilo_directory.rs until it switches to the new path.
 pub use crate::directory::schema;
 

@@ -241,17 +241,28 @@ impl QueryParams {
     }
 }
 
-/// The service's public base URL for this request.
-pub(super) fn base_url<B>(req: &Request<B>) -> String {
+/// How the client reached the proxy, as the server established it (the request extension
+/// the server sets): the scheme `Location` and `meta.location` use when `scim.base_url` is
+/// not configured. A request without one is taken as plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientScheme {
+    /// TLS to the proxy, or `X-Forwarded-Proto: https` from a trusted peer.
+    pub https: bool,
+}
+
+/// The service's public base URL for this request: `scim.base_url` when configured, else the
+/// request's `Host` with the scheme the server established ([`ClientScheme`]); a client's own
+/// `X-Forwarded-Proto` is never believed here.
+pub(super) fn base_url<B>(req: &Request<B>, cfg: &ScimConfig) -> String {
+    if let Some(base) = &cfg.base_url {
+        return base.trim_end_matches('/').to_owned();
+    }
     let headers = req.headers();
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| s == "http" || s == "https")
-        .or_else(|| req.uri().scheme_str().map(str::to_owned))
-        .unwrap_or_else(|| "http".to_owned());
+    let scheme = match req.extensions().get::<ClientScheme>() {
+        Some(ClientScheme { https: true }) => "https".to_owned(),
+        Some(ClientScheme { https: false }) => "http".to_owned(),
+        None => req.uri().scheme_str().unwrap_or("http").to_owned(),
+    };
     let host = req
         .uri()
         .authority()
@@ -291,10 +302,21 @@ where
     if declared.is_some_and(|n| n > cfg.max_body_bytes as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(req.into_body(), cfg.max_body_bytes)
-        .collect()
-        .await
-    {
+    let read = tokio::time::timeout(
+        cfg.body_read_timeout,
+        Limited::new(req.into_body(), cfg.max_body_bytes).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ScimError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "The request body did not arrive within {} s",
+                cfg.body_read_timeout.as_secs()
+            ),
+        )
+    })?;
+    let bytes = match read {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(_) => {

@@ -50,7 +50,7 @@ impl ScimService {
                 ));
             }
         }
-        let base = base_url(&req);
+        let base = base_url(&req, cfg);
         let method = req.method().clone();
         let rest = &segments[segments.len().min(1)..];
         match (first.as_deref(), rest) {

@@ -9,9 +9,9 @@ use hyper::body::Incoming;
 use super::metrics::{GaugeGuard, HttpMetrics, RouteKind};
 use super::route::{classify, host_problem, Route};
 use crate::body::{plain_text, BoxBody, BoxError};
-use crate::config::Live;
+use crate::config::{Config, Live};
 use crate::proxy::{ClientInfo, Proxy};
-use crate::scim::ScimService;
+use crate::scim::{ClientScheme, ScimService};
 
 /// Sends each request to the SCIM service, the pass-through, or a refusal.
 pub struct Dispatcher {
@@ -48,9 +48,12 @@ impl Dispatcher {
         match route {
             Route::PassThrough { path } => self.pass_through(req, client, path).await,
             Route::Scim { sub_path } => {
+                let mut req = req;
                 let visit = Visit::begin(&self.metrics, &req, client);
                 // One snapshot for the whole request: a reload in the middle does not affect it.
                 let cfg = self.live.current();
+                let scheme = client_scheme(&req, client, &cfg);
+                req.extensions_mut().insert(scheme);
                 let response = if cfg.scim.enabled {
                     // Boxed: the SCIM engine's state (Chamilo calls through reqwest) is large,
                     // and would otherwise size every request's future, which hyper moves by
@@ -145,4 +148,23 @@ fn status_text(status: StatusCode) -> String {
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error")
     )
+}
+
+/// The scheme the client used to reach the site: TLS to the proxy, or what a trusted peer
+/// (a TLS-terminating ingress) says in `X-Forwarded-Proto`. Anyone else's claim is ignored.
+fn client_scheme<B>(req: &Request<B>, client: ClientInfo, cfg: &Config) -> ClientScheme {
+    let trusted = crate::proxy::forwarded::is_trusted(
+        client.peer.ip().to_canonical(),
+        &cfg.forwarding.trusted_networks,
+    );
+    let forwarded_https = trusted
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    ClientScheme {
+        https: client.tls || forwarded_https,
+    }
 }
