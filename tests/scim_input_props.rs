@@ -81,7 +81,7 @@ proptest! {
 
     #[test]
     fn no_client_input_gives_a_server_error((method, path) in target(), body in json_value(), raw in prop::option::of(".{0,40}")) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let cfg = ScimConfig { tokens: vec![Secret::new("t")], ..ScimConfig::default() };
         rt.block_on(async {
             let svc = ScimService::new(Arc::new(MemoryDirectory::new()));

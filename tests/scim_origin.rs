@@ -40,7 +40,10 @@ async fn an_untrusted_peer_cannot_choose_the_scheme_of_locations() {
     let server = start_server(config()).await;
     let resp = raw_one(server.addr, &create("ann", "X-Forwarded-Proto: https\r\n")).await;
     let loc = location(&resp);
-    assert!(loc.starts_with("http://lms.example.org/scim/v2/Users/"), "{loc}");
+    assert!(
+        loc.starts_with("http://lms.example.org/scim/v2/Users/"),
+        "{loc}"
+    );
 }
 
 #[tokio::test]
@@ -50,7 +53,10 @@ async fn a_trusted_ingress_sets_the_scheme() {
     let server = start_server(cfg).await;
     let resp = raw_one(server.addr, &create("bob", "X-Forwarded-Proto: https\r\n")).await;
     let loc = location(&resp);
-    assert!(loc.starts_with("https://lms.example.org/scim/v2/Users/"), "{loc}");
+    assert!(
+        loc.starts_with("https://lms.example.org/scim/v2/Users/"),
+        "{loc}"
+    );
 }
 
 #[tokio::test]
