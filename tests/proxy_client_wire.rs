@@ -547,7 +547,12 @@ async fn a_head_or_target_too_large_is_refused_and_the_connection_closes() {
             too_long,
             "431 Request Header Fields Too Large",
         ),
-        (long_target.as_str(), String::new(), "414 URI Too Long"),
+        // 431 as hyper answers it over TLS (tests/lanes_differential.rs).
+        (
+            long_target.as_str(),
+            String::new(),
+            "431 Request Header Fields Too Large",
+        ),
     ];
     for (target, fields, status) in cases {
         let mut conn = ClientConnection::open(server.addr).await;

@@ -54,7 +54,14 @@ pub(super) async fn serve_http1<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = http1::Builder::new();
-    builder.timer(CoarseTimer).header_read_timeout(header_wait);
+    // The express lane's limits, so that a request gets the same answer whichever lane
+    // serves it (`tests/lanes_differential.rs`): a head of at most MAX_HEAD bytes and
+    // MAX_FIELDS fields, else 431.
+    builder
+        .timer(CoarseTimer)
+        .header_read_timeout(header_wait)
+        .max_header_size(crate::http1::MAX_HEAD)
+        .max_headers(crate::http1::MAX_FIELDS);
     let last_request = request_read && drain.has_begun();
     if last_request {
         builder.keep_alive(false);

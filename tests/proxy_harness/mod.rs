@@ -370,6 +370,12 @@ impl Server {
 }
 
 pub async fn start_server(cfg: Config) -> Server {
+    start_server_with(cfg, None).await
+}
+
+/// [`start_server`] with TLS: every HTTP/1.1 connection is then served by hyper (the express
+/// lane serves plain TCP only), which makes the two lanes comparable.
+pub async fn start_server_with(cfg: Config, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
     let mut registry = Registry::default();
     let metrics = HttpMetrics::register(&mut registry);
     let calls = ChamiloCallMetrics::register(&mut registry);
@@ -395,7 +401,7 @@ pub async fn start_server(cfg: Config) -> Server {
     let public = PublicListener {
         listener,
         limit,
-        tls: None,
+        tls,
         dispatcher,
         live,
         metrics,

@@ -35,8 +35,8 @@ pub enum NotServed {
     /// hyper's server takes the connection over, starting with this request; it answers the
     /// request, or refuses it as it always did.
     ToHyper(&'static str),
-    /// The head is longer than [`MAX_HEAD`]: answered with this status (`414` when the
-    /// request line alone is, else `431`) by the lane, which then closes the connection.
+    /// The head is longer than [`MAX_HEAD`]: answered with this status (`431`, as hyper does)
+    /// by the lane, which then closes the connection.
     TooLarge(StatusCode),
 }
 
@@ -51,11 +51,12 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<ExpressRequest>, 
     let len = match config.parse_request_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Err(NotServed::TooLarge(if buf.contains(&b'\n') {
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-            } else {
-                StatusCode::URI_TOO_LONG
-            }))
+            // 431 even when the request line alone is too long: hyper, which serves TLS,
+            // answers so (it checks the head's size before the target's length), and a
+            // request gets one answer whichever lane serves it.
+            return Err(NotServed::TooLarge(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ));
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ToHyper("malformed head")),
@@ -420,7 +421,7 @@ mod tests {
         let (parsed, _) = parse(&line);
         assert_eq!(
             parsed.unwrap_err(),
-            NotServed::TooLarge(StatusCode::URI_TOO_LONG)
+            NotServed::TooLarge(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
         let mut text = b"GET / HTTP/1.1\r\nx: ".to_vec();
         text.resize(MAX_HEAD, b'a');
