@@ -36,6 +36,10 @@ pub struct PatchOp {
     pub value: Option<Value>,
 }
 
+/// Most operations one PATCH request may carry (identity providers send a handful; a group's
+/// member changes come as one operation with a list of values).
+pub const MAX_OPERATIONS: usize = 1000;
+
 /// Parses a PatchOp request body.
 pub fn parse_patch_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
     let obj = body
@@ -57,6 +61,15 @@ pub fn parse_patch_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
         .ok_or_else(|| ScimError::invalid_syntax("Operations must be an array"))?;
     if ops.is_empty() {
         return Err(ScimError::invalid_syntax("Operations is empty"));
+    }
+    if ops.len() > MAX_OPERATIONS {
+        return Err(ScimError::bad_request(
+            ScimType::TooMany,
+            format!(
+                "{} operations in one PATCH; at most {MAX_OPERATIONS} are accepted",
+                ops.len()
+            ),
+        ));
     }
     ops.iter()
         .enumerate()
@@ -663,6 +676,20 @@ mod tests {
         assert_eq!(emails.len(), 3);
         assert_eq!(emails[2]["primary"], true);
         assert_eq!(emails[0]["primary"], false, "primary stays unique");
+    }
+
+    /// Issue 11 §1: the number of operations is bounded before any is parsed or applied.
+    #[test]
+    fn too_many_operations_are_refused() {
+        let op = json!({"op": "replace", "path": "active", "value": true});
+        let body =
+            |n: usize| json!({"schemas": [PATCH_OP_SCHEMA], "Operations": vec![op.clone(); n]});
+        assert_eq!(
+            parse_patch_request(&body(MAX_OPERATIONS)).map(|o| o.len()),
+            Ok(MAX_OPERATIONS)
+        );
+        let err = parse_patch_request(&body(MAX_OPERATIONS + 1)).unwrap_err();
+        assert_eq!(err.body()["scimType"], "tooMany");
     }
 
     #[test]
