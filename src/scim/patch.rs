@@ -5,12 +5,14 @@
 //! matches nothing (an element is created from the filter's equality terms), `remove` with a
 //! `value` list. The whole request is applied to a copy, so it succeeds or fails as a whole.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimType};
 use super::filter::{parse_patch_path, PatchPath};
 use super::normalize::{
-    coerce, display_path, finish, flatten_keys, keep_one_primary, with_container,
+    coerce, display_path, finish, flatten_keys, identity, keep_one_primary, with_container,
 };
 use crate::directory::json::get_ci;
 use crate::directory::query::{matches, AttrKind, AttrPath, CompValue, CompareOp, Filter};
@@ -320,10 +322,13 @@ fn store_items(c: &mut Map<String, Value>, def: &AttrDef, items: Vec<Value>) {
     }
 }
 
-fn same_member(a: &Value, b: &Value) -> bool {
-    match (a.get("value"), b.get("value")) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
+/// What identifies an element of a multi-valued attribute: its `value` when it has one
+/// (`members`, `emails`), else the whole element. Equal keys are the same element; keyed so
+/// that adding or removing 10,000 values is linear, not pairwise (issue 11 §1).
+fn member_key(v: &Value) -> String {
+    match v.get("value") {
+        Some(value) => format!("v{}", identity(value)),
+        None => format!("w{}", identity(v)),
     }
 }
 
@@ -383,8 +388,9 @@ fn apply_target(
                     let Some(Value::Array(gone)) = coerce(def, v, &label)? else {
                         return Ok(());
                     };
+                    let gone: HashSet<String> = gone.iter().map(member_key).collect();
                     let mut items = items_of(c, def.name);
-                    items.retain(|el| !gone.iter().any(|g| same_member(el, g)));
+                    items.retain(|el| !gone.contains(&member_key(el)));
                     store_items(c, def, items);
                 }
                 _ => {
@@ -406,17 +412,24 @@ fn apply_target(
                 match (def.multi_valued, def.kind, v) {
                     (true, _, Value::Array(new)) if kind == OpKind::Add => {
                         let mut items = items_of(c, def.name);
+                        let mut index: HashMap<String, usize> = items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, el)| (member_key(el), i))
+                            .collect();
                         let mut prefer = None;
                         for n in new {
                             let is_primary =
                                 n.get("primary").and_then(Value::as_bool) == Some(true);
-                            let idx = match items.iter().position(|el| same_member(el, &n)) {
-                                Some(i) => {
+                            let key = member_key(&n);
+                            let idx = match index.get(&key) {
+                                Some(&i) => {
                                     merge_into(&mut items[i], n);
                                     i
                                 }
                                 None => {
                                     items.push(n);
+                                    index.insert(key, items.len() - 1);
                                     items.len() - 1
                                 }
                             };
