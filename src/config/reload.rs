@@ -421,6 +421,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         protected_logins,
         index_refresh,
         list_scope,
+        group_scope,
         create_extra_fields,
     } = chamilo;
     kept.keep("chamilo.url", &o.url, url);
@@ -493,6 +494,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         protected_logins,
     );
     kept.keep("chamilo.list_scope", &o.list_scope, list_scope);
+    kept.keep("chamilo.group_scope", &o.group_scope, group_scope);
     kept.keep("chamilo.index_refresh", &o.index_refresh, index_refresh);
     kept.0
 }
