@@ -274,7 +274,16 @@ impl ChamiloDirectory {
         }
         if let Err(e) = self.apply_members(gid, &diff, &mut progress).await {
             if matches!(e, ChamiloError::NotFound { .. }) {
+                // A member deleted in Chamilo since the index learned it, or the class.
                 self.lookup.request_refresh();
+            }
+            if !progress.anything_applied() && !e.is_ambiguous() {
+                tracing::warn!(
+                    chamilo.group_id = gid,
+                    error = %e,
+                    "Chamilo refused the first membership change of a group write; nothing was changed"
+                );
+                return Err(retry_later());
             }
             return Err(self.group_incomplete(OP_UPDATE, gid, &progress, &diff, &e));
         }
@@ -314,7 +323,13 @@ impl ChamiloDirectory {
                     return Err(e.clone());
                 }
             }
-            let classes = self.client.get_groups(Some(CLASS)).await?;
+            // A failed read leaves it unknown whether the rename is applied.
+            let classes = self.client.get_groups(Some(CLASS)).await.map_err(|e| {
+                ChamiloError::Unexpected {
+                    action: "WSUpdateGroup".into(),
+                    detail: format!("the class could not be read back: {e}"),
+                }
+            })?;
             match classes.iter().find(|c| c.id == gid) {
                 None => {
                     return Err(ChamiloError::NotFound {

@@ -1,0 +1,867 @@
+//! SCIM Groups as Chamilo classes (issue 12), against the stand-in on loopback: every
+//! `GroupStore` operation and its Chamilo calls, adoption of classes made in Chamilo and
+//! `group_scope = "managed"`, the SCIM values surviving a second replica, reserved members,
+//! and the fault matrix of the multi-call writes (create with members, member difference,
+//! rename) in the style of `chamilo_writes.rs`.
+//!
+//! `cargo test --test chamilo_groups -- --nocapture` prints the call counts.
+
+mod chamilo_support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chamilo_scim_proxy::chamilo::client::CallObserver;
+use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
+use chamilo_scim_proxy::chamilo::lookup::MIN_REBUILD_INTERVAL;
+use chamilo_scim_proxy::chamilo::mapping::{ChamiloMapping, GroupScope};
+use chamilo_scim_proxy::chamilo::write::WriteOutcome;
+use chamilo_scim_proxy::chamilo::{CallOutcome, ChamiloClient};
+use chamilo_scim_proxy::directory::query::{AttrPath, CompValue, CompareOp, Filter};
+use chamilo_scim_proxy::directory::{
+    Directory, DirectoryError, Group, GroupStore, ListQuery, GROUP_SCHEMA,
+};
+use chamilo_scim_proxy::standin::{Fault, FaultKind, Standin, StandinConfig, StandinHandle};
+use chamilo_support::{admin_settings, replica_on};
+use serde_json::{json, Value};
+
+/// Records how writes ended (`chamilo_writes_total`).
+#[derive(Default)]
+struct Writes(Mutex<Vec<(String, WriteOutcome)>>);
+
+impl CallObserver for Writes {
+    fn observe(&self, _: &str, _: CallOutcome, _: Duration) {}
+    fn write_outcome(&self, operation: &str, outcome: WriteOutcome) {
+        if let Ok(mut w) = self.0.lock() {
+            w.push((operation.to_owned(), outcome));
+        }
+    }
+}
+
+impl Writes {
+    fn take(&self) -> Vec<(String, WriteOutcome)> {
+        self.0
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+}
+
+struct Stack {
+    chamilo: StandinHandle,
+    dir: ChamiloDirectory,
+    writes: Arc<Writes>,
+}
+
+impl Stack {
+    fn groups(&self) -> &dyn GroupStore {
+        self.dir.groups().expect("the Chamilo directory has groups")
+    }
+}
+
+/// A stand-in with `users` seeded students (ids 3 and up; 1 is admin, 2 anonymous) and a
+/// replica whose client gives up on a call after 400 ms.
+async fn stack_of(users: usize, mapping: ChamiloMapping) -> Stack {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: users,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let writes = Arc::new(Writes::default());
+    let mut settings = admin_settings(&chamilo);
+    settings.request_timeout = Duration::from_millis(400);
+    let client = Arc::new(
+        ChamiloClient::new(settings)
+            .unwrap()
+            .with_observer(writes.clone()),
+    );
+    let r = replica_on(&chamilo, mapping, MIN_REBUILD_INTERVAL, client).await;
+    let caps = r.client.check_capabilities().await.unwrap();
+    r.lookup.set_anonymous_ids(caps.anonymous_ids);
+    Stack {
+        chamilo,
+        dir: r.directory,
+        writes,
+    }
+}
+
+async fn stack() -> Stack {
+    stack_of(20, ChamiloMapping::default()).await
+}
+
+fn group(v: Value) -> Group {
+    match v {
+        Value::Object(m) => Group::from_json(m),
+        _ => unreachable!(),
+    }
+}
+
+fn staff(members: &[u64]) -> Group {
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| json!({"value": m.to_string()}))
+        .collect();
+    group(json!({
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Staff A",
+        "externalId": "grp-staff-a",
+        "members": members
+    }))
+}
+
+/// A class as the stand-in holds it: id, name, description, member ids in id order.
+#[derive(Debug, Clone, PartialEq)]
+struct ClassSnap {
+    id: u64,
+    name: String,
+    description: String,
+    members: Vec<u64>,
+}
+
+fn classes(chamilo: &StandinHandle) -> Vec<ClassSnap> {
+    chamilo
+        .state()
+        .groups()
+        .map(|g| {
+            let mut members: Vec<u64> = g.members.iter().map(|(u, _)| *u).collect();
+            members.sort_unstable();
+            ClassSnap {
+                id: g.id,
+                name: g.name.clone(),
+                description: g.description.clone(),
+                members,
+            }
+        })
+        .collect()
+}
+
+fn class_named(chamilo: &StandinHandle, name: &str) -> Option<ClassSnap> {
+    classes(chamilo).into_iter().find(|c| c.name == name)
+}
+
+fn list(filter: Option<Filter>) -> ListQuery {
+    ListQuery {
+        filter,
+        sort: None,
+        start_index: 1,
+        count: 100,
+    }
+}
+
+fn eq(name: &str, sub: Option<&str>, value: &str) -> Filter {
+    Filter::Compare {
+        path: AttrPath::new(name, sub),
+        op: CompareOp::Eq,
+        value: CompValue::Str(value.into()),
+    }
+}
+
+fn member_filter(user: &str) -> Filter {
+    Filter::ValuePath {
+        attr: AttrPath::new("members", None),
+        filter: Box::new(eq("value", None, user)),
+    }
+}
+
+fn sorted_ids(g: &Group) -> Vec<u64> {
+    let mut ids: Vec<u64> = g
+        .member_ids()
+        .iter()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Calls since the last reset, printed for bench/chamilo.md, and returned.
+fn calls(chamilo: &StandinHandle, what: &str) -> u64 {
+    let all = chamilo.all_calls();
+    let mut parts: Vec<String> = all.iter().map(|(a, n)| format!("{a} {n}")).collect();
+    parts.sort();
+    let total = chamilo.total_calls();
+    println!("calls: {what}: {total} ({})", parts.join(", "));
+    chamilo.reset_calls();
+    total
+}
+
+#[tokio::test]
+async fn every_group_operation_and_its_calls() {
+    let s = stack().await;
+    let (chamilo, g) = (&s.chamilo, s.groups());
+    chamilo.reset_calls();
+
+    // Create with three members.
+    let created = g.create_group(staff(&[5, 3, 4])).await.unwrap();
+    assert_eq!(calls(chamilo, "create with 3 members"), 5);
+    let id = created.id().unwrap().to_owned();
+    assert_eq!(created.display_name(), Some("Staff A"));
+    assert_eq!(created.external_id(), Some("grp-staff-a"));
+    assert_eq!(sorted_ids(&created), vec![3, 4, 5]);
+    let stored = class_named(chamilo, "Staff A").unwrap();
+    assert_eq!(stored.members, vec![3, 4, 5]);
+    assert_eq!(
+        stored.description,
+        "[scim-proxy:v1 displayName=Staff%20A externalId=grp-staff-a]"
+    );
+    assert_eq!(
+        s.writes.take(),
+        vec![("group_create".to_owned(), WriteOutcome::Applied)]
+    );
+
+    // Reads.
+    let got = g.get_group(&id, false).await.unwrap().unwrap();
+    assert_eq!(calls(chamilo, "get without members"), 1);
+    assert!(!got.has_members());
+    assert_eq!(got.external_id(), Some("grp-staff-a"));
+    let got = g.get_group(&id, true).await.unwrap().unwrap();
+    assert_eq!(calls(chamilo, "get with members"), 2);
+    assert_eq!(sorted_ids(&got), vec![3, 4, 5]);
+    let first = got.as_json()["members"][0].clone();
+    assert_eq!(first["value"], "3");
+    assert_eq!(first["type"], "User");
+    assert!(first["display"]
+        .as_str()
+        .is_some_and(|d| d.ends_with("Seed")));
+    assert!(g.get_group("999", false).await.unwrap().is_none());
+    assert!(g.get_group("abc", true).await.unwrap().is_none());
+    chamilo.reset_calls();
+
+    // A list of N classes without members is one call.
+    for n in 0..9 {
+        g.create_group(group(json!({"displayName": format!("Class {n}")})))
+            .await
+            .unwrap();
+    }
+    chamilo.reset_calls();
+    let page = g.find_groups(&list(None), false).await.unwrap();
+    assert_eq!(page.total, 10);
+    assert!(page.resources.iter().all(|r| !r.has_members()));
+    assert_eq!(calls(chamilo, "list of 10 classes without members"), 1);
+    let page = g.find_groups(&list(None), true).await.unwrap();
+    assert_eq!(page.resources.len(), 10);
+    assert_eq!(calls(chamilo, "list of 10 classes with members"), 11);
+    let page = g
+        .find_groups(&list(Some(eq("displayName", None, "staff a"))), false)
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(calls(chamilo, "filter displayName eq"), 1);
+    let page = g
+        .find_groups(&list(Some(eq("externalId", None, "grp-staff-a"))), false)
+        .await
+        .unwrap();
+    assert_eq!(page.resources[0].id(), Some(id.as_str()));
+    calls(chamilo, "filter externalId eq");
+    let page = g
+        .find_groups(&list(Some(member_filter("4"))), false)
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert!(!page.resources[0].has_members());
+    assert_eq!(calls(chamilo, "filter members[value eq x]"), 2);
+    let page = g
+        .find_groups(&list(Some(eq("members", Some("value"), "6"))), false)
+        .await
+        .unwrap();
+    assert_eq!(page.total, 0);
+    chamilo.reset_calls();
+
+    // PATCH: rename, add 6 and 7, remove 4.
+    let base = g.get_group(&id, true).await.unwrap().unwrap();
+    chamilo.reset_calls();
+    let mut new = staff(&[3, 5, 6, 7]);
+    new.as_json_mut()
+        .insert("displayName".into(), json!("Staff B"));
+    let stored = g.modify_group(&id, &base, new, None).await.unwrap();
+    assert_eq!(calls(chamilo, "modify: rename + 2 added + 1 removed"), 6);
+    assert_eq!(stored.display_name(), Some("Staff B"));
+    assert_eq!(sorted_ids(&stored), vec![3, 5, 6, 7]);
+    let snap = class_named(chamilo, "Staff B").unwrap();
+    assert_eq!(snap.members, vec![3, 5, 6, 7]);
+    assert!(snap.description.contains("displayName=Staff%20B"));
+    assert_eq!(
+        s.writes.take().last(),
+        Some(&("group_update".to_owned(), WriteOutcome::Applied))
+    );
+    // Members only: no SOAP call.
+    let base = g.get_group(&id, true).await.unwrap().unwrap();
+    chamilo.reset_calls();
+    let mut new = base.clone();
+    new.as_json_mut()
+        .insert("members".into(), json!([{"value": "3"}]));
+    g.modify_group(&id, &base, new, None).await.unwrap();
+    assert_eq!(calls(chamilo, "modify: 3 removed"), 4);
+    assert_eq!(class_named(chamilo, "Staff B").unwrap().members, vec![3]);
+    // Nothing changed: one read.
+    let base = g.get_group(&id, true).await.unwrap().unwrap();
+    chamilo.reset_calls();
+    g.modify_group(&id, &base, base.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(calls(chamilo, "modify: no change"), 1);
+
+    // groups_of.
+    let refs = g.groups_of("3").await.unwrap();
+    assert_eq!(calls(chamilo, "groups_of"), 2);
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].value, id);
+    assert_eq!(refs[0].display.as_deref(), Some("Staff B"));
+    assert!(g.groups_of("4").await.unwrap().is_empty());
+    assert_eq!(calls(chamilo, "groups_of a user in no class"), 1);
+
+    // Delete: the members stay.
+    g.delete_group(&id).await.unwrap();
+    assert_eq!(calls(chamilo, "delete"), 2);
+    assert!(class_named(chamilo, "Staff B").is_none());
+    assert!(chamilo.state().user(3).is_some());
+    assert_eq!(
+        g.delete_group(&id).await.unwrap_err(),
+        DirectoryError::NotFound
+    );
+    assert!(g.get_group(&id, false).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn names_and_external_ids_are_unique_and_missing_classes_are_404() {
+    let s = stack().await;
+    let g = s.groups();
+    let a = g.create_group(staff(&[])).await.unwrap();
+    let id = a.id().unwrap().to_owned();
+    for dup in [
+        json!({"displayName": "STAFF a"}),
+        json!({"displayName": "Other", "externalId": "grp-staff-a"}),
+    ] {
+        let e = g.create_group(group(dup)).await.unwrap_err();
+        assert!(matches!(e, DirectoryError::Conflict { .. }), "{e:?}");
+    }
+    // A social group's name is taken too (Chamilo checks every usergroup).
+    s.chamilo.state().insert_group("Social", "", "1", 1);
+    let e = g
+        .create_group(group(json!({"displayName": "social"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DirectoryError::Conflict { .. }), "{e:?}");
+    let b = g
+        .create_group(group(
+            json!({"displayName": "Second", "externalId": "grp-2"}),
+        ))
+        .await
+        .unwrap();
+    let b_id = b.id().unwrap().to_owned();
+    let base = g.get_group(&b_id, true).await.unwrap().unwrap();
+    for change in [
+        json!({"displayName": "staff A", "externalId": "grp-2"}),
+        json!({"displayName": "Second", "externalId": "grp-staff-a"}),
+    ] {
+        let e = g
+            .modify_group(&b_id, &base, group(change), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DirectoryError::Conflict { .. }), "{e:?}");
+    }
+    // Another case of its own name is a rename, not a conflict.
+    let renamed = g
+        .modify_group(
+            &b_id,
+            &base,
+            group(json!({"displayName": "SECOND", "externalId": "grp-2"})),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.display_name(), Some("SECOND"));
+    let e = g
+        .modify_group("999", &base, base.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e, DirectoryError::NotFound);
+    assert_eq!(
+        g.delete_group("999").await.unwrap_err(),
+        DirectoryError::NotFound
+    );
+    // The social group is never a SCIM group.
+    let social = s
+        .chamilo
+        .state()
+        .group_by_name("Social")
+        .unwrap()
+        .id
+        .to_string();
+    assert!(g.get_group(&social, false).await.unwrap().is_none());
+    assert_eq!(
+        g.delete_group(&social).await.unwrap_err(),
+        DirectoryError::NotFound
+    );
+    assert!(s.chamilo.state().group_by_name("Social").is_some());
+    let all = g.find_groups(&list(None), false).await.unwrap();
+    assert_eq!(all.total, 2);
+    assert_eq!(
+        g.get_group(&id, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name(),
+        Some("Staff A")
+    );
+}
+
+#[tokio::test]
+async fn reserved_and_unknown_members_are_refused_and_nothing_changes() {
+    let s = stack_of(
+        20,
+        ChamiloMapping {
+            protected_logins: vec!["admin".into(), "user000001".into()],
+            ..ChamiloMapping::default()
+        },
+    )
+    .await;
+    let (chamilo, g) = (&s.chamilo, s.groups());
+    let id = g
+        .create_group(staff(&[4]))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    let before = classes(chamilo);
+    // 1 admin (the service account), 2 anonymous, 3 protected, 99 unknown, then non-ids.
+    for bad in ["1", "2", "3", "99", "abc", "0", ""] {
+        let members = json!([{"value": "5"}, {"value": bad}]);
+        chamilo.reset_calls();
+        let e = g
+            .create_group(group(
+                json!({"displayName": format!("New {bad}"), "members": members}),
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, DirectoryError::InvalidValue { attr, .. } if attr == "members"),
+            "{bad}: {e:?}"
+        );
+        let base = g.get_group(&id, true).await.unwrap().unwrap();
+        let mut new = base.clone();
+        new.as_json_mut().insert("members".into(), members);
+        let e = g.modify_group(&id, &base, new, None).await.unwrap_err();
+        assert!(
+            matches!(&e, DirectoryError::InvalidValue { attr, .. } if attr == "members"),
+            "{bad}: {e:?}"
+        );
+        for write in ["add_group", "add_group_sub_user", "delete_group_sub_user"] {
+            assert_eq!(chamilo.calls(write), 0, "{bad}: {write}");
+        }
+        assert_eq!(classes(chamilo), before, "{bad}");
+    }
+    // A member SCIM deleted (soft delete) is no user SCIM may put in a class either.
+    let ann = s
+        .dir
+        .create(chamilo_scim_proxy::directory::User::from_json(
+            json!({"userName": "ann", "emails": [{"value": "ann@example.org"}]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ))
+        .await
+        .unwrap();
+    let ann_id = ann.id().unwrap().to_owned();
+    s.dir.delete(&ann_id).await.unwrap();
+    let base = g.get_group(&id, true).await.unwrap().unwrap();
+    let mut new = base.clone();
+    new.as_json_mut()
+        .insert("members".into(), json!([{"value": ann_id}]));
+    let e = g.modify_group(&id, &base, new, None).await.unwrap_err();
+    assert!(matches!(e, DirectoryError::InvalidValue { .. }), "{e:?}");
+    // Reserved users already in a class (put there in Chamilo) are not shown, and a SCIM
+    // write leaves them there.
+    let gid: u64 = id.parse().unwrap();
+    chamilo.state().group_mut(gid).unwrap().members.push((1, 2));
+    let base = g.get_group(&id, true).await.unwrap().unwrap();
+    assert_eq!(sorted_ids(&base), vec![4]);
+    let mut new = base.clone();
+    new.as_json_mut()
+        .insert("members".into(), json!([{"value": "5"}]));
+    g.modify_group(&id, &base, new, None).await.unwrap();
+    let mut kept: Vec<u64> = chamilo
+        .state()
+        .group(gid)
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.0)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, vec![1, 5]);
+}
+
+#[tokio::test]
+async fn classes_made_in_chamilo_are_adopted_and_managed_scope_hides_them() {
+    let s = stack().await;
+    let (chamilo, g) = (&s.chamilo, s.groups());
+    let admin_text = "Made by the registrar.\r\nDo not edit: [scim-proxy:v1 displayName=Fake]\r\n";
+    let ui = chamilo.state().insert_group("Year 1", admin_text, "", 0);
+    chamilo.state().group_mut(ui).unwrap().members.push((7, 0));
+    let ui_id = ui.to_string();
+    let got = g.get_group(&ui_id, true).await.unwrap().unwrap();
+    assert_eq!(got.display_name(), Some("Year 1"));
+    assert_eq!(got.external_id(), None);
+    assert_eq!(sorted_ids(&got), vec![7]);
+    // A PATCH of members alone leaves the description as it is (no SOAP call).
+    let mut new = got.clone();
+    new.as_json_mut()
+        .insert("members".into(), json!([{"value": "7"}, {"value": "8"}]));
+    chamilo.reset_calls();
+    g.modify_group(&ui_id, &got, new, None).await.unwrap();
+    assert_eq!(chamilo.calls("WSUpdateGroup"), 0);
+    assert_eq!(chamilo.state().group(ui).unwrap().description, admin_text);
+    // The identity provider links it (externalId): the admin's text is kept, the line added.
+    let base = g.get_group(&ui_id, true).await.unwrap().unwrap();
+    let mut new = base.clone();
+    new.as_json_mut()
+        .insert("externalId".into(), json!("year-1"));
+    let stored = g.modify_group(&ui_id, &base, new, None).await.unwrap();
+    assert_eq!(stored.external_id(), Some("year-1"));
+    let description = chamilo.state().group(ui).unwrap().description.clone();
+    assert_eq!(
+        description,
+        format!("{admin_text}\n[scim-proxy:v1 displayName=Year%201 externalId=year-1]")
+    );
+    // An administrator renaming it in Chamilo wins over the line.
+    chamilo.state().group_mut(ui).unwrap().name = "Year One".into();
+    let got = g.get_group(&ui_id, false).await.unwrap().unwrap();
+    assert_eq!(got.display_name(), Some("Year One"));
+    assert_eq!(got.external_id(), Some("year-1"));
+
+    // group_scope = "managed": only classes with the line.
+    let other = chamilo.state().insert_group("Year 2", "", "", 0);
+    let managed = chamilo_support::replica_on(
+        chamilo,
+        ChamiloMapping {
+            group_scope: GroupScope::Managed,
+            ..ChamiloMapping::default()
+        },
+        MIN_REBUILD_INTERVAL,
+        chamilo_support::admin_client(chamilo),
+    )
+    .await
+    .directory;
+    let mg = managed.groups().unwrap();
+    let page = mg.find_groups(&list(None), false).await.unwrap();
+    let names: Vec<&str> = page
+        .resources
+        .iter()
+        .filter_map(Group::display_name)
+        .collect();
+    assert_eq!(names, vec!["Year One"]);
+    assert!(mg
+        .get_group(&other.to_string(), false)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        mg.delete_group(&other.to_string()).await.unwrap_err(),
+        DirectoryError::NotFound
+    );
+    assert!(mg.groups_of("7").await.unwrap().len() == 1);
+    chamilo
+        .state()
+        .group_mut(other)
+        .unwrap()
+        .members
+        .push((7, 0));
+    assert_eq!(g.groups_of("7").await.unwrap().len(), 2);
+    assert_eq!(mg.groups_of("7").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn external_id_and_display_name_survive_a_second_replica() {
+    let s = stack().await;
+    let name = "  Équipe   Zoë & <co> ";
+    let created = s
+        .groups()
+        .create_group(group(
+            json!({"displayName": name, "externalId": "ext with spaces / ü", "members": [{"value": "3"}]}),
+        ))
+        .await
+        .unwrap();
+    let id = created.id().unwrap().to_owned();
+    let b = chamilo_support::replica(&s.chamilo, ChamiloMapping::default())
+        .await
+        .directory;
+    let bg = b.groups().unwrap();
+    let got = bg.get_group(&id, true).await.unwrap().unwrap();
+    assert_eq!(got.display_name(), Some(name));
+    assert_eq!(got.external_id(), Some("ext with spaces / ü"));
+    assert_eq!(sorted_ids(&got), vec![3]);
+    let page = bg
+        .find_groups(
+            &list(Some(eq("externalId", None, "ext with spaces / ü"))),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    // Replica B renames; replica A reads the new name at once.
+    let base = bg.get_group(&id, true).await.unwrap().unwrap();
+    let mut new = base.clone();
+    new.as_json_mut()
+        .insert("displayName".into(), json!("Renamed on B"));
+    bg.modify_group(&id, &base, new, None).await.unwrap();
+    let got = s.groups().get_group(&id, false).await.unwrap().unwrap();
+    assert_eq!(got.display_name(), Some("Renamed on B"));
+    assert_eq!(got.external_id(), Some("ext with spaces / ü"));
+}
+
+/// A PATCH adding 1,000 members that fails at the 500th: 503, an `incomplete` write, exactly
+/// 499 members in Chamilo; the identity provider's retry (a fresh read, then the same
+/// PATCH) adds the other 501.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_patch_failing_midway_is_reported_and_the_retry_completes_it() {
+    let s = stack_of(1000, ChamiloMapping::default()).await;
+    let (chamilo, g) = (&s.chamilo, s.groups());
+    let id = g
+        .create_group(group(json!({"displayName": "Everyone"})))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    let wanted: Vec<u64> = (3..1003).collect();
+    let members: Vec<Value> = wanted
+        .iter()
+        .map(|m| json!({"value": m.to_string()}))
+        .collect();
+    let patch = async |fail: bool| {
+        let base = g
+            .get_group(&id, true)
+            .await?
+            .ok_or(DirectoryError::NotFound)?;
+        let mut new = base.clone();
+        new.as_json_mut()
+            .insert("members".into(), Value::Array(members.clone()));
+        if fail {
+            chamilo.inject_fault(Fault::nth_of(
+                "add_group_sub_user",
+                500,
+                FaultKind::Refuse {
+                    message: "injected refusal".into(),
+                },
+            ));
+        }
+        g.modify_group(&id, &base, new, None).await
+    };
+    s.writes.take();
+    chamilo.reset_calls();
+    let e = patch(true).await.unwrap_err();
+    chamilo.clear_faults();
+    assert!(
+        matches!(
+            e,
+            DirectoryError::Unavailable {
+                retry_after: Some(_)
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(class_named(chamilo, "Everyone").unwrap().members.len(), 499);
+    assert_eq!(
+        s.writes.take(),
+        vec![("group_update".to_owned(), WriteOutcome::Incomplete)]
+    );
+    calls(chamilo, "PATCH of 1000 members failing at the 500th");
+    let stored = patch(false).await.unwrap();
+    assert_eq!(sorted_ids(&stored), wanted);
+    assert_eq!(class_named(chamilo, "Everyone").unwrap().members, wanted);
+    assert_eq!(chamilo.calls("add_group_sub_user"), 501);
+    calls(chamilo, "its retry (501 added)");
+}
+
+// ---- fault matrix --------------------------------------------------------------------
+
+fn is_client_error(e: &DirectoryError) -> bool {
+    !matches!(
+        e,
+        DirectoryError::Unavailable { .. }
+            | DirectoryError::Timeout
+            | DirectoryError::Backend { .. }
+    )
+}
+
+fn kinds() -> Vec<FaultKind> {
+    vec![
+        FaultKind::Refuse {
+            message: "injected refusal".into(),
+        },
+        FaultKind::Fatal,
+        FaultKind::HtmlPage,
+        FaultKind::Drop { applied: false },
+        FaultKind::Drop { applied: true },
+        FaultKind::Timeout { applied: true },
+    ]
+}
+
+/// Prepares the state, returns the class id (0 when none).
+type Prepare = fn(&Stack) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + '_>>;
+/// The write, as the engine makes it.
+type Op = for<'a> fn(
+    &'a Stack,
+    u64,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Group, DirectoryError>> + 'a>,
+>;
+
+struct Case {
+    name: &'static str,
+    prepare: Prepare,
+    op: Op,
+    /// Whether the stand-in holds the whole change.
+    is_new: fn(&StandinHandle) -> bool,
+}
+
+/// Runs the write without faults (counting its calls), then once per call and failure kind:
+/// a success means the whole change is in Chamilo, a 4xx that nothing changed, and a 5xx is
+/// one the identity provider's retry completes.
+async fn matrix(case: Case) {
+    let s = stack().await;
+    let id = (case.prepare)(&s).await;
+    s.chamilo.reset_calls();
+    (case.op)(&s, id)
+        .await
+        .unwrap_or_else(|e| panic!("{}: without faults: {e:?}", case.name));
+    let calls = s.chamilo.total_calls();
+    assert!((case.is_new)(&s.chamilo), "{}: without faults", case.name);
+    let mut outcomes: Vec<&str> = Vec::new();
+    let mut reported: Vec<WriteOutcome> = Vec::new();
+    for k in 1..=calls {
+        for kind in kinds() {
+            let s = stack().await;
+            let id = (case.prepare)(&s).await;
+            let before = classes(&s.chamilo);
+            s.writes.take();
+            s.chamilo.reset_calls();
+            s.chamilo.inject_fault(Fault::nth_call(k, kind.clone()));
+            let label = format!("{} / call {k} of {calls} / {kind:?}", case.name);
+            let answer = (case.op)(&s, id).await;
+            s.chamilo.clear_faults();
+            reported.extend(s.writes.take().into_iter().map(|(_, o)| o));
+            match &answer {
+                Ok(_) => assert!(
+                    (case.is_new)(&s.chamilo),
+                    "{label}: success, but not all applied"
+                ),
+                Err(e) if is_client_error(e) => {
+                    assert_eq!(classes(&s.chamilo), before, "{label}: {e:?}, but changed")
+                }
+                Err(e) => {
+                    let again = (case.op)(&s, id).await;
+                    assert!(
+                        again.is_ok() && (case.is_new)(&s.chamilo),
+                        "{label}: {e:?}, then the retry gave {again:?} (state {:?})",
+                        classes(&s.chamilo)
+                    );
+                }
+            }
+            outcomes.push(match answer {
+                Ok(_) => "ok",
+                Err(e) if is_client_error(&e) => "4xx",
+                Err(_) => "5xx, retried",
+            });
+        }
+    }
+    let count = |o: &str| outcomes.iter().filter(|x| **x == o).count();
+    let reports = |o: WriteOutcome| reported.iter().filter(|x| **x == o).count();
+    println!(
+        "{}: {calls} calls x {} kinds: {} ok (repaired or unaffected), {} refused (nothing applied), {} retryable (retry completed it); reported {} applied, {} repaired, {} incomplete",
+        case.name,
+        kinds().len(),
+        count("ok"),
+        count("4xx"),
+        count("5xx, retried"),
+        reports(WriteOutcome::Applied),
+        reports(WriteOutcome::Repaired),
+        reports(WriteOutcome::Incomplete),
+    );
+    assert!(calls >= 2, "{}: a multi-call write", case.name);
+}
+
+/// PATCH as the engine does it: read with members, then modify.
+async fn patch(s: &Stack, id: u64, change: Value) -> Result<Group, DirectoryError> {
+    let id = id.to_string();
+    let base = s
+        .groups()
+        .get_group(&id, true)
+        .await?
+        .ok_or(DirectoryError::NotFound)?;
+    let mut new = base.clone();
+    if let Value::Object(m) = change {
+        new.as_json_mut().extend(m);
+    }
+    s.groups().modify_group(&id, &base, new, None).await
+}
+
+async fn made(s: &Stack, members: &[u64]) -> u64 {
+    s.groups()
+        .create_group(staff(members))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_create_with_members() {
+    matrix(Case {
+        name: "create (3 members)",
+        prepare: |_| Box::pin(async { 0 }),
+        op: |s, _| Box::pin(s.groups().create_group(staff(&[3, 4, 5]))),
+        is_new: |c| {
+            classes(c).len() == 1
+                && class_named(c, "Staff A").is_some_and(|k| {
+                    k.members == vec![3, 4, 5] && k.description.contains("externalId=grp-staff-a")
+                })
+        },
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_member_difference() {
+    matrix(Case {
+        name: "PATCH members (+6 +7 -4)",
+        prepare: |s| Box::pin(made(s, &[3, 4, 5])),
+        op: |s, id| {
+            Box::pin(patch(
+                s,
+                id,
+                json!({"members": [{"value": "3"}, {"value": "5"}, {"value": "6"}, {"value": "7"}]}),
+            ))
+        },
+        is_new: |c| class_named(c, "Staff A").is_some_and(|k| k.members == vec![3, 5, 6, 7]),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_rename_with_a_member() {
+    matrix(Case {
+        name: "PATCH displayName + externalId + 1 member",
+        prepare: |s| Box::pin(made(s, &[3])),
+        op: |s, id| {
+            Box::pin(patch(
+                s,
+                id,
+                json!({"displayName": "Staff B", "externalId": "grp-b",
+                       "members": [{"value": "3"}, {"value": "8"}]}),
+            ))
+        },
+        is_new: |c| {
+            classes(c).len() == 1
+                && class_named(c, "Staff B").is_some_and(|k| {
+                    k.members == vec![3, 8]
+                        && k.description == "[scim-proxy:v1 displayName=Staff%20B externalId=grp-b]"
+                })
+        },
+    })
+    .await;
+}
