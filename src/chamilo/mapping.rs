@@ -690,6 +690,16 @@ mod tests {
         let c: crate::config::Config =
             toml::from_str("[chamilo]\nlist_scope = \"some\"\n").unwrap();
         assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
+        assert_eq!(m.group_scope, GroupScope::All);
+        let c: crate::config::Config =
+            toml::from_str("[chamilo]\ngroup_scope = \"managed\"\n").unwrap();
+        assert_eq!(
+            ChamiloMapping::from_config(&c.chamilo).unwrap().group_scope,
+            GroupScope::Managed
+        );
+        let c: crate::config::Config =
+            toml::from_str("[chamilo]\ngroup_scope = \"scim\"\n").unwrap();
+        assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
     }
 
     #[test]

@@ -610,17 +610,18 @@ mod tests {
         let (dir, mut reloader, live, _) = setup("[chamilo]\napi_key = \"k1\"\n");
         std::fs::write(
             dir.path().join("c.toml"),
-            "[chamilo]\napi_key = \"k2\"\ndeprovision = \"delete\"\n",
+            "[chamilo]\napi_key = \"k2\"\ndeprovision = \"delete\"\ngroup_scope = \"managed\"\n",
         )
         .unwrap();
         assert_eq!(
             reloader.reload("test", false),
             ReloadOutcome::Applied {
-                restart_required: vec!["chamilo.deprovision"]
+                restart_required: vec!["chamilo.deprovision", "chamilo.group_scope"]
             }
         );
         let cfg = live.current();
         assert_eq!(cfg.chamilo.deprovision, "deactivate");
+        assert_eq!(cfg.chamilo.group_scope, "all");
         assert_eq!(cfg.chamilo.api_key.as_ref().map(|k| k.expose()), Some("k2"));
     }
 
