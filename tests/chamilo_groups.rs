@@ -865,3 +865,93 @@ async fn fault_matrix_rename_with_a_member() {
     })
     .await;
 }
+
+/// Without Chamilo's SOAP secret a class cannot be renamed nor its line rewritten: refused
+/// before any write (never a 503 the identity provider would retry for ever); members still
+/// change.
+#[tokio::test]
+async fn renames_without_the_soap_secret_are_refused_and_change_nothing() {
+    let s = stack().await;
+    let id = made(&s, &[3]).await;
+    let mut settings = admin_settings(&s.chamilo);
+    settings.credentials.security_key = None;
+    let plain = replica_on(
+        &s.chamilo,
+        ChamiloMapping::default(),
+        MIN_REBUILD_INTERVAL,
+        Arc::new(ChamiloClient::new(settings).unwrap()),
+    )
+    .await
+    .directory;
+    let g = plain.groups().unwrap();
+    let id = id.to_string();
+    let before = classes(&s.chamilo);
+    for (change, attr) in [
+        (
+            json!({"displayName": "Staff B", "members": [{"value": "4"}]}),
+            "displayName",
+        ),
+        (
+            json!({"externalId": "other", "members": [{"value": "4"}]}),
+            "externalId",
+        ),
+    ] {
+        let base = g.get_group(&id, true).await.unwrap().unwrap();
+        let mut new = base.clone();
+        if let Value::Object(m) = change {
+            new.as_json_mut().extend(m);
+        }
+        let e = g.modify_group(&id, &base, new, None).await.unwrap_err();
+        assert!(
+            matches!(&e, DirectoryError::InvalidValue { attr: a, .. } if a == attr),
+            "{e:?}"
+        );
+        assert_eq!(classes(&s.chamilo), before);
+    }
+    let base = g.get_group(&id, true).await.unwrap().unwrap();
+    let mut new = base.clone();
+    new.as_json_mut()
+        .insert("members".into(), json!([{"value": "4"}]));
+    g.modify_group(&id, &base, new, None).await.unwrap();
+    assert_eq!(class_named(&s.chamilo, "Staff A").unwrap().members, vec![4]);
+}
+
+/// A member deleted in Chamilo after the index learned it: Chamilo refuses the membership;
+/// nothing was applied, so 503 and a listing is asked for; once it is in, the same PATCH is
+/// 400 `invalidValue` on `members`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_deleted_in_chamilo_is_refused_once_the_index_knows() {
+    let s = stack().await;
+    let fast = replica_on(
+        &s.chamilo,
+        ChamiloMapping::default(),
+        Duration::ZERO,
+        chamilo_support::admin_client(&s.chamilo),
+    )
+    .await
+    .directory;
+    let g = fast.groups().unwrap();
+    let id = made(&s, &[3]).await.to_string();
+    assert!(s.chamilo.state().remove_user(4));
+    let patch = || async {
+        let base = g
+            .get_group(&id, true)
+            .await?
+            .ok_or(DirectoryError::NotFound)?;
+        let mut new = base.clone();
+        new.as_json_mut()
+            .insert("members".into(), json!([{"value": "3"}, {"value": "4"}]));
+        g.modify_group(&id, &base, new, None).await
+    };
+    let first = patch().await.unwrap_err();
+    assert!(
+        matches!(first, DirectoryError::Unavailable { .. }),
+        "{first:?}"
+    );
+    let then = chamilo_support::settled(patch).await.unwrap_err();
+    assert!(
+        matches!(&then, DirectoryError::InvalidValue { attr, .. } if attr == "members"),
+        "{then:?}"
+    );
+    assert_eq!(class_named(&s.chamilo, "Staff A").unwrap().members, vec![3]);
+}

@@ -36,6 +36,29 @@ pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
+/// Whether Chamilo's stored text is `sent` as it keeps it: the same, or trimmed, or with
+/// HTML's special characters escaped (what Chamilo's screens do to text on the way in; the
+/// web services are not documented to, so both are accepted).
+pub(crate) fn stored_as(stored: &str, sent: &str) -> bool {
+    stored == sent || stored == sent.trim() || stored == html_escaped(sent)
+}
+
+/// `htmlspecialchars` with PHP's default flags.
+fn html_escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#039;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The SCIM group of a class. `displayName` is the one last written through SCIM while the
 /// class still bears that name (Chamilo compares names ignoring case), else the class name
 /// (renamed in Chamilo's UI).
@@ -43,7 +66,7 @@ pub(crate) fn to_group(class: &Class, members: Option<&[(u64, Option<String>)]>)
     let d = ClassDescription::parse(&class.description);
     let scim = d.scim.unwrap_or_default();
     let display = match scim.display_name {
-        Some(dn) if same_name(&dn, &class.name) => dn,
+        Some(dn) if same_name(&dn, &class.name) || same_name(&html_escaped(&dn), &class.name) => dn,
         _ => class.name.clone(),
     };
     let mut json = Map::new();
@@ -349,6 +372,10 @@ mod tests {
         assert_eq!(g.display_name(), Some("Teachers"));
         assert_eq!(g.external_id(), Some("e1"));
         assert!(g.has_members());
+        let line = "[scim-proxy:v1 displayName=R%26D%20%3Cteam%3E]";
+        let g = to_group(&class("R&amp;D &lt;team&gt;", line), None);
+        assert_eq!(g.display_name(), Some("R&D <team>"), "escaped by Chamilo");
+        assert!(stored_as("R&amp;D", "R&D") && stored_as("A", " A ") && !stored_as("a", "A"));
         let g = to_group(&class("Made in Chamilo", "Some notes"), None);
         assert_eq!(g.display_name(), Some("Made in Chamilo"));
         assert_eq!(g.external_id(), None);

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::description::{ClassDescription, ScimValues};
 use super::members::{member_ids, MemberDiff};
-use super::{same_name, to_group, CLASS};
+use super::{same_name, stored_as, to_group, CLASS};
 use crate::chamilo::client::Group as Class;
 use crate::chamilo::directory::{from_chamilo, ChamiloDirectory};
 use crate::chamilo::error::ChamiloError;
@@ -160,7 +160,9 @@ impl ChamiloDirectory {
                         .map_err(from_chamilo)?;
                     return all
                         .iter()
-                        .find(|c| c.name == name && c.description == description)
+                        .find(|c| {
+                            stored_as(&c.name, name) && stored_as(&c.description, description)
+                        })
                         .map(|c| (c.id, true))
                         .ok_or_else(name_taken);
                 }
@@ -227,7 +229,7 @@ impl ChamiloDirectory {
             .iter()
             .find(|c| c.id == gid && c.group_type == CLASS && self.in_scope(c))
             .ok_or(DirectoryError::NotFound)?;
-        if class.name != display
+        if !stored_as(&class.name, &display)
             && all
                 .iter()
                 .any(|c| c.id != gid && same_name(&c.name, &display))
@@ -244,7 +246,9 @@ impl ChamiloDirectory {
         // A class made in Chamilo gets the proxy's line only when SCIM gives it something
         // to keep (an externalId, or a name of its own).
         let parsed = ClassDescription::parse(&class.description);
-        let description = if parsed.scim.is_some() || external_id.is_some() || class.name != display
+        let description = if parsed.scim.is_some()
+            || external_id.is_some()
+            || !stored_as(&class.name, &display)
         {
             ClassDescription {
                 admin: parsed.admin,
@@ -258,9 +262,27 @@ impl ChamiloDirectory {
             class.description.clone()
         };
         let mut progress = Progress {
-            rename_wanted: class.name != display || description != class.description,
+            rename_wanted: !stored_as(&class.name, &display)
+                || !stored_as(&class.description, &description),
             ..Progress::default()
         };
+        if progress.rename_wanted && !self.client.soap_configured() {
+            // Only SOAP renames a class or rewrites its description: refuse before anything
+            // is written rather than answer 503 for ever.
+            let attr = if !stored_as(&class.name, &display) {
+                "displayName"
+            } else {
+                "externalId"
+            };
+            tracing::error!(
+                chamilo.group_id = gid,
+                "a group's {attr} cannot be changed: chamilo.security_key is not configured (SOAP WSUpdateGroup is needed)"
+            );
+            return Err(DirectoryError::InvalidValue {
+                attr: attr.into(),
+                detail: "this proxy cannot change it: Chamilo's SOAP service (chamilo.security_key) is not configured".into(),
+            });
+        }
         if progress.rename_wanted {
             match self.update_class(gid, &display, &description).await {
                 Ok(repaired) => {
@@ -336,7 +358,7 @@ impl ChamiloDirectory {
                         action: "WSUpdateGroup".into(),
                     })
                 }
-                Some(c) if c.name == name && c.description == description => {
+                Some(c) if stored_as(&c.name, name) && stored_as(&c.description, description) => {
                     return Ok(attempt > 1 || sent.is_err())
                 }
                 Some(_) if attempt < STEP_ATTEMPTS => pause(attempt).await,
