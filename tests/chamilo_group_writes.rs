@@ -1,6 +1,6 @@
 //! The multi-call class writes under failure (issue 12), in the style of `chamilo_writes.rs`:
 //! a PATCH of 1,000 members failing midway, and the fault matrix of create with members,
-//! member difference and rename — every call failing in turn with each kind of fault ends
+//! member difference, rename and delete — every call failing in turn with each kind of fault ends
 //! all-old (4xx), all-new (success, repaired where needed), or retryable (5xx) with the
 //! identity provider's retry completing it.
 //!
@@ -239,6 +239,26 @@ async fn fault_matrix_rename_with_a_member() {
                     k.members == vec![3, 8]
                         && k.description == "[scim-proxy:v1 displayName=Staff%20B externalId=grp-b]"
                 })
+        },
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_delete() {
+    matrix(Case {
+        name: "DELETE (members stay)",
+        prepare: |s| Box::pin(made(s, &[3, 4])),
+        op: |s, id| {
+            Box::pin(async move {
+                s.groups()
+                    .delete_group(&id.to_string())
+                    .await
+                    .map(|()| Group::default())
+            })
+        },
+        is_new: |c| {
+            classes(c).is_empty() && c.state().user(3).is_some() && c.state().user(4).is_some()
         },
     })
     .await;
