@@ -8,7 +8,7 @@
 //!
 //! | operation | calls (normal case) |
 //! |---|---|
-//! | create | `get_groups`, `add_group` (the SCIM values in its description), one `add_group_sub_user` per member |
+//! | create | `get_groups`, `add_group` (the SCIM values in its description), one `add_group_sub_user` per member (four at a time) |
 //! | modify | `get_groups`; a rename or new `externalId`: SOAP `WSUpdateGroup` + `get_groups` to verify (it answers 1 even for a missing id); one call per member added or removed |
 //! | delete | `get_groups` (only a class, never a social group, is deleted), `delete_group` |
 
@@ -36,6 +36,10 @@ const STEP_ATTEMPTS: u32 = 3;
 /// The relation Chamilo gives a member added without a role (a "reader"); a class's course
 /// and session subscriptions do not look at it.
 const MEMBER_ROLE: i64 = 2;
+
+/// Membership calls in flight at once for one write: a class of 1,000 members is not 1,000
+/// round trips in a row, and Chamilo is not flooded (a handful of PHP workers serve it).
+const MEMBER_CALLS_AT_ONCE: usize = 4;
 
 /// `usergroup.name` is a `VARCHAR(255)`.
 const NAME_MAX: usize = 255;
@@ -376,41 +380,62 @@ impl ChamiloDirectory {
         }
     }
 
-    /// Adds, then removes, members one call at a time (so that what is applied is known
-    /// exactly when one fails), each sent again while its answer is lost.
+    /// Adds, then removes, members, [`MEMBER_CALLS_AT_ONCE`] calls at a time, each sent
+    /// again while its answer is lost. A batch always runs to its end, so that when a call
+    /// fails exactly which members were changed is known; no later batch starts.
     async fn apply_members(
         &self,
         gid: u64,
         diff: &MemberDiff,
         progress: &mut Progress,
     ) -> Result<(), ChamiloError> {
-        for uid in &diff.added {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.client.add_group_member(gid, *uid, MEMBER_ROLE).await {
-                    Ok(()) => break,
-                    Err(e) if e.is_ambiguous() && attempt < STEP_ATTEMPTS => pause(attempt).await,
-                    Err(e) => return Err(e),
+        for (adding, ids) in [(true, &diff.added), (false, &diff.removed)] {
+            for batch in ids.chunks(MEMBER_CALLS_AT_ONCE) {
+                let results = futures_util::future::join_all(
+                    batch.iter().map(|uid| self.member_call(gid, *uid, adding)),
+                )
+                .await;
+                let mut failure = None;
+                for (uid, result) in batch.iter().zip(results) {
+                    match result {
+                        Ok(repaired) => {
+                            progress.repaired |= repaired;
+                            if adding {
+                                progress.added.push(*uid);
+                            } else {
+                                progress.removed.push(*uid);
+                            }
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+                if let Some(e) = failure {
+                    return Err(e);
                 }
             }
-            progress.repaired |= attempt > 1;
-            progress.added.push(*uid);
-        }
-        for uid in &diff.removed {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.client.remove_group_member(gid, *uid).await {
-                    Ok(()) => break,
-                    Err(e) if e.is_ambiguous() && attempt < STEP_ATTEMPTS => pause(attempt).await,
-                    Err(e) => return Err(e),
-                }
-            }
-            progress.repaired |= attempt > 1;
-            progress.removed.push(*uid);
         }
         Ok(())
+    }
+
+    /// One `add_group_sub_user` or `delete_group_sub_user`, sent again while its answer is
+    /// lost (both are idempotent). `Ok(true)` when it took more than one call.
+    async fn member_call(&self, gid: u64, uid: u64, adding: bool) -> Result<bool, ChamiloError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = if adding {
+                self.client.add_group_member(gid, uid, MEMBER_ROLE).await
+            } else {
+                self.client.remove_group_member(gid, uid).await
+            };
+            match result {
+                Ok(()) => return Ok(attempt > 1),
+                Err(e) if e.is_ambiguous() && attempt < STEP_ATTEMPTS => pause(attempt).await,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `DELETE /Groups/{id}`: the class goes, its members (users) stay.
