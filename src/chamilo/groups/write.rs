@@ -196,7 +196,8 @@ impl ChamiloDirectory {
         cause: ChamiloError,
     ) -> DirectoryError {
         match self.remove_class(gid).await {
-            Ok(_) => {
+            // Gone either way (deleted by someone else meanwhile: nothing half-made stays).
+            Ok(_) | Err(ChamiloError::NotFound { .. }) => {
                 tracing::warn!(
                     chamilo.group_id = gid,
                     error = %cause,
@@ -227,12 +228,12 @@ impl ChamiloDirectory {
         let display = check_display_name(group.display_name())?;
         let external_id = group.external_id().filter(|e| !e.is_empty());
         let diff = MemberDiff::between(&member_ids(base)?, &member_ids(&group)?);
-        self.check_members(&diff.added).await?;
         let all = self.client.get_groups(None).await.map_err(from_chamilo)?;
         let class = all
             .iter()
             .find(|c| c.id == gid && c.group_type == CLASS && self.in_scope(c))
             .ok_or(DirectoryError::NotFound)?;
+        self.check_members(&diff.added).await?;
         if !stored_as(&class.name, &display)
             && all
                 .iter()
