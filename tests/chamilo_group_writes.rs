@@ -15,11 +15,44 @@ use chamilo_scim_proxy::standin::{Fault, FaultKind, StandinHandle};
 use chamilo_support::groups::*;
 use serde_json::{json, Value};
 
+/// Log lines, as the JSON subscriber writes them.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// A PATCH adding 1,000 members that fails at the 500th: 503, an `incomplete` write, exactly
 /// 499 members in Chamilo; the identity provider's retry (a fresh read, then the same
 /// PATCH) adds the other 501.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_patch_failing_midway_is_reported_and_the_retry_completes_it() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let s = stack_of(1000, ChamiloMapping::default()).await;
     let (chamilo, g) = (&s.chamilo, s.groups());
     let id = g
@@ -70,6 +103,33 @@ async fn a_large_patch_failing_midway_is_reported_and_the_retry_completes_it() {
     assert_eq!(
         s.writes.take(),
         vec![("group_update".to_owned(), WriteOutcome::Incomplete)]
+    );
+    // The ERROR line says exactly what was and was not applied.
+    let logged = captured.text();
+    let report: Value = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no ERROR line in {logged}"));
+    let f = &report["fields"];
+    assert_eq!(f["chamilo.group_id"].to_string(), id);
+    assert_eq!(f["scim.operation"], "group_update");
+    assert_eq!(
+        (f["added_count"].as_u64(), f["not_added_count"].as_u64()),
+        (Some(499), Some(501))
+    );
+    let listed = |key: &str| -> Vec<u64> {
+        serde_json::from_str(f[key].as_str().unwrap_or("[]")).unwrap_or_default()
+    };
+    let (mut added, mut not_added) = (listed("added"), listed("not_added"));
+    added.sort_unstable();
+    not_added.sort_unstable();
+    assert_eq!(added, class_named(chamilo, "Everyone").unwrap().members);
+    added.extend(&not_added);
+    added.sort_unstable();
+    assert_eq!(
+        added, wanted,
+        "every member is either applied or not, none both"
     );
     calls(chamilo, "PATCH of 1000 members failing at the 500th");
     let stored = patch(false).await.unwrap();
