@@ -679,7 +679,8 @@ fn user_column(u: &chamilo_scim_proxy::standin::User, column: &str) -> Option<St
 }
 
 /// Checks one SQL block against the stand-in's state, for the shapes it knows:
-/// `SELECT <user columns> FROM user WHERE id=N | username='x'` and
+/// `SELECT <user columns> FROM user WHERE id=N | username='x'`, the membership rows of a
+/// class (`usergroup_rel_user`) or a course (`course_rel_user`), and
 /// `SELECT f.variable, v.value[, v.updated_at] FROM extra_field_values v JOIN extra_field f …
 /// WHERE v.item_id=N ORDER BY f.variable`.
 fn check_sql(
@@ -690,6 +691,7 @@ fn check_sql(
     rows: &[Vec<String>],
 ) -> Result<SqlCheck, String> {
     let state = chamilo.state();
+    let mut is_membership = false;
     let actual: Vec<Vec<String>> = if let Some(rest) = query
         .strip_prefix("SELECT f.variable, v.value")
         .filter(|_| query.contains("FROM extra_field_values v JOIN extra_field f"))
@@ -759,19 +761,78 @@ fn check_sql(
             out.push(row);
         }
         out
+    } else if let Some(rest) = query.strip_prefix(
+        "SELECT id, user_id, usergroup_id, relation_type FROM usergroup_rel_user WHERE usergroup_id=",
+    ) {
+        // Membership rows of one class in row order. Row ids are not modelled (the
+        // stand-in keeps members in row order): `id` is compared as the row's rank.
+        let Some(gid) = rest
+            .strip_suffix(" ORDER BY id")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Ok(SqlCheck::Unsupported);
+        };
+        is_membership = true;
+        let members = state.group(gid).map(|g| g.members.clone()).unwrap_or_default();
+        members
+            .iter()
+            .enumerate()
+            .map(|(rank, (uid, rel))| {
+                vec![
+                    (rank + 1).to_string(),
+                    uid.to_string(),
+                    gid.to_string(),
+                    rel.to_string(),
+                ]
+            })
+            .collect()
+    } else if let Some(rest) =
+        query.strip_prefix("SELECT c_id, user_id, status, relation_type FROM course_rel_user WHERE c_id=")
+    {
+        // Course subscriptions (relation_type is always 0 for these).
+        let (id, by_user) = match rest.strip_suffix(" ORDER BY user_id") {
+            Some(id) => (id, true),
+            None => (rest, false),
+        };
+        let Ok(cid) = id.parse::<u64>() else {
+            return Ok(SqlCheck::Unsupported);
+        };
+        is_membership = true;
+        let mut users = state.course(cid).map(|c| c.users.clone()).unwrap_or_default();
+        if by_user {
+            users.sort_by_key(|(uid, _)| *uid);
+        }
+        users
+            .iter()
+            .map(|(uid, status)| {
+                vec![
+                    cid.to_string(),
+                    uid.to_string(),
+                    status.to_string(),
+                    "0".to_owned(),
+                ]
+            })
+            .collect()
     } else {
         return Ok(SqlCheck::Unsupported);
     };
-    // Ids in the recording are mapped to the stand-in's.
+    // Ids in the recording are mapped to the stand-in's (user ids: `id` of the user table,
+    // `user_id` of the membership tables; a membership row's `id` is its rank).
     let expected: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(rank, row)| {
             row.iter()
                 .zip(columns)
-                .map(|(v, c)| match (c.as_str(), v.parse::<u64>()) {
-                    ("id", Ok(n)) => norm.map_id(n).to_string(),
-                    _ => v.clone(),
-                })
+                .map(
+                    |(v, c)| match (c.as_str(), v.parse::<u64>(), is_membership) {
+                        ("id", Ok(_), true) => (rank + 1).to_string(),
+                        ("id", Ok(n), false) | ("user_id", Ok(n), true) => {
+                            norm.map_id(n).to_string()
+                        }
+                        _ => v.clone(),
+                    },
+                )
                 .collect()
         })
         .collect();
@@ -956,7 +1017,8 @@ async fn replay_rest_current_transcript() {
         println!("MISMATCH {f}");
     }
     assert!(total > 200, "transcript parsed: {total} exchanges");
-    assert!(sql_checked >= 6, "SQL checks of users: {sql_checked}");
+    // 6 of users, 1 of a class's membership rows (re-adding keeps the old role), 2 of courses.
+    assert!(sql_checked >= 9, "SQL checks: {sql_checked}");
     assert!(failures.is_empty(), "{} exchanges differ", failures.len());
 }
 

@@ -11,7 +11,9 @@ use super::index::{Account, AccountRef};
 use super::lookup::AccountLookup;
 use super::mapping::{ChamiloMapping, ListScope};
 use crate::directory::query::CompValue;
-use crate::directory::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
+use crate::directory::{
+    Capabilities, DirFuture, Directory, DirectoryError, GroupStore, ListQuery, Page, User,
+};
 
 /// The answer for an account SCIM may not touch (protected logins, anonymous users).
 pub(crate) fn reserved_account() -> DirectoryError {
@@ -361,5 +363,10 @@ impl Directory for ChamiloDirectory {
 
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {
         Box::pin(self.delete_user(id))
+    }
+
+    /// Classes (see `super::groups`).
+    fn groups(&self) -> Option<&dyn GroupStore> {
+        Some(self)
     }
 }

@@ -61,6 +61,16 @@ pub enum ListScope {
     Managed,
 }
 
+/// Which Chamilo classes `/Groups` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupScope {
+    /// Every class, also those made in Chamilo's UI (adoption).
+    #[default]
+    All,
+    /// Only classes made through SCIM (their description carries the proxy's line).
+    Managed,
+}
+
 /// The configurable part of the mapping.
 #[derive(Debug, Clone)]
 pub struct ChamiloMapping {
@@ -79,6 +89,7 @@ pub struct ChamiloMapping {
     /// Logins that SCIM may never see, modify or delete (case-insensitive).
     pub protected_logins: Vec<String>,
     pub list_scope: ListScope,
+    pub group_scope: GroupScope,
 }
 
 impl Default for ChamiloMapping {
@@ -116,6 +127,7 @@ impl Default for ChamiloMapping {
             deprovision: Deprovision::default(),
             protected_logins: vec!["admin".into()],
             list_scope: ListScope::default(),
+            group_scope: GroupScope::default(),
         }
     }
 }
@@ -155,6 +167,15 @@ impl ChamiloMapping {
                 )))
             }
         };
+        let group_scope = match c.group_scope.as_str() {
+            "all" => GroupScope::All,
+            "managed" => GroupScope::Managed,
+            other => {
+                return Err(config_error(format!(
+                    "chamilo.group_scope: unknown '{other}' (all, managed)"
+                )))
+            }
+        };
         let mut protected_logins = c.protected_logins.clone();
         protected_logins.push(c.username.clone());
         Ok(Self {
@@ -185,6 +206,7 @@ impl ChamiloMapping {
             deprovision,
             protected_logins,
             list_scope,
+            group_scope,
         })
     }
 }
@@ -667,6 +689,16 @@ mod tests {
         );
         let c: crate::config::Config =
             toml::from_str("[chamilo]\nlist_scope = \"some\"\n").unwrap();
+        assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
+        assert_eq!(m.group_scope, GroupScope::All);
+        let c: crate::config::Config =
+            toml::from_str("[chamilo]\ngroup_scope = \"managed\"\n").unwrap();
+        assert_eq!(
+            ChamiloMapping::from_config(&c.chamilo).unwrap().group_scope,
+            GroupScope::Managed
+        );
+        let c: crate::config::Config =
+            toml::from_str("[chamilo]\ngroup_scope = \"scim\"\n").unwrap();
         assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
     }
 

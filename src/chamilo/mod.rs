@@ -19,6 +19,7 @@ pub mod client;
 pub mod deprovisioned;
 pub mod directory;
 pub mod error;
+pub mod groups;
 pub mod index;
 pub mod kept;
 pub mod lookup;

@@ -355,6 +355,10 @@ pub struct ChamiloConfig {
     /// Accounts `GET /Users` lists: `all` (every account but protected and anonymous ones, so
     /// that imports can link existing accounts) or `managed` (made or adopted through SCIM).
     pub list_scope: String,
+    /// Classes `/Groups` lists: `all` (every class, also those made in Chamilo's UI, so that
+    /// they can be adopted) or `managed` (only classes made through SCIM, which carry the
+    /// proxy's line in their description).
+    pub group_scope: String,
     /// At start-up, create the userName/externalId/attributes extra fields when they are missing
     /// (through a placeholder account deleted at once); when false, refuse and explain.
     pub create_extra_fields: bool,
@@ -391,6 +395,7 @@ impl Default for ChamiloConfig {
             protected_logins: vec!["admin".to_owned()],
             index_refresh: Duration::from_secs(300),
             list_scope: "all".to_owned(),
+            group_scope: "all".to_owned(),
             create_extra_fields: true,
         }
     }

@@ -465,6 +465,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         protected_logins,
         index_refresh,
         list_scope,
+        group_scope,
         create_extra_fields,
     } = chamilo;
     kept.keep("chamilo.url", &o.url, url);
@@ -537,6 +538,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         protected_logins,
     );
     kept.keep("chamilo.list_scope", &o.list_scope, list_scope);
+    kept.keep("chamilo.group_scope", &o.group_scope, group_scope);
     kept.keep("chamilo.index_refresh", &o.index_refresh, index_refresh);
     kept.0
 }
@@ -686,17 +688,18 @@ mod tests {
         let (dir, mut reloader, live, _) = setup("[chamilo]\napi_key = \"k1\"\n");
         std::fs::write(
             dir.path().join("c.toml"),
-            "[chamilo]\napi_key = \"k2\"\ndeprovision = \"delete\"\n",
+            "[chamilo]\napi_key = \"k2\"\ndeprovision = \"delete\"\ngroup_scope = \"managed\"\n",
         )
         .unwrap();
         assert_eq!(
             reloader.reload("test", false),
             ReloadOutcome::Applied {
-                restart_required: vec!["chamilo.deprovision"]
+                restart_required: vec!["chamilo.deprovision", "chamilo.group_scope"]
             }
         );
         let cfg = live.current();
         assert_eq!(cfg.chamilo.deprovision, "deactivate");
+        assert_eq!(cfg.chamilo.group_scope, "all");
         assert_eq!(cfg.chamilo.api_key.as_ref().map(|k| k.expose()), Some("k2"));
     }
 

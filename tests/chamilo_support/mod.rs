@@ -3,6 +3,8 @@
 //! lookups and the directory.
 #![allow(dead_code)]
 
+pub mod groups;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
