@@ -125,8 +125,11 @@ pub trait GroupStore: Send + Sync {
 
     /// The groups matching `query.filter`, sorted and paged; `members` only when
     /// `with_members` (a filter on `members` is still applied when it is false).
-    fn find_groups<'a>(&'a self, query: &'a ListQuery, with_members: bool)
-        -> DirFuture<'a, GroupPage>;
+    fn find_groups<'a>(
+        &'a self,
+        query: &'a ListQuery,
+        with_members: bool,
+    ) -> DirFuture<'a, GroupPage>;
 
     /// Writes `group` (the full new state) over `base` (the state [`GroupStore::get_group`]
     /// returned with members, which the engine replaced or patched): the backend applies only

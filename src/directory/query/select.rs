@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{matches, AttrPath, AttrTypes, ListQuery, Page};
 use crate::directory::json::get_ci;
 use crate::directory::schema::ResourceSchema;
-use crate::directory::{User, ENTERPRISE_SCHEMA};
+use crate::directory::{Group, GroupPage, User, ENTERPRISE_SCHEMA};
 
 /// Filters, sorts and pages `candidates` (see [`ListQuery::select`]).
 pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
@@ -56,7 +56,35 @@ pub fn select_chunks(query: &ListQuery, chunks: impl IntoIterator<Item = Vec<Use
 /// Filters, sorts and pages users held as JSON objects, copying only the returned page
 /// (see [`ListQuery::select_json`]).
 pub fn select_json<'a>(query: &ListQuery, candidates: impl IntoIterator<Item = &'a Value>) -> Page {
-    let schema = ResourceSchema::full();
+    let (total, page) = select_refs(query, ResourceSchema::full(), candidates);
+    let resources = page
+        .into_iter()
+        .map(|v| User::from_json(v.as_object().cloned().unwrap_or_default()))
+        .collect();
+    Page { total, resources }
+}
+
+/// Filters, sorts and pages groups held as JSON objects with the Group schema's comparison
+/// rules, copying only the returned page (see [`ListQuery::select_group_json`]).
+pub fn select_group_json<'a>(
+    query: &ListQuery,
+    candidates: impl IntoIterator<Item = &'a Value>,
+) -> GroupPage {
+    let (total, page) = select_refs(query, ResourceSchema::group(), candidates);
+    let resources = page
+        .into_iter()
+        .map(|v| Group::from_json(v.as_object().cloned().unwrap_or_default()))
+        .collect();
+    GroupPage { total, resources }
+}
+
+/// The number of `candidates` matching the filter, and the requested page of them in order,
+/// compared by `schema`'s rules.
+fn select_refs<'a>(
+    query: &ListQuery,
+    schema: &ResourceSchema,
+    candidates: impl IntoIterator<Item = &'a Value>,
+) -> (usize, Vec<&'a Value>) {
     let mut matching: Vec<&Value> = candidates
         .into_iter()
         .filter(|json| {
@@ -98,13 +126,8 @@ pub fn select_json<'a>(query: &ListQuery, candidates: impl IntoIterator<Item = &
     }
     let total = matching.len();
     let skip = query.start_index.max(1) - 1;
-    let resources = matching
-        .into_iter()
-        .skip(skip)
-        .take(query.count)
-        .map(|v| User::from_json(v.as_object().cloned().unwrap_or_default()))
-        .collect();
-    Page { total, resources }
+    let page = matching.into_iter().skip(skip).take(query.count).collect();
+    (total, page)
 }
 
 /// The value a resource sorts by: the attribute itself, or for a multi-valued attribute the
