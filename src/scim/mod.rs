@@ -21,6 +21,7 @@ pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod filter;
+mod groups;
 pub mod normalize;
 pub mod patch;
 pub mod projection;
