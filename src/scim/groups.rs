@@ -148,7 +148,7 @@ fn schema() -> &'static ResourceSchema {
 }
 
 /// Whether the response carries `members`, so whether the store must read them.
-fn wants_members(projection: &Projection) -> bool {
+pub(super) fn wants_members(projection: &Projection) -> bool {
     projection.includes(schema(), "members")
 }
 
@@ -201,9 +201,21 @@ async fn fetch_group(
 
 /// Normalises and validates a POST or PUT body as a canonical Group.
 fn group_from_body(body: &Value) -> Result<Map<String, Value>, ScimError> {
-    let group = normalize::normalize_resource(schema(), body)?;
+    let mut group = normalize::normalize_resource(schema(), body)?;
+    drop_member_refs(&mut group);
     normalize::validate_group(&group)?;
     Ok(group)
+}
+
+/// Removes members' `$ref`: `value` names the member, and `$ref` is generated on output.
+fn drop_member_refs(group: &mut Map<String, Value>) {
+    if let Some(Value::Array(members)) = group.get_mut("members") {
+        for member in members.iter_mut() {
+            if let Value::Object(m) = member {
+                m.remove("$ref");
+            }
+        }
+    }
 }
 
 async fn create_group(
@@ -315,7 +327,8 @@ async fn patch_group(
     for _ in 0..attempts {
         let current = fetch_group(store, id, true).await?;
         check_if_match(headers, current.version())?;
-        let new = patch::apply_patch(schema(), current.as_json(), &ops)?;
+        let mut new = patch::apply_patch(schema(), current.as_json(), &ops)?;
+        drop_member_refs(&mut new);
         normalize::validate_group(&new)?;
         match store
             .modify_group(id, &current, Group::from_json(new), current.version())

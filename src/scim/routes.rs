@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::error::ScimError;
+use super::groups::{render_group_json, wants_members};
 use super::projection::Projection;
 use super::request::{
     base_url, check_if_match, etag_matches, read_json, QueryParams, SearchParams,
@@ -16,7 +17,7 @@ use super::response::{
 use super::{auth, backend_error, discovery, normalize, patch, Outcome, ScimService};
 use crate::body::{empty, BoxBody, BoxError};
 use crate::config::ScimConfig;
-use crate::directory::{DirectoryError, User};
+use crate::directory::{DirectoryError, GroupStore, ListQuery, User};
 
 impl ScimService {
     pub(super) async fn route<B>(
@@ -70,15 +71,19 @@ impl ScimService {
                 }
                 _ => Err(method_not_allowed("GET, POST")),
             },
-            // Root-level search (RFC 7644 §3.4.3): Users are the only resource type.
+            // Root-level search (RFC 7644 §3.4.3): Users, then Groups when there are any.
             (Some(".search"), []) | (Some("users"), [".search"]) => {
                 outcome.op = "search";
                 if method != Method::POST {
                     return Err(method_not_allowed("POST"));
                 }
+                let root = first.as_deref() == Some(".search");
                 let body = read_json(req, cfg).await?;
                 let search = SearchParams::from_body(&body)?;
-                self.list(&search, &base, cfg).await
+                match self.directory.groups() {
+                    Some(store) if root => self.search_all(store, &search, &base, cfg).await,
+                    _ => self.list(&search, &base, cfg).await,
+                }
             }
             (Some("users"), [id]) => {
                 // `sub_path` arrives percent-decoded (the router decodes once); decoding
@@ -355,6 +360,53 @@ impl ScimService {
             "schemas": [LIST_RESPONSE],
             "totalResults": page.total,
             "startIndex": start_index,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        });
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    /// A root-level search: the matching users, then the matching groups, as one list paged
+    /// across both (`totalResults` counts both).
+    async fn search_all(
+        &self,
+        store: &dyn GroupStore,
+        search: &SearchParams,
+        base: &str,
+        cfg: &ScimConfig,
+    ) -> Result<Response<BoxBody>, ScimError> {
+        let schema = self.schema();
+        let projection = search.projection()?;
+        let query = search.list_query(cfg)?;
+        let users = self.directory.find(&query).await.map_err(backend_error)?;
+        let mut resources: Vec<Value> = users
+            .resources
+            .iter()
+            .take(query.count)
+            .map(|u| Value::Object(render_json(u, &schema.1, base, &projection)))
+            .collect();
+        // Groups continue where users end: `startIndex` past the users is an index into the
+        // groups, and the page takes what room the users left.
+        let group_query = ListQuery {
+            start_index: query.start_index.saturating_sub(users.total).max(1),
+            count: query.count - resources.len(),
+            ..query.clone()
+        };
+        let groups = store
+            .find_groups(&group_query, wants_members(&projection))
+            .await
+            .map_err(backend_error)?;
+        resources.extend(
+            groups
+                .resources
+                .iter()
+                .take(group_query.count)
+                .map(|g| Value::Object(render_group_json(g, base, &projection))),
+        );
+        let body = json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": users.total + groups.total,
+            "startIndex": query.start_index,
             "itemsPerPage": resources.len(),
             "Resources": resources,
         });

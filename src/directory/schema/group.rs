@@ -5,9 +5,10 @@ use crate::directory::query::AttrKind;
 
 /// The core Group attributes, `id`/`externalId`/`meta` excluded (common attributes).
 ///
-/// `displayName` is required (every backend names its groups, and IdPs match on it);
-/// `members.$ref` and `members.display` are read-only: the engine generates `$ref` from
-/// `value` on output and the backend knows the member's name, so neither is taken on input.
+/// `displayName` is required (every backend names its groups, and IdPs match on it).
+/// `members.$ref` is immutable as in RFC 7643 §8.7.1 (clients may send it, and conformance
+/// tools fill `value` from it), but the engine drops it on input and generates it from
+/// `value` on output; `members.display` is read-only: the backend knows the member's name.
 pub fn core_group_attributes() -> Vec<AttrDef> {
     use Mutability::{Immutable, ReadOnly};
     vec![
@@ -33,7 +34,7 @@ pub fn core_group_attributes() -> Vec<AttrDef> {
                 "The URI corresponding to a SCIM resource that is a member of this Group.",
             )
             .refs(&["User"])
-            .mutability(ReadOnly),
+            .mutability(Immutable),
             AttrDef::string("display", "A human-readable name of the member.").mutability(ReadOnly),
             AttrDef::string("type", "A label indicating the type of resource.")
                 .canonical(&["User"])
