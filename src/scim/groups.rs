@@ -358,3 +358,6 @@ async fn delete_group(
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests;
