@@ -288,6 +288,48 @@ mod tests {
     }
 
     #[test]
+    fn groups_select_with_the_group_schema() {
+        let groups: Vec<Value> = [
+            json!({"id": "g2", "displayName": "teachers", "members": [{"value": "u1"}]}),
+            json!({"id": "g1", "displayName": "Staff", "members": [{"value": "U2"}]}),
+            json!({"id": "g3", "displayName": "Alumni"}),
+        ]
+        .into();
+        let member = |id: &str| Filter::ValuePath {
+            attr: AttrPath::new("members", None),
+            filter: Box::new(Filter::Compare {
+                path: AttrPath::new("value", None),
+                op: CompareOp::Eq,
+                value: CompValue::Str(id.into()),
+            }),
+        };
+        let names = |page: &GroupPage| -> Vec<String> {
+            page.resources
+                .iter()
+                .filter_map(|g| g.display_name().map(str::to_owned))
+                .collect()
+        };
+        // Member ids are case-exact in the Group schema (unknown attributes would not be).
+        let page = query(Some(member("u2")), None, 1, 10).select_group_json(groups.iter());
+        assert_eq!(page.total, 0);
+        let page = query(Some(member("U2")), None, 1, 10).select_group_json(groups.iter());
+        assert_eq!(names(&page), ["Staff"]);
+        let page = query(None, Some(("displayName", false)), 1, 2).select_group_json(groups.iter());
+        assert_eq!(
+            (page.total, names(&page)),
+            (3, vec!["Alumni".into(), "Staff".into()])
+        );
+        let owned: Vec<Group> = groups
+            .iter()
+            .map(|g| Group::from_json(g.as_object().cloned().unwrap()))
+            .collect();
+        assert_eq!(
+            query(None, None, 2, 1).select_groups(owned).resources[0].id(),
+            Some("g2")
+        );
+    }
+
+    #[test]
     fn filters_select_before_paging() {
         let page = query(Some(title_present()), Some(("userName", false)), 1, 1).select(users());
         assert_eq!(page.total, 3);
