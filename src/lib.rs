@@ -8,11 +8,11 @@
 //! | [`app`] | the composition root: builds every part from the configuration, wires them, runs the process (start, signals, drain); `main.rs` calls [`app::run`] |
 //! | [`server`] | the public listener: workers, connections (TLS, HTTP/1.1 and HTTP/2), the express lane, routing to `scim` or `proxy` |
 //! | [`admin`] | the admin port: `/livez`, `/readyz`, `/metrics`, `/reload` |
-//! | [`scim`] | the SCIM protocol: routes and handlers, filter parsing, IdP normalisation, PATCH, projection, discovery |
+//! | [`scim`] | the SCIM protocol: routes and handlers (Users, and Groups when the directory has them), filter parsing, IdP normalisation, PATCH, projection, discovery |
 //! | [`proxy`] | the pass-through: upstream pool and client, hop-by-hop and forwarding headers, upgrades |
 //! | [`chamilo`] | the [`directory::Directory`] backend for Chamilo's web services |
 //! | [`standin`] | a simulated Chamilo (tests and `demo`) |
-//! | [`directory`] | the account store trait, the canonical [`directory::User`] and its schema, the query model (filter AST, evaluation, select/sort/page), the in-memory backend |
+//! | [`directory`] | the account store trait, the canonical [`directory::User`] and its schema, groups ([`directory::GroupStore`], [`directory::Group`] and its schema), the query model (filter AST, evaluation, select/sort/page), the in-memory backend |
 //! | [`http1`] | HTTP/1.1 as bytes, shared by `server` and `proxy` |
 //! | [`telemetry`] | logging |
 //! | [`config`] | typed configuration, loading, validation, hot reload |

@@ -40,22 +40,24 @@ async fn discovery_documents_and_their_write_methods() {
         "oauthbearertoken"
     );
 
+    // The in-memory directory has groups (without them: tests/scim_groups_reads.rs).
     let rts = s.call(Method::GET, "/ResourceTypes", None).await;
-    assert_eq!(rts.body["totalResults"], 1);
+    assert_eq!(rts.body["totalResults"], 2);
     assert_eq!(rts.body["Resources"][0]["endpoint"], "/Users");
+    assert_eq!(rts.body["Resources"][1]["endpoint"], "/Groups");
     let rt = s.call(Method::GET, "/ResourceTypes/User", None).await;
     assert_eq!(
         rt.body["schema"],
         "urn:ietf:params:scim:schemas:core:2.0:User"
     );
     assert_error(
-        &s.call(Method::GET, "/ResourceTypes/Group", None).await,
+        &s.call(Method::GET, "/ResourceTypes/Role", None).await,
         404,
         None,
     );
 
     let schemas = s.call(Method::GET, "/Schemas", None).await;
-    assert_eq!(schemas.body["totalResults"], 2);
+    assert_eq!(schemas.body["totalResults"], 3);
     let core = s
         .call(
             Method::GET,

@@ -1,4 +1,8 @@
 //! An in-memory [`Directory`]: the backend of the engine's tests and of `examples/scim_memory.rs`.
+//! It keeps groups too ([`super::GroupStore`], in `groups`), unless built
+//! [`MemoryDirectory::without_groups`].
+
+mod groups;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -7,19 +11,25 @@ use serde_json::Value;
 
 use crate::directory::query::CompValue;
 
-use super::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
+use super::{
+    Capabilities, DirFuture, Directory, DirectoryError, GroupStore, ListQuery, Page, User,
+};
 
 /// Users kept in a map; `userName` unique case-insensitively; versions are counters.
 #[derive(Debug, Default)]
 pub struct MemoryDirectory {
     state: Mutex<State>,
     capabilities: Capabilities,
+    /// Whether [`Directory::groups`] answers `None` (a backend without groups, for tests).
+    no_groups: bool,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// Users as canonical JSON objects, so lists can match them by reference.
     users: BTreeMap<String, Value>,
+    /// Groups as canonical JSON objects, `members` included.
+    groups: BTreeMap<String, Value>,
     /// Lower-cased `userName` → id: uniqueness checks and lookups without a scan.
     by_user_name: HashMap<String, String>,
     next_version: u64,
@@ -36,6 +46,15 @@ impl MemoryDirectory {
         Self {
             state: Mutex::default(),
             capabilities,
+            no_groups: false,
+        }
+    }
+
+    /// The same directory offering no groups: `/Groups` is 404 and not advertised.
+    pub fn without_groups(self) -> Self {
+        Self {
+            no_groups: true,
+            ..self
         }
     }
 
@@ -210,10 +229,22 @@ impl Directory for MemoryDirectory {
             let mut state = self.lock();
             state.unindex(id);
             match state.users.remove(id) {
-                Some(_) => Ok(()),
+                Some(_) => {
+                    // A deleted user is no member of anything any more.
+                    state.drop_member(id);
+                    Ok(())
+                }
                 None => Err(DirectoryError::NotFound),
             }
         })
+    }
+
+    fn groups(&self) -> Option<&dyn GroupStore> {
+        if self.no_groups {
+            None
+        } else {
+            Some(self)
+        }
     }
 }
 

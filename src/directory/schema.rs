@@ -1,5 +1,6 @@
 //! The User schema and the enterprise extension as data (RFC 7643 §4.1, §4.3, §8.7.1): the
-//! attributes of the canonical [`User`](super::User) with their characteristics.
+//! attributes of the canonical [`User`](super::User) with their characteristics; the Group
+//! schema (§4.2) likewise, in [`group`].
 //!
 //! One definition drives filter comparison ([`AttrTypes`], for [`super::query`]), and in the
 //! SCIM layer validation, normalisation, projection and the `/Schemas` document.
@@ -7,8 +8,43 @@
 
 use serde_json::{json, Map, Value};
 
+mod group;
+
 use super::query::{AttrInfo, AttrKind, AttrPath, AttrTypes};
-use super::{Capabilities, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use super::{Capabilities, ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
+
+/// The resource type a [`ResourceSchema`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    /// The URN of its core schema.
+    pub fn core_urn(self) -> &'static str {
+        match self {
+            ResourceKind::User => USER_SCHEMA,
+            ResourceKind::Group => GROUP_SCHEMA,
+        }
+    }
+
+    /// Its name as `meta.resourceType` and `/ResourceTypes` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::User => "User",
+            ResourceKind::Group => "Group",
+        }
+    }
+
+    /// Its endpoint below the base URL, without the slash.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceKind::User => "Users",
+            ResourceKind::Group => "Groups",
+        }
+    }
+}
 
 /// RFC 7643 `mutability`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,9 +419,12 @@ pub enum Section {
     Enterprise,
 }
 
-/// The User schema pruned to what the backend stores.
+/// The schema of one resource type: the User schema pruned to what the backend stores, or the
+/// Group schema ([`ResourceSchema::group`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceSchema {
+    /// Which resource type this describes; `core` holds that type's core attributes.
+    pub kind: ResourceKind,
     pub common: Vec<AttrDef>,
     pub core: Vec<AttrDef>,
     pub enterprise: Vec<AttrDef>,
@@ -397,6 +436,26 @@ impl ResourceSchema {
     pub fn full() -> &'static ResourceSchema {
         static SCHEMA: std::sync::OnceLock<ResourceSchema> = std::sync::OnceLock::new();
         SCHEMA.get_or_init(|| ResourceSchema::new(&Capabilities::default()))
+    }
+
+    /// The core Group schema (RFC 7643 §4.2), built once; no extension.
+    pub fn group() -> &'static ResourceSchema {
+        static SCHEMA: std::sync::OnceLock<ResourceSchema> = std::sync::OnceLock::new();
+        SCHEMA.get_or_init(|| Self {
+            kind: ResourceKind::Group,
+            common: common_attributes(),
+            core: group::core_group_attributes(),
+            enterprise: Vec::new(),
+        })
+    }
+
+    /// The whole schema of this resource type, before any pruning to a backend: what a
+    /// client may legitimately name even where this backend does not store it.
+    pub fn unpruned(&self) -> &'static ResourceSchema {
+        match self.kind {
+            ResourceKind::User => Self::full(),
+            ResourceKind::Group => Self::group(),
+        }
     }
 
     /// The schema restricted to `caps.attributes` (plus `caps.accepted`, kept but not
@@ -413,6 +472,7 @@ impl ResourceSchema {
             core.retain(|a| a.name != "password");
         }
         let mut schema = Self {
+            kind: ResourceKind::User,
             common: common_attributes(),
             core,
             enterprise,
@@ -476,7 +536,7 @@ impl ResourceSchema {
         };
         let in_ext = || find(&self.enterprise).map(|i| (Section::Enterprise, &self.enterprise[i]));
         match urn {
-            Some(u) if u.eq_ignore_ascii_case(USER_SCHEMA) => in_core(),
+            Some(u) if u.eq_ignore_ascii_case(self.kind.core_urn()) => in_core(),
             Some(u) if u.eq_ignore_ascii_case(ENTERPRISE_SCHEMA) => in_ext(),
             Some(_) => None,
             None => in_core().or_else(in_ext),
@@ -496,6 +556,16 @@ impl ResourceSchema {
     /// The `/Schemas` entry of the core User schema.
     pub fn user_schema_json(&self, base: &str) -> Value {
         schema_json(USER_SCHEMA, "User", "User Account", self.core.iter(), base)
+    }
+
+    /// The `/Schemas` entry of this resource type's core schema (User or Group).
+    pub fn core_schema_json(&self, base: &str) -> Value {
+        match self.kind {
+            ResourceKind::User => self.user_schema_json(base),
+            ResourceKind::Group => {
+                schema_json(GROUP_SCHEMA, "Group", "Group", self.core.iter(), base)
+            }
+        }
     }
 
     /// The `/Schemas` entry of the enterprise extension.

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::config::ScimConfig;
 use crate::directory::schema::ResourceSchema;
-use crate::directory::{Capabilities, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use crate::directory::{Capabilities, ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 
 /// The `ServiceProviderConfig` document, describing what this server really does.
 pub fn service_provider_config(base: &str, caps: &Capabilities, cfg: &ScimConfig) -> Value {
@@ -45,12 +45,39 @@ pub fn user_resource_type(base: &str) -> Value {
     })
 }
 
-/// The schema documents, core first.
-pub fn schemas(base: &str, schema: &ResourceSchema) -> Vec<Value> {
-    vec![
+/// The `Group` resource type (advertised only when the backend has groups).
+pub fn group_resource_type(base: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "Group",
+        "schema": GROUP_SCHEMA,
+        "schemaExtensions": [],
+        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/Group")}
+    })
+}
+
+/// The resource types: User, and Group when the backend has groups.
+pub fn resource_types(base: &str, groups: bool) -> Vec<Value> {
+    let mut types = vec![user_resource_type(base)];
+    if groups {
+        types.push(group_resource_type(base));
+    }
+    types
+}
+
+/// The schema documents, core first; the Group schema when the backend has groups.
+pub fn schemas(base: &str, schema: &ResourceSchema, groups: bool) -> Vec<Value> {
+    let mut docs = vec![
         schema.user_schema_json(base),
         schema.enterprise_schema_json(base),
-    ]
+    ];
+    if groups {
+        docs.push(ResourceSchema::group().core_schema_json(base));
+    }
+    docs
 }
 
 /// A ListResponse of `resources` (discovery lists are never paged).

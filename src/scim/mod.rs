@@ -11,7 +11,9 @@
 //! (`warn` for 5xx); request bodies, passwords and tokens are never logged.
 //!
 //! A request's path: [`ScimService::handle`] (the log line) → `routes` (the bearer token by
-//! [`auth`], the routing table, one handler per operation) → `request` (list parameters,
+//! [`auth`], the routing table, one handler per User operation; `groups` has those of
+//! `/Groups`, driven by the Group schema through the same normalisation, PATCH and
+//! rendering) → `request` (list parameters,
 //! the JSON body, `If-Match`) → [`normalize`] (every identity provider's quirks, in one
 //! place) or [`patch`] → the [`Directory`] → `response` ([`projection`], `ETag`,
 //! `Location`, error bodies by [`error`]). Filter text is parsed by [`filter`] into the query
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod filter;
+mod groups;
 pub mod normalize;
 pub mod patch;
 pub mod projection;

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 use super::error::{ScimError, ScimType};
 use super::filter::parse_attr_path;
 use crate::directory::query::{AttrKind, AttrPath};
-use crate::directory::schema::{AttrDef, Mutability, ResourceSchema, Section};
-use crate::directory::{Capabilities, User, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use crate::directory::schema::{AttrDef, Mutability, ResourceKind, ResourceSchema, Section};
+use crate::directory::{Capabilities, User, ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 
 /// Splits an object into `(path, value)` pairs: URN containers are opened, dotted and
 /// URN-qualified keys become paths. Keys that are not attribute paths are dropped.
@@ -28,7 +28,7 @@ pub fn flatten_keys<'a>(
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
-        let container = [ENTERPRISE_SCHEMA, USER_SCHEMA]
+        let container = [ENTERPRISE_SCHEMA, USER_SCHEMA, GROUP_SCHEMA]
             .into_iter()
             .find(|u| key.eq_ignore_ascii_case(u));
         if let (Some(u), Some(inner)) = (container, value.as_object()) {
@@ -250,16 +250,36 @@ pub fn container(resource: &Map<String, Value>, section: Section) -> Option<&Map
     resource.get(ENTERPRISE_SCHEMA)?.as_object()
 }
 
-/// Drops an empty extension object and rewrites `schemas`.
-pub fn finish(resource: &mut Map<String, Value>) {
-    let mut user = User::from_json(std::mem::take(resource));
-    user.refresh_schemas();
-    *resource = user.into_json();
+/// Drops an empty extension object and rewrites `schemas` for `schema`'s resource type.
+pub fn finish(schema: &ResourceSchema, resource: &mut Map<String, Value>) {
+    match schema.kind {
+        ResourceKind::User => {
+            let mut user = User::from_json(std::mem::take(resource));
+            user.refresh_schemas();
+            *resource = user.into_json();
+        }
+        ResourceKind::Group => {
+            resource.insert(
+                "schemas".to_owned(),
+                Value::Array(vec![Value::String(GROUP_SCHEMA.to_owned())]),
+            );
+        }
+    }
 }
 
 /// Normalises a client's User (POST or PUT body) to canonical form. Read-only attributes
 /// are dropped; the result is not yet validated (see [`validate`]).
 pub fn normalize_user(
+    schema: &ResourceSchema,
+    body: &Value,
+) -> Result<Map<String, Value>, ScimError> {
+    normalize_resource(schema, body)
+}
+
+/// Normalises a client's resource of `schema`'s type (a User, or a Group with
+/// [`ResourceSchema::group`]) to canonical form, by the same rules as [`normalize_user`]:
+/// a Group's read-only `members.$ref`/`members.display` and Okta's `id` are dropped.
+pub fn normalize_resource(
     schema: &ResourceSchema,
     body: &Value,
 ) -> Result<Map<String, Value>, ScimError> {
@@ -303,7 +323,7 @@ pub fn normalize_user(
             Some(_) => {}
         });
     }
-    finish(&mut out);
+    finish(schema, &mut out);
     Ok(out)
 }
 
@@ -317,6 +337,28 @@ pub fn display_path(section: Section, def: &AttrDef, sub: Option<&AttrDef>) -> S
         Some(s) => format!("{base}.{}", s.name),
         None => base,
     }
+}
+
+/// Checks a canonical Group: a non-blank `displayName`, and every member naming a `value`.
+pub fn validate_group(group: &Map<String, Value>) -> Result<(), ScimError> {
+    let name = group
+        .get("displayName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if name.trim().is_empty() {
+        return Err(ScimError::invalid_value("displayName is required"));
+    }
+    let members = group.get("members").and_then(Value::as_array);
+    if members
+        .into_iter()
+        .flatten()
+        .any(|m| m.get("value").and_then(Value::as_str).is_none())
+    {
+        return Err(ScimError::invalid_value(
+            "members: every member needs a value (the User's id)",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a canonical User against the schema and the backend's limits.

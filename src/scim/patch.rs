@@ -140,7 +140,7 @@ pub fn apply_patch(
     for op in ops {
         apply_op(schema, &mut r, op)?;
     }
-    finish(&mut r);
+    finish(schema, &mut r);
     Ok(r)
 }
 
@@ -189,9 +189,10 @@ fn apply_op(
         Some(pp) => {
             let (section, def, sub) = match resolve_patch_path(schema, pp) {
                 Ok(target) => target,
-                // A User attribute this backend does not store: nothing to do. IdPs send every
-                // attribute they map, and a 400 would fail (and quarantine) the whole sync.
-                Err(_) if resolve_patch_path(ResourceSchema::full(), pp).is_ok() => return Ok(()),
+                // An attribute of the resource type this backend does not store: nothing to do.
+                // IdPs send every attribute they map, and a 400 would fail (and quarantine) the
+                // whole sync.
+                Err(_) if resolve_patch_path(schema.unpruned(), pp).is_ok() => return Ok(()),
                 Err(e) => return Err(e),
             };
             if is_read_only(def, sub) {

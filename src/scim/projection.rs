@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::directory::query::{AttrKind, AttrPath};
 use crate::directory::schema::{AttrDef, ResourceSchema, Returned, Section};
-use crate::directory::{ENTERPRISE_SCHEMA, USER_SCHEMA};
+use crate::directory::ENTERPRISE_SCHEMA;
 
 /// Which attributes a response carries (RFC 7644 §3.9).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +23,7 @@ impl Projection {
         schema: &ResourceSchema,
         resource: &Map<String, Value>,
     ) -> Map<String, Value> {
+        let core = schema.kind.core_urn();
         let mut out = Map::new();
         for (key, value) in resource {
             if key == "schemas" {
@@ -38,7 +39,7 @@ impl Projection {
                     if let Some((Section::Enterprise, def)) =
                         schema.attr(Some(ENTERPRISE_SCHEMA), k)
                     {
-                        if let Some(v) = self.project_attr(def, Some(ENTERPRISE_SCHEMA), v) {
+                        if let Some(v) = self.project_attr(def, Some(ENTERPRISE_SCHEMA), v, core) {
                             kept.insert(k.clone(), v);
                         }
                     }
@@ -54,14 +55,42 @@ impl Projection {
             if section == Section::Enterprise {
                 continue;
             }
-            if let Some(v) = self.project_attr(def, None, value) {
+            if let Some(v) = self.project_attr(def, None, value, core) {
                 out.insert(key.clone(), v);
             }
         }
         out
     }
 
-    fn project_attr(&self, def: &AttrDef, urn: Option<&str>, value: &Value) -> Option<Value> {
+    /// Whether a response would carry the core attribute `name` when the resource has it:
+    /// lets the engine skip reading what is projected away (a group's `members`, a user's
+    /// `groups`).
+    pub fn includes(&self, schema: &ResourceSchema, name: &str) -> bool {
+        let Some((section, def)) = schema.attr(None, name) else {
+            return false;
+        };
+        // `Null` stands for any value: it survives sub-attribute selection, so the answer
+        // depends only on whether the attribute itself is kept.
+        section != Section::Enterprise
+            && self
+                .project_attr(def, None, &Value::Null, schema.kind.core_urn())
+                .is_some()
+    }
+
+    /// Whether `attributes` names the core attribute `name` (or one of its sub-attributes).
+    pub fn asks_for(&self, name: &str) -> bool {
+        self.attributes
+            .iter()
+            .any(|p| p.name.eq_ignore_ascii_case(name))
+    }
+
+    fn project_attr(
+        &self,
+        def: &AttrDef,
+        urn: Option<&str>,
+        value: &Value,
+        core: &str,
+    ) -> Option<Value> {
         match def.returned {
             Returned::Never => return None,
             Returned::Always => return Some(value.clone()),
@@ -71,7 +100,7 @@ impl Projection {
             p.name.eq_ignore_ascii_case(def.name)
                 && match (&p.urn, urn) {
                     (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                    (Some(a), None) => a.eq_ignore_ascii_case(USER_SCHEMA),
+                    (Some(a), None) => a.eq_ignore_ascii_case(core),
                     (None, _) => true,
                 }
         };

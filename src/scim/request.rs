@@ -14,7 +14,7 @@ use super::MOUNT_PATH;
 use crate::body::BoxError;
 use crate::config::ScimConfig;
 use crate::directory::query::AttrPath;
-use crate::directory::{ListQuery, SortKey, User};
+use crate::directory::{ListQuery, SortKey};
 
 const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 
@@ -345,11 +345,13 @@ pub(super) fn etag_matches(header: &HeaderValue, version: &str) -> bool {
     h.split(',').any(|t| t.trim() == "*" || bare(t) == want)
 }
 
-pub(super) fn check_if_match(headers: &HeaderMap, current: &User) -> Result<(), ScimError> {
+/// Checks `If-Match` against the current version of the resource (`None`: the backend keeps
+/// no versions); 412 when it does not match.
+pub(super) fn check_if_match(headers: &HeaderMap, current: Option<&str>) -> Result<(), ScimError> {
     let Some(h) = headers.get(http::header::IF_MATCH) else {
         return Ok(());
     };
-    match current.version() {
+    match current {
         Some(v) if etag_matches(h, v) => Ok(()),
         // A backend without versions: only `*` ("it exists") can match.
         None if h.to_str().is_ok_and(|h| h.trim() == "*") => Ok(()),

@@ -9,7 +9,7 @@ use super::normalize;
 use super::projection::Projection;
 use super::SCIM_CONTENT_TYPE;
 use crate::body::{full, BoxBody};
-use crate::directory::schema::ResourceSchema;
+use crate::directory::schema::{ResourceKind, ResourceSchema};
 use crate::directory::User;
 
 pub(super) const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -37,17 +37,29 @@ pub(super) fn render_json(
     base: &str,
     projection: &Projection,
 ) -> Map<String, Value> {
-    let mut json = user.as_json().clone();
+    render_resource(user.as_json().clone(), schema, base, projection)
+}
+
+/// A canonical resource of `schema`'s type as sent to clients: `schemas` and `meta`
+/// (`resourceType`, `location`, weak `version`) completed, `password` dropped, projected.
+pub(super) fn render_resource(
+    mut json: Map<String, Value>,
+    schema: &ResourceSchema,
+    base: &str,
+    projection: &Projection,
+) -> Map<String, Value> {
     json.remove("password");
-    normalize::finish(&mut json);
-    let location = user
-        .id()
-        .map(|id| format!("{base}/Users/{}", encode_id(id)));
+    normalize::finish(schema, &mut json);
+    let kind = schema.kind;
+    let location = json
+        .get("id")
+        .and_then(Value::as_str)
+        .map(|id| format!("{base}/{}/{}", kind.endpoint(), encode_id(id)));
     let meta = json
         .entry("meta")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(meta) = meta {
-        meta.insert("resourceType".into(), json!("User"));
+        meta.insert("resourceType".into(), json!(kind.name()));
         if let Some(loc) = location {
             meta.insert("location".into(), json!(loc));
         }
@@ -57,7 +69,11 @@ pub(super) fn render_json(
     }
     // `schemas`, `id` first for readability.
     let mut ordered = Map::new();
-    for key in ["schemas", "id", "externalId", "userName"] {
+    let name_key = match kind {
+        ResourceKind::User => "userName",
+        ResourceKind::Group => "displayName",
+    };
+    for key in ["schemas", "id", "externalId", name_key] {
         if let Some(v) = json.remove(key) {
             ordered.insert(key.to_owned(), v);
         }

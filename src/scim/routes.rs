@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::error::ScimError;
+use super::groups::{render_group_json, wants_members};
 use super::projection::Projection;
 use super::request::{
     base_url, check_if_match, etag_matches, read_json, QueryParams, SearchParams,
@@ -16,7 +17,7 @@ use super::response::{
 use super::{auth, backend_error, discovery, normalize, patch, Outcome, ScimService};
 use crate::body::{empty, BoxBody, BoxError};
 use crate::config::ScimConfig;
-use crate::directory::{DirectoryError, User};
+use crate::directory::{DirectoryError, GroupStore, ListQuery, User};
 
 impl ScimService {
     pub(super) async fn route<B>(
@@ -70,15 +71,19 @@ impl ScimService {
                 }
                 _ => Err(method_not_allowed("GET, POST")),
             },
-            // Root-level search (RFC 7644 §3.4.3): Users are the only resource type.
+            // Root-level search (RFC 7644 §3.4.3): Users, then Groups when there are any.
             (Some(".search"), []) | (Some("users"), [".search"]) => {
                 outcome.op = "search";
                 if method != Method::POST {
                     return Err(method_not_allowed("POST"));
                 }
+                let root = first.as_deref() == Some(".search");
                 let body = read_json(req, cfg).await?;
                 let search = SearchParams::from_body(&body)?;
-                self.list(&search, &base, cfg).await
+                match self.directory.groups() {
+                    Some(store) if root => self.search_all(store, &search, &base, cfg).await,
+                    _ => self.list(&search, &base, cfg).await,
+                }
             }
             (Some("users"), [id]) => {
                 // `sub_path` arrives percent-decoded (the router decodes once); decoding
@@ -117,6 +122,7 @@ impl ScimService {
                     _ => Err(method_not_allowed("GET, PUT, PATCH, DELETE")),
                 }
             }
+            (Some("groups"), rest) => self.route_groups(req, rest, &base, cfg, outcome).await,
             (Some("serviceproviderconfig"), []) => {
                 outcome.op = "discovery";
                 only_get(&method)?;
@@ -131,20 +137,17 @@ impl ScimService {
                 only_get(&method)?;
                 Ok(json_response(
                     StatusCode::OK,
-                    &discovery::list_of(vec![discovery::user_resource_type(&base)]),
+                    &discovery::list_of(discovery::resource_types(&base, self.has_groups())),
                 ))
             }
             (Some("resourcetypes"), [id]) => {
                 outcome.op = "discovery";
                 only_get(&method)?;
-                if id.eq_ignore_ascii_case("User") {
-                    Ok(json_response(
-                        StatusCode::OK,
-                        &discovery::user_resource_type(&base),
-                    ))
-                } else {
-                    Err(ScimError::not_found(format!("No resource type {id}")))
-                }
+                discovery::resource_types(&base, self.has_groups())
+                    .into_iter()
+                    .find(|t| t["id"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(id)))
+                    .map(|t| json_response(StatusCode::OK, &t))
+                    .ok_or_else(|| ScimError::not_found(format!("No resource type {id}")))
             }
             (Some("schemas"), []) => {
                 outcome.op = "discovery";
@@ -152,14 +155,14 @@ impl ScimService {
                 let schema = self.schema();
                 Ok(json_response(
                     StatusCode::OK,
-                    &discovery::list_of(discovery::schemas(&base, &schema.1)),
+                    &discovery::list_of(discovery::schemas(&base, &schema.1, self.has_groups())),
                 ))
             }
             (Some("schemas"), [id]) => {
                 outcome.op = "discovery";
                 only_get(&method)?;
                 let schema = self.schema();
-                discovery::schemas(&base, &schema.1)
+                discovery::schemas(&base, &schema.1, self.has_groups())
                     .into_iter()
                     .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(id)))
                     .map(|s| json_response(StatusCode::OK, &s))
@@ -217,7 +220,7 @@ impl ScimService {
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
         let projection = search.projection()?;
-        let user = self.fetch(id).await?;
+        let mut user = self.fetch(id).await?;
         if let (Some(v), Some(inm)) = (user.version(), headers.get(http::header::IF_NONE_MATCH)) {
             if etag_matches(inm, v) {
                 let mut resp = Response::new(empty());
@@ -225,6 +228,9 @@ impl ScimService {
                 set_etag(resp.headers_mut(), v);
                 return Ok(resp);
             }
+        }
+        if projection.includes(&schema.1, "groups") {
+            self.add_user_groups(&mut user, base).await?;
         }
         Ok(render_user(
             StatusCode::OK,
@@ -248,7 +254,7 @@ impl ScimService {
         let new = normalize::normalize_user(schema, &body)?;
         normalize::validate(schema, caps, &new)?;
         let current = self.fetch(id).await?;
-        check_if_match(headers, &current)?;
+        check_if_match(headers, current.version())?;
         let stored = self
             .directory
             .replace(id, User::from_json(new), current.version())
@@ -286,7 +292,7 @@ impl ScimService {
         );
         for _ in 0..attempts {
             let current = self.fetch(id).await?;
-            check_if_match(headers, &current)?;
+            check_if_match(headers, current.version())?;
             let mut base_json = current.as_json().clone();
             base_json.remove("password");
             let new = patch::apply_patch(schema, &base_json, &ops)?;
@@ -317,7 +323,7 @@ impl ScimService {
     async fn delete(&self, id: &str, headers: &HeaderMap) -> Result<Response<BoxBody>, ScimError> {
         if headers.contains_key(http::header::IF_MATCH) {
             let current = self.fetch(id).await?;
-            check_if_match(headers, &current)?;
+            check_if_match(headers, current.version())?;
         }
         self.directory.delete(id).await.map_err(backend_error)?;
         let mut resp = Response::new(empty());
@@ -336,7 +342,14 @@ impl ScimService {
         let query = search.list_query(cfg)?;
         let count = query.count;
         let start_index = query.start_index;
-        let page = self.directory.find(&query).await.map_err(backend_error)?;
+        let mut page = self.directory.find(&query).await.map_err(backend_error)?;
+        // `groups` costs the backend one call per user, so a list carries it only when
+        // `attributes` names it; single-user reads carry it by default.
+        if projection.asks_for("groups") && projection.includes(&schema.1, "groups") {
+            for user in page.resources.iter_mut().take(count) {
+                self.add_user_groups(user, base).await?;
+            }
+        }
         let resources: Vec<Value> = page
             .resources
             .iter()
@@ -353,6 +366,53 @@ impl ScimService {
         Ok(json_response(StatusCode::OK, &body))
     }
 
+    /// A root-level search: the matching users, then the matching groups, as one list paged
+    /// across both (`totalResults` counts both).
+    async fn search_all(
+        &self,
+        store: &dyn GroupStore,
+        search: &SearchParams,
+        base: &str,
+        cfg: &ScimConfig,
+    ) -> Result<Response<BoxBody>, ScimError> {
+        let schema = self.schema();
+        let projection = search.projection()?;
+        let query = search.list_query(cfg)?;
+        let users = self.directory.find(&query).await.map_err(backend_error)?;
+        let mut resources: Vec<Value> = users
+            .resources
+            .iter()
+            .take(query.count)
+            .map(|u| Value::Object(render_json(u, &schema.1, base, &projection)))
+            .collect();
+        // Groups continue where users end: `startIndex` past the users is an index into the
+        // groups, and the page takes what room the users left.
+        let group_query = ListQuery {
+            start_index: query.start_index.saturating_sub(users.total).max(1),
+            count: query.count - resources.len(),
+            ..query.clone()
+        };
+        let groups = store
+            .find_groups(&group_query, wants_members(&projection))
+            .await
+            .map_err(backend_error)?;
+        resources.extend(
+            groups
+                .resources
+                .iter()
+                .take(group_query.count)
+                .map(|g| Value::Object(render_group_json(g, base, &projection))),
+        );
+        let body = json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": users.total + groups.total,
+            "startIndex": query.start_index,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        });
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
     async fn fetch(&self, id: &str) -> Result<User, ScimError> {
         self.directory
             .get(id)
@@ -362,7 +422,7 @@ impl ScimService {
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> ScimError {
+pub(super) fn method_not_allowed(allow: &'static str) -> ScimError {
     ScimError {
         allow: Some(allow),
         ..ScimError::new(

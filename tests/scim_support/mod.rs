@@ -206,6 +206,36 @@ impl TestServer {
     }
 }
 
+/// The core Group schema's URN.
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// Creates a user named `name` and returns its id.
+pub async fn create_user(s: &TestServer, name: &str) -> String {
+    let r = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(serde_json::json!({"userName": name})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Asserts a SCIM Error body with `status` (and `scimType` when given).
+pub fn assert_scim_error(r: &Reply, status: StatusCode, scim_type: Option<&str>) {
+    assert_eq!(r.status, status, "{r}");
+    assert_eq!(
+        r.body["schemas"],
+        serde_json::json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+        "{r}"
+    );
+    assert_eq!(r.body["status"], status.as_u16().to_string(), "{r}");
+    if let Some(t) = scim_type {
+        assert_eq!(r.body["scimType"], t, "{r}");
+    }
+}
+
 /// Percent-encodes a query value.
 pub fn q(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()

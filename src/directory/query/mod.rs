@@ -41,7 +41,7 @@ use std::fmt;
 
 use serde_json::{Number, Value};
 
-use super::User;
+use super::{Group, GroupPage, User};
 
 pub use eval::matches;
 
@@ -374,5 +374,24 @@ impl ListQuery {
     /// canonical form): matches by reference and copies only the returned page.
     pub fn select_json<'a>(&self, candidates: impl IntoIterator<Item = &'a Value>) -> Page {
         select::select_json(self, candidates)
+    }
+
+    /// [`ListQuery::select`] for groups: the Group schema's comparison rules (`displayName`
+    /// case-insensitive, `members.value` case-exact), the same stable order and paging.
+    pub fn select_groups(&self, candidates: Vec<Group>) -> GroupPage {
+        let values: Vec<Value> = candidates
+            .into_iter()
+            .map(|g| Value::Object(g.into_json()))
+            .collect();
+        select::select_group_json(self, values.iter())
+    }
+
+    /// [`ListQuery::select_groups`] for groups kept as JSON objects: matches by reference and
+    /// copies only the returned page.
+    pub fn select_group_json<'a>(
+        &self,
+        candidates: impl IntoIterator<Item = &'a Value>,
+    ) -> GroupPage {
+        select::select_group_json(self, candidates)
     }
 }

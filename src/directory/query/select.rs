@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{matches, AttrPath, AttrTypes, ListQuery, Page};
 use crate::directory::json::get_ci;
 use crate::directory::schema::ResourceSchema;
-use crate::directory::{User, ENTERPRISE_SCHEMA};
+use crate::directory::{Group, GroupPage, User, ENTERPRISE_SCHEMA};
 
 /// Filters, sorts and pages `candidates` (see [`ListQuery::select`]).
 pub fn select(query: &ListQuery, candidates: Vec<User>) -> Page {
@@ -56,7 +56,35 @@ pub fn select_chunks(query: &ListQuery, chunks: impl IntoIterator<Item = Vec<Use
 /// Filters, sorts and pages users held as JSON objects, copying only the returned page
 /// (see [`ListQuery::select_json`]).
 pub fn select_json<'a>(query: &ListQuery, candidates: impl IntoIterator<Item = &'a Value>) -> Page {
-    let schema = ResourceSchema::full();
+    let (total, page) = select_refs(query, ResourceSchema::full(), candidates);
+    let resources = page
+        .into_iter()
+        .map(|v| User::from_json(v.as_object().cloned().unwrap_or_default()))
+        .collect();
+    Page { total, resources }
+}
+
+/// Filters, sorts and pages groups held as JSON objects with the Group schema's comparison
+/// rules, copying only the returned page (see [`ListQuery::select_group_json`]).
+pub fn select_group_json<'a>(
+    query: &ListQuery,
+    candidates: impl IntoIterator<Item = &'a Value>,
+) -> GroupPage {
+    let (total, page) = select_refs(query, ResourceSchema::group(), candidates);
+    let resources = page
+        .into_iter()
+        .map(|v| Group::from_json(v.as_object().cloned().unwrap_or_default()))
+        .collect();
+    GroupPage { total, resources }
+}
+
+/// The number of `candidates` matching the filter, and the requested page of them in order,
+/// compared by `schema`'s rules.
+fn select_refs<'a>(
+    query: &ListQuery,
+    schema: &ResourceSchema,
+    candidates: impl IntoIterator<Item = &'a Value>,
+) -> (usize, Vec<&'a Value>) {
     let mut matching: Vec<&Value> = candidates
         .into_iter()
         .filter(|json| {
@@ -98,13 +126,8 @@ pub fn select_json<'a>(query: &ListQuery, candidates: impl IntoIterator<Item = &
     }
     let total = matching.len();
     let skip = query.start_index.max(1) - 1;
-    let resources = matching
-        .into_iter()
-        .skip(skip)
-        .take(query.count)
-        .map(|v| User::from_json(v.as_object().cloned().unwrap_or_default()))
-        .collect();
-    Page { total, resources }
+    let page = matching.into_iter().skip(skip).take(query.count).collect();
+    (total, page)
 }
 
 /// The value a resource sorts by: the attribute itself, or for a multi-valued attribute the
@@ -262,6 +285,48 @@ mod tests {
         // Multi-valued: the primary value sorts.
         let page = query(None, Some(("emails", false)), 1, 10).select(users());
         assert_eq!(ids(&page), ["1", "3", "2", "4"]);
+    }
+
+    #[test]
+    fn groups_select_with_the_group_schema() {
+        let groups: Vec<Value> = [
+            json!({"id": "g2", "displayName": "teachers", "members": [{"value": "u1"}]}),
+            json!({"id": "g1", "displayName": "Staff", "members": [{"value": "U2"}]}),
+            json!({"id": "g3", "displayName": "Alumni"}),
+        ]
+        .into();
+        let member = |id: &str| Filter::ValuePath {
+            attr: AttrPath::new("members", None),
+            filter: Box::new(Filter::Compare {
+                path: AttrPath::new("value", None),
+                op: CompareOp::Eq,
+                value: CompValue::Str(id.into()),
+            }),
+        };
+        let names = |page: &GroupPage| -> Vec<String> {
+            page.resources
+                .iter()
+                .filter_map(|g| g.display_name().map(str::to_owned))
+                .collect()
+        };
+        // Member ids are case-exact in the Group schema (unknown attributes would not be).
+        let page = query(Some(member("u2")), None, 1, 10).select_group_json(groups.iter());
+        assert_eq!(page.total, 0);
+        let page = query(Some(member("U2")), None, 1, 10).select_group_json(groups.iter());
+        assert_eq!(names(&page), ["Staff"]);
+        let page = query(None, Some(("displayName", false)), 1, 2).select_group_json(groups.iter());
+        assert_eq!(
+            (page.total, names(&page)),
+            (3, vec!["Alumni".into(), "Staff".into()])
+        );
+        let owned: Vec<Group> = groups
+            .iter()
+            .map(|g| Group::from_json(g.as_object().cloned().unwrap()))
+            .collect();
+        assert_eq!(
+            query(None, None, 2, 1).select_groups(owned).resources[0].id(),
+            Some("g2")
+        );
     }
 
     #[test]
