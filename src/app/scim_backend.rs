@@ -15,7 +15,10 @@ use crate::admin::Health;
 use crate::chamilo::{Backend, ChamiloClient, Credentials};
 use crate::config::{ChamiloConfig, DirectoryKind, Live};
 use crate::directory::memory::MemoryDirectory;
-use crate::directory::{Capabilities, DirFuture, Directory, DirectoryError, ListQuery, Page, User};
+use crate::directory::{
+    Capabilities, DirFuture, Directory, DirectoryError, Group, GroupPage, GroupRef, GroupStore,
+    ListQuery, Page, User,
+};
 use crate::scim::ScimService;
 use crate::secret::Secret;
 
@@ -195,9 +198,93 @@ impl Directory for StartingDirectory {
         }
     }
 
+    fn modify<'a>(
+        &'a self,
+        id: &'a str,
+        base: &'a User,
+        user: User,
+        expected_version: Option<&'a str>,
+    ) -> DirFuture<'a, User> {
+        // Passed through, not left to the trait's default (a full `replace`): the backend
+        // writes only what the PATCH changed.
+        match self.gate() {
+            Ok(d) => d.modify(id, base, user, expected_version),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {
         match self.gate() {
             Ok(d) => d.delete(id),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn groups(&self) -> Option<&dyn GroupStore> {
+        // Advertised from the start (discovery does not wait for Chamilo); every call waits
+        // for the backend like the user operations.
+        self.backend
+            .directory
+            .groups()
+            .map(|_| self as &dyn GroupStore)
+    }
+}
+
+impl StartingDirectory {
+    fn group_gate(&self) -> Result<&dyn GroupStore, DirectoryError> {
+        self.gate()?.groups().ok_or(DirectoryError::NotFound)
+    }
+}
+
+impl GroupStore for StartingDirectory {
+    fn create_group(&self, group: Group) -> DirFuture<'_, Group> {
+        match self.group_gate() {
+            Ok(g) => g.create_group(group),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn get_group<'a>(&'a self, id: &'a str, with_members: bool) -> DirFuture<'a, Option<Group>> {
+        match self.group_gate() {
+            Ok(g) => g.get_group(id, with_members),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn find_groups<'a>(
+        &'a self,
+        query: &'a ListQuery,
+        with_members: bool,
+    ) -> DirFuture<'a, GroupPage> {
+        match self.group_gate() {
+            Ok(g) => g.find_groups(query, with_members),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn modify_group<'a>(
+        &'a self,
+        id: &'a str,
+        base: &'a Group,
+        group: Group,
+        expected_version: Option<&'a str>,
+    ) -> DirFuture<'a, Group> {
+        match self.group_gate() {
+            Ok(g) => g.modify_group(id, base, group, expected_version),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn delete_group<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {
+        match self.group_gate() {
+            Ok(g) => g.delete_group(id),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn groups_of<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, Vec<GroupRef>> {
+        match self.group_gate() {
+            Ok(g) => g.groups_of(user_id),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }

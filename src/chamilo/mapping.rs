@@ -581,6 +581,8 @@ const STORED_ATTRIBUTES: &[&str] = &[
     "locale",
     "roles.value",
     "password",
+    // Read-only: the classes the account belongs to (`GroupStore::groups_of`).
+    "groups",
 ];
 
 /// Read to choose the one value Chamilo keeps (the primary e-mail, phone number or role),
