@@ -604,6 +604,58 @@ impl ChamiloSide {
     }
 }
 
+/// An id Chamilo may send as a number or as a string.
+fn id_of(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str()?.parse().ok())
+}
+
+impl ChamiloSide {
+    /// A REST call with the service account, whichever Chamilo this is (the stand-in is
+    /// reached over HTTP too, so both modes read classes the same way).
+    async fn rest(&self, action: &str, params: &[(&str, &str)]) -> Result<Value, String> {
+        let c = self.creds();
+        let mut all = vec![
+            ("username", c.username.as_str()),
+            ("api_key", c.key.as_str()),
+        ];
+        all.extend_from_slice(params);
+        post(
+            &http_client(),
+            &format!("{}{REST_PATH}", c.url),
+            action,
+            &all,
+        )
+        .await
+    }
+
+    /// The class `id` as Chamilo holds it: its name and its members' ids, sorted; `None` when
+    /// there is no such class.
+    pub async fn class(&self, id: u64) -> Option<(String, Vec<u64>)> {
+        let groups = self
+            .rest("get_groups", &[("type", "0")])
+            .await
+            .unwrap_or_else(|e| panic!("get_groups: {e}"));
+        let name = groups
+            .as_array()?
+            .iter()
+            .find(|g| id_of(&g["id"]) == Some(id))?["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let id = id.to_string();
+        let members = self
+            .rest("get_group_sub_users", &[("id", id.as_str())])
+            .await
+            .unwrap_or_else(|e| panic!("get_group_sub_users {id}: {e}"));
+        let mut ids: Vec<u64> = match &members {
+            Value::Object(m) => m.keys().filter_map(|k| k.parse().ok()).collect(),
+            _ => Vec::new(),
+        };
+        ids.sort_unstable();
+        Some((name, ids))
+    }
+}
+
 /// Against an external Chamilo: deletes what the test made, however it ended.
 impl Drop for ChamiloSide {
     fn drop(&mut self) {
@@ -621,8 +673,11 @@ impl Drop for ChamiloSide {
                 .map_err(|e| e.to_string())?;
             runtime.block_on(async move {
                 let rest = Rest::new(cfg, given);
-                rest.delete_where(|a| ids.contains(&a.id) || names.owns(a))
-                    .await
+                let classes = rest.delete_classes_named(&names.prefix).await;
+                let accounts = rest
+                    .delete_where(|a| ids.contains(&a.id) || names.owns(a))
+                    .await;
+                classes.and(accounts)
             })
         })
         .join();
@@ -865,6 +920,25 @@ impl Rest {
                 failures.join("; ")
             ))
         }
+    }
+
+    /// Deletes the classes whose name starts with `prefix` (the ones a test made).
+    async fn delete_classes_named(&self, prefix: &str) -> Result<usize, String> {
+        let groups = self.call("get_groups", &[("type", "0")]).await?;
+        let mut deleted = 0;
+        for g in groups.as_array().into_iter().flatten() {
+            let name = g["name"].as_str().unwrap_or_default();
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            if let Some(id) = id_of(&g["id"]) {
+                self.call("delete_group", &[("id", id.to_string().as_str())])
+                    .await
+                    .map_err(|e| format!("delete_group {id} ({name}): {e}"))?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 
     /// SOAP `WSEditUserCredentials`: renames the account whose `field` holds `value`.

@@ -1,0 +1,236 @@
+//! End to end, Groups (issue 12): the real binary in front of Chamilo (the stand-in, or a real
+//! Chamilo named by `CHAMILO_E2E_URL`, see the README's Testing section), driven the way Entra
+//! ID and Okta drive groups, without delays. Each step is checked in Chamilo itself: the class,
+//! its name and its members.
+
+mod common;
+mod e2e_support;
+mod scim_support;
+
+use e2e_support::{skip_without_soap, start_proxy, ChamiloSide};
+use http::{Method, StatusCode};
+use scim_support::{q, Reply, TestServer};
+use serde_json::{json, Value};
+
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+fn patch(ops: Value) -> Value {
+    json!({"schemas": [PATCH_OP], "Operations": ops})
+}
+
+async fn user(chamilo: &ChamiloSide, scim: &TestServer, local: &str) -> String {
+    let user_name = chamilo.name(&format!("{local}@example.org"));
+    let r = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(
+                json!({"userName": user_name, "name": {"givenName": local, "familyName": "Member"},
+                "emails": [{"value": user_name, "primary": true}]}),
+            ),
+        )
+        .await;
+    if let Some(id) = r.body["id"].as_str().and_then(|id| id.parse().ok()) {
+        chamilo.track(id);
+    }
+    assert_eq!(r.status, StatusCode::CREATED, "{r}");
+    r.body["id"].as_str().unwrap_or_default().to_owned()
+}
+
+fn ok(r: &Reply) {
+    assert!(
+        matches!(r.status, StatusCode::OK | StatusCode::NO_CONTENT),
+        "{r}"
+    );
+}
+
+fn ids(v: &[&str]) -> Vec<u64> {
+    let mut out: Vec<u64> = v.iter().map(|s| s.parse().unwrap()).collect();
+    out.sort_unstable();
+    out
+}
+
+/// Entra's sequence: an empty group, members added, one removed, all removed, a rename, the
+/// deletion — each answer checked against the class in Chamilo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_group_sequence_reaches_the_chamilo_class() {
+    let chamilo = ChamiloSide::new("grpentra").await;
+    let (_proxy, scim, _dir) = start_proxy(&chamilo.creds(), "index_refresh = \"1h\"\n").await;
+    let (ann, bob) = (
+        user(&chamilo, &scim, "ann").await,
+        user(&chamilo, &scim, "bob").await,
+    );
+    let name = chamilo.name("Staff");
+    let created = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": name, "externalId": chamilo.name("g-1"), "members": []})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created}");
+    let gid = created.body["id"].as_str().unwrap_or_default().to_owned();
+    let class_id: u64 = gid.parse().expect("a class id");
+    assert_eq!(chamilo.class(class_id).await, Some((name.clone(), vec![])));
+
+    let path = format!("/Groups/{gid}");
+    let add = scim
+        .call(
+            Method::PATCH,
+            &path,
+            Some(patch(json!([{"op": "Add", "path": "members",
+                "value": [{"value": ann}, {"value": bob}]}]))),
+        )
+        .await;
+    ok(&add);
+    assert_eq!(
+        chamilo.class(class_id).await,
+        Some((name.clone(), ids(&[&ann, &bob])))
+    );
+
+    let remove_one = scim
+        .call(
+            Method::PATCH,
+            &path,
+            Some(patch(
+                json!([{"op": "Remove", "path": "members", "value": [{"value": ann}]}]),
+            )),
+        )
+        .await;
+    ok(&remove_one);
+    assert_eq!(
+        chamilo.class(class_id).await,
+        Some((name.clone(), ids(&[&bob])))
+    );
+
+    let remove_all = scim
+        .call(
+            Method::PATCH,
+            &path,
+            Some(patch(json!([{"op": "Remove", "path": "members"}]))),
+        )
+        .await;
+    ok(&remove_all);
+    assert_eq!(chamilo.class(class_id).await, Some((name.clone(), vec![])));
+
+    let mut current = name.clone();
+    if !skip_without_soap(
+        "entra_group_sequence (rename)",
+        "a class is renamed through SOAP",
+    ) {
+        current = chamilo.name("Staff renamed");
+        let rename = scim
+            .call(
+                Method::PATCH,
+                &path,
+                Some(patch(
+                    json!([{"op": "Replace", "path": "displayName", "value": current}]),
+                )),
+            )
+            .await;
+        ok(&rename);
+        assert_eq!(
+            chamilo.class(class_id).await.map(|c| c.0),
+            Some(current.clone())
+        );
+    }
+    let found = scim
+        .call(
+            Method::GET,
+            &format!(
+                "/Groups?excludedAttributes=members&filter={}",
+                q(&format!("displayName eq \"{current}\""))
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{found}");
+    assert_eq!(found.body["totalResults"], 1, "{found}");
+    assert_eq!(found.body["Resources"][0]["id"], gid.as_str(), "{found}");
+
+    let gone = scim.call(Method::DELETE, &path, None).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{gone}");
+    assert_eq!(chamilo.class(class_id).await, None);
+    // The members stay.
+    let still = scim.call(Method::GET, &format!("/Users/{bob}"), None).await;
+    assert_eq!(still.status, StatusCode::OK, "{still}");
+    let again = scim.call(Method::GET, &path, None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{again}");
+}
+
+/// Okta's push groups: created with members, a full-member PUT, a path-less rename; a user's
+/// read-only `groups` shows the class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_push_groups_reach_the_chamilo_class() {
+    let chamilo = ChamiloSide::new("grpokta").await;
+    let (_proxy, scim, _dir) = start_proxy(&chamilo.creds(), "index_refresh = \"1h\"\n").await;
+    let (ann, bob, cy) = (
+        user(&chamilo, &scim, "ann").await,
+        user(&chamilo, &scim, "bob").await,
+        user(&chamilo, &scim, "cy").await,
+    );
+    let name = chamilo.name("Engineering");
+    let created = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": name,
+                "members": [{"value": ann, "display": "ann"}, {"value": bob}]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created}");
+    let gid = created.body["id"].as_str().unwrap_or_default().to_owned();
+    let class_id: u64 = gid.parse().expect("a class id");
+    assert_eq!(
+        chamilo.class(class_id).await,
+        Some((name.clone(), ids(&[&ann, &bob])))
+    );
+
+    let put = scim
+        .call(
+            Method::PUT,
+            &format!("/Groups/{gid}"),
+            Some(json!({"schemas": [GROUP], "id": gid, "displayName": name,
+                "members": [{"value": bob}, {"value": cy}]})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{put}");
+    assert_eq!(
+        chamilo.class(class_id).await,
+        Some((name.clone(), ids(&[&bob, &cy])))
+    );
+
+    let of_bob = scim.call(Method::GET, &format!("/Users/{bob}"), None).await;
+    assert_eq!(of_bob.status, StatusCode::OK, "{of_bob}");
+    let groups: Vec<&str> = of_bob.body["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|g| g["value"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(groups, vec![gid.as_str()], "{of_bob}");
+
+    if !skip_without_soap(
+        "okta_push_groups (rename)",
+        "a class is renamed through SOAP",
+    ) {
+        let renamed = chamilo.name("Engineering EU");
+        let r = scim
+            .call(
+                Method::PATCH,
+                &format!("/Groups/{gid}"),
+                Some(patch(
+                    json!([{"op": "replace", "value": {"id": gid, "displayName": renamed}}]),
+                )),
+            )
+            .await;
+        ok(&r);
+        assert_eq!(
+            chamilo.class(class_id).await,
+            Some((renamed, ids(&[&bob, &cy])))
+        );
+    }
+    let gone = scim
+        .call(Method::DELETE, &format!("/Groups/{gid}"), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{gone}");
+}
