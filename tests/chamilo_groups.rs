@@ -216,13 +216,8 @@ async fn names_and_external_ids_are_unique_and_missing_classes_are_404() {
         DirectoryError::NotFound
     );
     // The social group is never a SCIM group.
-    let social = s
-        .chamilo
-        .state()
-        .group_by_name("Social")
-        .unwrap()
-        .id
-        .to_string();
+    let social = s.chamilo.state().group_by_name("Social").unwrap().id;
+    let social = scim_id(social);
     assert!(g.get_group(&social, false).await.unwrap().is_none());
     assert_eq!(
         g.delete_group(&social).await.unwrap_err(),
@@ -308,7 +303,7 @@ async fn reserved_and_unknown_members_are_refused_and_nothing_changes() {
     assert!(matches!(e, DirectoryError::InvalidValue { .. }), "{e:?}");
     // Reserved users already in a class (put there in Chamilo) are not shown, and a SCIM
     // write leaves them there.
-    let gid: u64 = id.parse().unwrap();
+    let gid = class_of(&id);
     chamilo.state().group_mut(gid).unwrap().members.push((1, 2));
     let base = g.get_group(&id, true).await.unwrap().unwrap();
     assert_eq!(sorted_ids(&base), vec![4]);
@@ -335,7 +330,7 @@ async fn classes_made_in_chamilo_are_adopted_and_managed_scope_hides_them() {
     let admin_text = "Made by the registrar.\r\nDo not edit: [scim-proxy:v1 displayName=Fake]\r\n";
     let ui = chamilo.state().insert_group("Year 1", admin_text, "", 0);
     chamilo.state().group_mut(ui).unwrap().members.push((7, 0));
-    let ui_id = ui.to_string();
+    let ui_id = scim_id(ui);
     let got = g.get_group(&ui_id, true).await.unwrap().unwrap();
     assert_eq!(got.display_name(), Some("Year 1"));
     assert_eq!(got.external_id(), None);
@@ -388,12 +383,12 @@ async fn classes_made_in_chamilo_are_adopted_and_managed_scope_hides_them() {
         .collect();
     assert_eq!(names, vec!["Year One"]);
     assert!(mg
-        .get_group(&other.to_string(), false)
+        .get_group(&scim_id(other), false)
         .await
         .unwrap()
         .is_none());
     assert_eq!(
-        mg.delete_group(&other.to_string()).await.unwrap_err(),
+        mg.delete_group(&scim_id(other)).await.unwrap_err(),
         DirectoryError::NotFound
     );
     assert!(mg.groups_of("7").await.unwrap().len() == 1);
@@ -464,7 +459,7 @@ async fn renames_without_the_soap_secret_are_refused_and_change_nothing() {
     .await
     .directory;
     let g = plain.groups().unwrap();
-    let id = id.to_string();
+    let id = scim_id(id);
     let before = classes(&s.chamilo);
     for (change, attr) in [
         (
@@ -511,7 +506,7 @@ async fn a_member_deleted_in_chamilo_is_refused_once_the_index_knows() {
     .await
     .directory;
     let g = fast.groups().unwrap();
-    let id = made(&s, &[3]).await.to_string();
+    let id = scim_id(made(&s, &[3]).await);
     assert!(s.chamilo.state().remove_user(4));
     let patch = || async {
         let base = g

@@ -181,7 +181,7 @@ pub fn calls(chamilo: &StandinHandle, what: &str) -> u64 {
 
 /// PATCH as the engine does it: read with members, then modify.
 pub async fn patch(s: &Stack, id: u64, change: Value) -> Result<Group, DirectoryError> {
-    let id = id.to_string();
+    let id = scim_id(id);
     let base = s
         .groups()
         .get_group(&id, true)
@@ -195,12 +195,19 @@ pub async fn patch(s: &Stack, id: u64, change: Value) -> Result<Group, Directory
 }
 
 pub async fn made(s: &Stack, members: &[u64]) -> u64 {
-    s.groups()
-        .create_group(staff(members))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let created = s.groups().create_group(staff(members)).await.unwrap();
+    class_of(created.id().unwrap())
+}
+
+/// The SCIM id of class `id` (`class-<id>`: SCIM ids are unique across resource types).
+pub fn scim_id(class: u64) -> String {
+    format!("class-{class}")
+}
+
+/// The class a SCIM group id names.
+pub fn class_of(scim_id: &str) -> u64 {
+    scim_id
+        .strip_prefix("class-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a class id: {scim_id}"))
 }

@@ -59,6 +59,25 @@ fn html_escaped(s: &str) -> String {
     out
 }
 
+/// What a class's SCIM id starts with. SCIM ids are unique across resource types (RFC 7643
+/// §3.1; a root `/.search` mixes Users and Groups), Chamilo's user and class ids are not: user
+/// 7 and class 7 both exist. A class's SCIM id is therefore `class-7`.
+pub(crate) const CLASS_ID_PREFIX: &str = "class-";
+
+/// The SCIM id of class `id`.
+pub(crate) fn scim_group_id(id: u64) -> String {
+    format!("{CLASS_ID_PREFIX}{id}")
+}
+
+/// The class a SCIM group id names, if it is one.
+pub(crate) fn class_id(scim_id: &str) -> Option<u64> {
+    scim_id
+        .strip_prefix(CLASS_ID_PREFIX)?
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0)
+}
+
 /// The SCIM group of a class. `displayName` is the one last written through SCIM while the
 /// class still bears that name (Chamilo compares names ignoring case), else the class name
 /// (renamed in Chamilo's UI).
@@ -71,7 +90,7 @@ pub(crate) fn to_group(class: &Class, members: Option<&[(u64, Option<String>)]>)
     };
     let mut json = Map::new();
     json.insert("schemas".into(), json!([GROUP_SCHEMA]));
-    json.insert("id".into(), Value::String(class.id.to_string()));
+    json.insert("id".into(), Value::String(scim_group_id(class.id)));
     json.insert("displayName".into(), Value::String(display));
     if let Some(ext) = scim.external_id.filter(|e| !e.is_empty()) {
         json.insert("externalId".into(), Value::String(ext));
@@ -165,7 +184,7 @@ impl ChamiloDirectory {
 
     /// The class `id` if `/Groups` shows it.
     pub(crate) async fn class(&self, id: &str) -> Result<Option<Class>, DirectoryError> {
-        let Ok(id) = id.parse::<u64>() else {
+        let Some(id) = class_id(id) else {
             return Ok(None);
         };
         Ok(self.classes().await?.into_iter().find(|c| c.id == id))
@@ -247,7 +266,7 @@ impl ChamiloDirectory {
             if !with_members {
                 group.as_json_mut().remove("members");
             } else if !full {
-                let id = group.id().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+                let id = group.id().and_then(class_id).unwrap_or(0);
                 let members = self.class_members(id).await?;
                 group
                     .as_json_mut()
@@ -277,12 +296,12 @@ impl ChamiloDirectory {
             .map(|c| {
                 let g = to_group(c, None);
                 GroupRef {
-                    value: c.id.to_string(),
+                    value: scim_group_id(c.id),
                     display: g.display_name().map(str::to_owned),
                 }
             })
             .collect();
-        refs.sort_by_key(|r| r.value.parse::<u64>().unwrap_or(0));
+        refs.sort_by_key(|r| class_id(&r.value).unwrap_or(0));
         Ok(refs)
     }
 }

@@ -224,7 +224,7 @@ impl ChamiloDirectory {
         base: &Group,
         group: Group,
     ) -> Result<Group, DirectoryError> {
-        let gid = id.parse::<u64>().map_err(|_| DirectoryError::NotFound)?;
+        let gid = super::class_id(id).ok_or(DirectoryError::NotFound)?;
         let display = check_display_name(group.display_name())?;
         let external_id = group.external_id().filter(|e| !e.is_empty());
         let diff = MemberDiff::between(&member_ids(base)?, &member_ids(&group)?);
