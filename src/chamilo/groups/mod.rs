@@ -398,6 +398,9 @@ mod tests {
         let g = to_group(&class("Made in Chamilo", "Some notes"), None);
         assert_eq!(g.display_name(), Some("Made in Chamilo"));
         assert_eq!(g.external_id(), None);
-        assert_eq!(g.id(), Some("4"));
+        assert_eq!(g.id(), Some("class-4"));
+        assert_eq!(class_id("class-4"), Some(4));
+        assert_eq!(class_id("4"), None);
+        assert_eq!(class_id("class-0"), None);
     }
 }
