@@ -4,6 +4,7 @@
 //! request, takes the lock, calls [`handle`] and then sleeps for the modelled cost.
 
 mod classes;
+mod keys;
 
 use serde_json::{json, Map, Value};
 
@@ -12,6 +13,7 @@ use self::classes::{
     get_groups, get_users_subscribed_to_course, save_course, subscribe_user_to_course,
     unsubscribe_user_from_course,
 };
+use self::keys::{get_user_api_key, get_users_api_keys, update_user_apikey};
 
 use super::clock::sql_datetime;
 use super::form::{FormPairs, PhpValue};
@@ -663,66 +665,6 @@ fn delete_user(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
     }
     state.remove_user(id);
     ok(json!({"status": true}))
-}
-
-fn get_user_api_key(state: &mut ChamiloState, ctx: &Caller, q: &FormPairs) -> Reply {
-    if !ctx.admin {
-        return err(NOT_ALLOWED);
-    }
-    let Some(id) = state
-        .user_by_username(q.get("user").unwrap_or(""))
-        .map(|u| u.id)
-    else {
-        return err("User not found.");
-    };
-    let key = if q.get("force") == Some("1") {
-        Some(state.ensure_api_key(id))
-    } else {
-        state.api_key(id).map(str::to_owned)
-    };
-    let username = state
-        .user(id)
-        .map(|u| u.username.clone())
-        .unwrap_or_default();
-    ok(json!({"id": id, "username": username, "api_key": key}))
-}
-
-fn get_users_api_keys(state: &ChamiloState, ctx: &Caller, q: &FormPairs) -> Reply {
-    if !ctx.admin {
-        return err(NOT_ALLOWED);
-    }
-    let page = php_int(q.get("page").unwrap_or("1")).max(1) as usize;
-    let per_page = php_int(q.get("per_page").unwrap_or("30")).max(1) as usize;
-    let total = state.user_count();
-    let list: Vec<Value> = state
-        .users()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .map(|u| json!({"id": u.id, "username": u.username, "api_key": state.api_key(u.id)}))
-        .collect();
-    let next = if page * per_page < total {
-        json!(format!(
-            "/main/webservices/api/v2.php?api_key={}&username={}&page={}&per_page={}",
-            ctx.api_key,
-            ctx.username,
-            page + 1,
-            per_page
-        ))
-    } else {
-        Value::Null
-    };
-    ok(json!({"total": total, "list": list, "length": list.len(), "next": next}))
-}
-
-fn update_user_apikey(state: &mut ChamiloState, ctx: &Caller, p: &FormPairs) -> Reply {
-    let id = php_int(p.get("user_id").unwrap_or("")) as u64;
-    let current = p.get("current_api_key").unwrap_or("");
-    let matches = state.api_key(id).is_some_and(|k| k == current);
-    if !(ctx.admin || ctx.id == id) || !matches {
-        return err(NOT_ALLOWED);
-    }
-    let key = state.new_api_key(id);
-    ok(json!({"api_key": key}))
 }
 
 /// Serialises like PHP's `json_encode` with default flags: compact, `/` escaped as `\/`,

@@ -18,6 +18,12 @@ use rand::Rng;
 
 use super::clock::Clock;
 
+mod classes;
+mod mysql;
+
+pub use self::classes::{Course, Group};
+pub use self::mysql::{fold, php_int, sql_eq, store_text};
+
 /// Column widths Chamilo truncates to (characters).
 pub const FIRSTNAME_MAX: usize = 60;
 /// See [`FIRSTNAME_MAX`].
@@ -88,28 +94,6 @@ impl User {
             _ => self.lastname.clone(),
         }
     }
-}
-
-/// A Chamilo usergroup: a class (type 0) or a social group (type 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub id: u64,
-    pub name: String,
-    pub description: String,
-    pub visibility: String,
-    pub group_type: i64,
-    /// `(user id, relation_type)` in membership-row order.
-    pub members: Vec<(u64, i64)>,
-}
-
-/// A course and its subscriptions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Course {
-    pub id: u64,
-    pub code: String,
-    pub title: String,
-    /// `(user id, status)`: 1 teacher, 5 student.
-    pub users: Vec<(u64, i64)>,
 }
 
 /// Everything the stand-in stores.
@@ -603,92 +587,6 @@ impl ChamiloState {
         })
     }
 
-    /// Every group in id order.
-    pub fn groups(&self) -> impl Iterator<Item = &Group> {
-        self.groups.values()
-    }
-
-    /// A group by id.
-    pub fn group(&self, id: u64) -> Option<&Group> {
-        self.groups.get(&id)
-    }
-
-    /// A group by id, for edits.
-    pub fn group_mut(&mut self, id: u64) -> Option<&mut Group> {
-        self.groups.get_mut(&id)
-    }
-
-    /// A group by name (case-insensitive).
-    pub fn group_by_name(&self, name: &str) -> Option<&Group> {
-        self.groups.values().find(|g| sql_eq(&g.name, name))
-    }
-
-    /// Creates a group; returns its id.
-    pub fn insert_group(
-        &mut self,
-        name: &str,
-        description: &str,
-        visibility: &str,
-        group_type: i64,
-    ) -> u64 {
-        let id = self.next_group_id;
-        self.next_group_id += 1;
-        self.groups.insert(
-            id,
-            Group {
-                id,
-                name: name.to_owned(),
-                description: description.to_owned(),
-                visibility: visibility.to_owned(),
-                group_type,
-                members: Vec::new(),
-            },
-        );
-        id
-    }
-
-    /// Deletes a group.
-    pub fn remove_group(&mut self, id: u64) -> bool {
-        self.groups.remove(&id).is_some()
-    }
-
-    /// A course by id.
-    pub fn course(&self, id: u64) -> Option<&Course> {
-        self.courses.get(&id)
-    }
-
-    /// A course by id, for edits.
-    pub fn course_mut(&mut self, id: u64) -> Option<&mut Course> {
-        self.courses.get_mut(&id)
-    }
-
-    /// A course id by code (case-insensitive).
-    pub fn course_by_code(&self, code: &str) -> Option<u64> {
-        self.courses
-            .values()
-            .find(|c| c.code.eq_ignore_ascii_case(code))
-            .map(|c| c.id)
-    }
-
-    /// Creates a course; `None` when the code exists.
-    pub fn insert_course(&mut self, code: &str, title: &str) -> Option<u64> {
-        if self.course_by_code(code).is_some() {
-            return None;
-        }
-        let id = self.next_course_id;
-        self.next_course_id += 1;
-        self.courses.insert(
-            id,
-            Course {
-                id,
-                code: code.to_owned(),
-                title: title.to_owned(),
-                users: Vec::new(),
-            },
-        );
-        Some(id)
-    }
-
     /// Consumes the next user id without creating a user, as a failed concurrent insert does.
     pub fn burn_user_id(&mut self) {
         self.next_user_id += 1;
@@ -777,61 +675,6 @@ fn index_extra(
             }
         }
     }
-}
-
-/// Folds a string for `utf8mb3_unicode_ci` comparisons: lower case without Latin accents.
-pub fn fold(s: &str) -> String {
-    folded_chars(s).collect()
-}
-
-fn folded_chars(s: &str) -> impl Iterator<Item = char> + '_ {
-    s.chars().flat_map(char::to_lowercase).map(|c| match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
-        'ç' => 'c',
-        'è' | 'é' | 'ê' | 'ë' => 'e',
-        'ì' | 'í' | 'î' | 'ï' => 'i',
-        'ñ' => 'n',
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => 'o',
-        'ù' | 'ú' | 'û' | 'ü' => 'u',
-        'ý' | 'ÿ' => 'y',
-        other => other,
-    })
-}
-
-/// SQL `=` under `utf8mb3_unicode_ci`: case/accent-insensitive, trailing spaces ignored.
-pub fn sql_eq(a: &str, b: &str) -> bool {
-    // Without allocating: this runs once per user in extra-field lookups.
-    folded_chars(a.trim_end_matches(' ')).eq(folded_chars(b.trim_end_matches(' ')))
-}
-
-/// What a `utf8` (3-byte) column with `sql_mode=''` keeps of `value`: each byte of a character
-/// outside the Basic Multilingual Plane becomes `?`, then the text is cut to `max` characters.
-pub fn store_text(value: &str, max: usize) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        if (c as u32) > 0xFFFF {
-            out.push_str("????");
-        } else {
-            out.push(c);
-        }
-    }
-    match out.char_indices().nth(max) {
-        Some((cut, _)) => out[..cut].to_owned(),
-        None => out,
-    }
-}
-
-/// PHP's `(int)` cast of a request string: leading integer, else 0.
-pub fn php_int(value: &str) -> i64 {
-    let t = value.trim_start();
-    let (sign, digits) = match t.strip_prefix('-') {
-        Some(rest) => (-1, rest),
-        None => (1, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse::<i64>().map(|n| sign * n).unwrap_or(0)
 }
 
 /// `n` random bytes as lower-case hex.
