@@ -268,7 +268,7 @@ async fn list_groups(
     cfg: &ScimConfig,
 ) -> Result<Response<BoxBody>, ScimError> {
     let projection = search.projection()?;
-    let query = search.list_query(cfg)?;
+    let query = search.list_query(cfg, ResourceSchema::group())?;
     let page = store
         .find_groups(&query, wants_members(&projection))
         .await

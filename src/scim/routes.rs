@@ -17,6 +17,8 @@ use super::response::{
 use super::{auth, backend_error, discovery, normalize, patch, Outcome, ScimService};
 use crate::body::{empty, BoxBody, BoxError};
 use crate::config::ScimConfig;
+use crate::directory::query::EitherSchema;
+use crate::directory::schema::ResourceSchema;
 use crate::directory::{DirectoryError, GroupStore, ListQuery, User};
 
 impl ScimService {
@@ -339,7 +341,7 @@ impl ScimService {
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
         let projection = search.projection()?;
-        let query = search.list_query(cfg)?;
+        let query = search.list_query(cfg, ResourceSchema::full())?;
         let count = query.count;
         let start_index = query.start_index;
         let mut page = self.directory.find(&query).await.map_err(backend_error)?;
@@ -377,7 +379,10 @@ impl ScimService {
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
         let projection = search.projection()?;
-        let query = search.list_query(cfg)?;
+        let query = search.list_query(
+            cfg,
+            &EitherSchema(ResourceSchema::full(), ResourceSchema::group()),
+        )?;
         let users = self.directory.find(&query).await.map_err(backend_error)?;
         let mut resources: Vec<Value> = users
             .resources
