@@ -225,8 +225,9 @@ fn resolve_chamilo_secrets(
     }
 }
 
-/// Builds the effective token list: `scim.tokens`, then `scim.token_files`, then `SCIM_TOKEN`,
-/// then `SCIM_TOKEN_FILE`.
+/// Builds the effective token list and its names (for the audit trail): `scim.tokens`
+/// (`tokens[0]`, `tokens[1]`…), then `scim.token_files` (each file's stem), then
+/// `SCIM_TOKEN` (`env`), then `SCIM_TOKEN_FILE` (its stem).
 fn resolve_tokens(
     config: &mut Config,
     env: &EnvSecrets,
@@ -235,15 +236,22 @@ fn resolve_tokens(
     errors: &mut Vec<ConfigError>,
 ) {
     let mut effective = Vec::new();
+    let mut names = Vec::new();
     for (i, token) in config.scim.tokens.iter().enumerate() {
         match Secret::checked(token.expose()) {
-            Ok(t) => effective.push(t),
+            Ok(t) => {
+                effective.push(t);
+                names.push(format!("tokens[{i}]"));
+            }
             Err(e) => errors.push(doc.error_at(&format!("scim.tokens[{i}]"), e.to_string())),
         }
     }
     for (i, path) in config.scim.token_files.iter().enumerate() {
         match reader.secret(path) {
-            Ok(t) => effective.push(t),
+            Ok(t) => {
+                effective.push(t);
+                names.push(file_token_name(path, &format!("token_files[{i}]")));
+            }
             Err(e) => errors.push(doc.error_at(
                 &format!("scim.token_files[{i}]"),
                 format!("{}: {e}", path.display()),
@@ -252,7 +260,10 @@ fn resolve_tokens(
     }
     if let Some(raw) = &env.scim_token {
         match Secret::checked(raw) {
-            Ok(t) => effective.push(t),
+            Ok(t) => {
+                effective.push(t);
+                names.push("env".to_owned());
+            }
             Err(e) => errors.push(ConfigError {
                 key: Some("SCIM_TOKEN (environment)".to_owned()),
                 position: None,
@@ -262,7 +273,10 @@ fn resolve_tokens(
     }
     if let Some(path) = &env.scim_token_file {
         match reader.secret(path) {
-            Ok(t) => effective.push(t),
+            Ok(t) => {
+                effective.push(t);
+                names.push(file_token_name(path, "env-file"));
+            }
             Err(e) => errors.push(ConfigError {
                 key: Some("SCIM_TOKEN_FILE (environment)".to_owned()),
                 position: None,
@@ -271,6 +285,16 @@ fn resolve_tokens(
         }
     }
     config.scim.tokens = effective;
+    config.scim.token_names = names;
+}
+
+/// A token file's name in the audit trail: its stem (`/run/secrets/entra.token` → `entra`),
+/// else `fallback`.
+fn file_token_name(path: &std::path::Path, fallback: &str) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .map_or_else(|| fallback.to_owned(), str::to_owned)
 }
 
 fn validate(
@@ -536,6 +560,11 @@ mod tests {
             .map(|t| t.expose())
             .collect();
         assert_eq!(tokens, ["inline", "from-file", "from-env", "from-env-file"]);
+        // Names for the audit trail: the position of an inline token, a file's stem.
+        assert_eq!(
+            loaded.config.scim.token_names,
+            ["tokens[0]", "t1", "env", "t2"]
+        );
     }
 
     #[test]

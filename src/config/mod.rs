@@ -211,6 +211,11 @@ pub struct ScimConfig {
     pub tokens: Vec<Secret>,
     /// Files each holding one token (Kubernetes Secret volumes); re-read on reload.
     pub token_files: Vec<PathBuf>,
+    /// The name of each of `tokens` once loaded, for the audit trail (never the value):
+    /// `tokens[0]`… for inline tokens, a token file's stem, `env` for `SCIM_TOKEN`. Filled by
+    /// loading, not read from the file; see [`ScimConfig::token_name`].
+    #[serde(skip)]
+    pub token_names: Vec<String>,
     /// Whether `/ServiceProviderConfig`, `/Schemas`, `/ResourceTypes` need the token.
     pub discovery_requires_auth: bool,
     pub max_body_bytes: usize,
@@ -251,6 +256,7 @@ impl Default for ScimConfig {
             enabled: true,
             tokens: Vec::new(),
             token_files: Vec::new(),
+            token_names: Vec::new(),
             discovery_requires_auth: true,
             max_body_bytes: 1024 * 1024,
             max_filter_length: 4096,
@@ -261,6 +267,17 @@ impl Default for ScimConfig {
             base_url: None,
             body_read_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl ScimConfig {
+    /// The name of the token at `index` in `tokens` (`tokens[index]` when loading gave none,
+    /// as for a configuration built in code).
+    pub fn token_name(&self, index: usize) -> String {
+        self.token_names
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| format!("tokens[{index}]"))
     }
 }
 
