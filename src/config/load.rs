@@ -227,7 +227,8 @@ fn resolve_chamilo_secrets(
 
 /// Builds the effective token list and its names (for the audit trail): `scim.tokens`
 /// (`tokens[0]`, `tokens[1]`…), then `scim.token_files` (each file's stem), then
-/// `SCIM_TOKEN` (`env`), then `SCIM_TOKEN_FILE` (its stem).
+/// `scim.named_tokens` (their `name`), then `SCIM_TOKEN` (`env`), then `SCIM_TOKEN_FILE`
+/// (its stem).
 fn resolve_tokens(
     config: &mut Config,
     env: &EnvSecrets,
@@ -256,6 +257,25 @@ fn resolve_tokens(
                 &format!("scim.token_files[{i}]"),
                 format!("{}: {e}", path.display()),
             )),
+        }
+    }
+    for (i, named) in config.scim.named_tokens.iter().enumerate() {
+        let key = format!("scim.named_tokens[{i}]");
+        let name = named.name.trim();
+        let token = match (&named.token, &named.token_file) {
+            _ if name.is_empty() => Err("name must not be empty".to_owned()),
+            (Some(t), None) => Secret::checked(t.expose()).map_err(|e| e.to_string()),
+            (None, Some(path)) => reader
+                .secret(path)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            _ => Err("give exactly one of token and token_file".to_owned()),
+        };
+        match token {
+            Ok(t) => {
+                effective.push(t);
+                names.push(name.to_owned());
+            }
+            Err(message) => errors.push(doc.error_at(&key, message)),
         }
     }
     if let Some(raw) = &env.scim_token {
@@ -418,9 +438,9 @@ fn warnings(config: &Config, doc: &Document<'_>, errors: &[ConfigError]) -> Vec<
 
 fn has_token_errors(errors: &[ConfigError]) -> bool {
     errors.iter().any(|e| {
-        e.key
-            .as_deref()
-            .is_some_and(|k| k.contains("TOKEN") || k.starts_with("scim.token"))
+        e.key.as_deref().is_some_and(|k| {
+            k.contains("TOKEN") || k.starts_with("scim.token") || k.starts_with("scim.named_tokens")
+        })
     })
 }
 
@@ -565,6 +585,34 @@ mod tests {
             loaded.config.scim.token_names,
             ["tokens[0]", "t1", "env", "t2"]
         );
+    }
+
+    #[test]
+    fn named_tokens_carry_their_name_and_need_exactly_one_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("okta-secret");
+        std::fs::write(&file, "okta-token-value\n").unwrap();
+        let text = format!(
+            "[[scim.named_tokens]]\nname = \"entra\"\ntoken = \"entra-token-value\"\n\n\
+             [[scim.named_tokens]]\nname = \"okta\"\ntoken_file = {:?}\n",
+            file.display().to_string()
+        );
+        let loaded = load_text(&text, EnvSecrets::default()).unwrap();
+        let scim = &loaded.config.scim;
+        let tokens: Vec<_> = scim.tokens.iter().map(|t| t.expose()).collect();
+        assert_eq!(tokens, ["entra-token-value", "okta-token-value"]);
+        assert_eq!(scim.token_names, ["entra", "okta"]);
+        for bad in [
+            "[[scim.named_tokens]]\nname = \"x\"\n",
+            "[[scim.named_tokens]]\nname = \" \"\ntoken = \"abc\"\n",
+            "[[scim.named_tokens]]\nname = \"x\"\ntoken = \"abc\"\ntoken_file = \"/t\"\n",
+        ] {
+            let err = load_text(bad, EnvSecrets::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("scim.named_tokens[0]"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -211,6 +211,9 @@ pub struct ScimConfig {
     pub tokens: Vec<Secret>,
     /// Files each holding one token (Kubernetes Secret volumes); re-read on reload.
     pub token_files: Vec<PathBuf>,
+    /// Tokens with a name of the operator's choosing for the audit trail
+    /// (`[[scim.named_tokens]] name = "entra"`, with `token_file` or `token`).
+    pub named_tokens: Vec<NamedToken>,
     /// The name of each of `tokens` once loaded, for the audit trail (never the value):
     /// `tokens[0]`… for inline tokens, a token file's stem, `env` for `SCIM_TOKEN`. Filled by
     /// loading, not read from the file; see [`ScimConfig::token_name`].
@@ -241,6 +244,16 @@ pub struct ScimConfig {
     pub body_read_timeout: Duration,
 }
 
+/// One `[[scim.named_tokens]]` entry: a token (inline or, better, in a file) and the name
+/// the audit trail gives it.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub name: String,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+}
+
 /// The account store behind the SCIM engine.
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -256,6 +269,7 @@ impl Default for ScimConfig {
             enabled: true,
             tokens: Vec::new(),
             token_files: Vec::new(),
+            named_tokens: Vec::new(),
             token_names: Vec::new(),
             discovery_requires_auth: true,
             max_body_bytes: 1024 * 1024,
