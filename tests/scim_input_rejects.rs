@@ -108,6 +108,26 @@ async fn user_names_equal_after_nfc_and_trimming_are_one_account() {
         )
         .await;
     assert_eq!(found.body["totalResults"], 1, "{found}");
+    // A PATCH renaming to another spelling of a taken name is refused, and changes nothing.
+    let id = stored.body["id"].as_str().unwrap_or_default().to_owned();
+    let renamed = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"Operations": [{"op": "replace", "path": "userName", "value": "jose\u{301}\t"}]})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::BAD_REQUEST, "{renamed}");
+    let renamed = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"Operations": [{"op": "replace", "path": "userName", "value": "jose\u{301} "}]})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::CONFLICT, "{renamed}");
+    let r = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(r.body["userName"], "ren\u{e9}e");
 }
 
 #[tokio::test]

@@ -88,3 +88,64 @@ impl AttrTypes for EitherSchema<'_> {
             .or_else(|| self.1.lookup(parent, path))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::query::CompareOp;
+    use crate::directory::schema::ResourceSchema;
+
+    fn compare(name: &str, sub: Option<&str>, value: CompValue) -> Filter {
+        Filter::Compare {
+            path: AttrPath::new(name, sub),
+            op: CompareOp::Eq,
+            value,
+        }
+    }
+
+    #[test]
+    fn long_chains_are_walked_without_recursion_and_every_term_is_checked() {
+        let term = || compare("userName", None, CompValue::Str("x".into()));
+        let mut chain = term();
+        for _ in 0..4096 {
+            chain = Filter::Or(Box::new(chain), Box::new(term()));
+        }
+        assert_eq!(check(&mut chain, ResourceSchema::full()), Ok(()));
+        chain = Filter::And(
+            Box::new(chain),
+            Box::new(compare("shoe", None, CompValue::Null)),
+        );
+        let err = check(&mut chain, ResourceSchema::full()).unwrap_err();
+        assert!(err.contains("shoe"), "{err}");
+    }
+
+    #[test]
+    fn user_name_literals_take_the_stored_form() {
+        let mut f = compare("USERNAME", None, CompValue::Str(" jose\u{301} ".into()));
+        assert_eq!(check(&mut f, ResourceSchema::full()), Ok(()));
+        assert_eq!(
+            f,
+            compare("USERNAME", None, CompValue::Str("jos\u{e9}".into()))
+        );
+        // Other attributes keep their literal as sent.
+        let mut g = compare("displayName", None, CompValue::Str(" x ".into()));
+        assert_eq!(check(&mut g, ResourceSchema::full()), Ok(()));
+        assert_eq!(
+            g,
+            compare("displayName", None, CompValue::Str(" x ".into()))
+        );
+    }
+
+    #[test]
+    fn dates_compare_with_dates_or_null() {
+        for (value, ok) in [
+            (CompValue::Str("2026-01-31T12:00:00Z".into()), true),
+            (CompValue::Null, true),
+            (CompValue::Str("2026-01-31".into()), false),
+            (CompValue::Bool(true), false),
+        ] {
+            let mut f = compare("meta", Some("created"), value);
+            assert_eq!(check(&mut f, ResourceSchema::full()).is_ok(), ok, "{f}");
+        }
+    }
+}
