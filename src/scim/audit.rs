@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use super::filter::parse_attr_path;
 use super::normalize::flatten_keys;
 
 /// Most attribute names one line lists; the rest are counted (a 10,000-member PATCH).
@@ -59,13 +60,21 @@ pub(super) fn patch_attributes(body: &Value) -> Vec<String> {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v)
         };
-        let verb = field("op")
+        // Only known words and parsed paths reach the line: what a client sent verbatim
+        // could hold a line break and forge a line in the text log format.
+        let verb = match field("op")
             .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_ascii_lowercase();
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some(v @ ("add" | "remove" | "replace")) => v.to_owned(),
+            _ => "?".to_owned(),
+        };
         match field("path").and_then(Value::as_str) {
             Some(path) => {
                 let attr = path.split('[').next().unwrap_or(path).trim();
+                let attr = parse_attr_path(attr)
+                    .map_or_else(|_| "(invalid path)".to_owned(), |p| p.to_string());
                 names.push(format!("{verb}:{attr}"));
             }
             None => {
@@ -133,6 +142,14 @@ mod tests {
                 "replace:name.givenName"
             ]
         );
+    }
+
+    #[test]
+    fn client_text_that_is_not_a_name_stays_out() {
+        let patch = json!({"Operations": [
+            {"op": "replace\nforged", "path": "active"},
+            {"op": "add", "path": "a\n{\"forged\": 1}"}]});
+        assert_eq!(patch_attributes(&patch), ["?:active", "add:(invalid path)"]);
     }
 
     #[test]
