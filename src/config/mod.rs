@@ -12,6 +12,7 @@ pub mod load;
 pub mod reload;
 pub mod secret;
 pub mod tls;
+mod tokens;
 
 pub use live::Live;
 // Re-export for src/chamilo until it switches to the new path. (The sections' fields hold
