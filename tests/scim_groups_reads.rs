@@ -226,8 +226,20 @@ async fn root_search_finds_users_and_groups() {
         "{second}"
     );
     assert_eq!(second.body["totalResults"], 2);
-    let groups_only = s
+    // `/Groups/.search` knows only the Group schema: `userName` there is an invalid filter.
+    let mixed = s
         .call(Method::POST, "/Groups/.search", Some(search(1, 10)))
+        .await;
+    assert_eq!(mixed.body["scimType"], "invalidFilter", "{mixed}");
+    let groups_only = s
+        .call(
+            Method::POST,
+            "/Groups/.search",
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": "displayName sw \"alpha\""}),
+            ),
+        )
         .await;
     assert_eq!(groups_only.body["totalResults"], 1, "{groups_only}");
 }

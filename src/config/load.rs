@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::error::{ConfigError, ConfigErrors, Document};
 use super::secret::SecretReader;
 use super::tls::TlsMaterial;
+use super::tokens::resolve_tokens;
 use super::Config;
-use crate::secret::Secret;
 
 /// Bootstrap settings given on the command line or in the environment; they win over the file.
 #[derive(Debug, Clone, Default)]
@@ -225,54 +225,6 @@ fn resolve_chamilo_secrets(
     }
 }
 
-/// Builds the effective token list: `scim.tokens`, then `scim.token_files`, then `SCIM_TOKEN`,
-/// then `SCIM_TOKEN_FILE`.
-fn resolve_tokens(
-    config: &mut Config,
-    env: &EnvSecrets,
-    reader: &mut SecretReader,
-    doc: &Document<'_>,
-    errors: &mut Vec<ConfigError>,
-) {
-    let mut effective = Vec::new();
-    for (i, token) in config.scim.tokens.iter().enumerate() {
-        match Secret::checked(token.expose()) {
-            Ok(t) => effective.push(t),
-            Err(e) => errors.push(doc.error_at(&format!("scim.tokens[{i}]"), e.to_string())),
-        }
-    }
-    for (i, path) in config.scim.token_files.iter().enumerate() {
-        match reader.secret(path) {
-            Ok(t) => effective.push(t),
-            Err(e) => errors.push(doc.error_at(
-                &format!("scim.token_files[{i}]"),
-                format!("{}: {e}", path.display()),
-            )),
-        }
-    }
-    if let Some(raw) = &env.scim_token {
-        match Secret::checked(raw) {
-            Ok(t) => effective.push(t),
-            Err(e) => errors.push(ConfigError {
-                key: Some("SCIM_TOKEN (environment)".to_owned()),
-                position: None,
-                message: e.to_string(),
-            }),
-        }
-    }
-    if let Some(path) = &env.scim_token_file {
-        match reader.secret(path) {
-            Ok(t) => effective.push(t),
-            Err(e) => errors.push(ConfigError {
-                key: Some("SCIM_TOKEN_FILE (environment)".to_owned()),
-                position: None,
-                message: format!("{}: {e}", path.display()),
-            }),
-        }
-    }
-    config.scim.tokens = effective;
-}
-
 fn validate(
     config: &Config,
     overrides: &Overrides,
@@ -394,9 +346,9 @@ fn warnings(config: &Config, doc: &Document<'_>, errors: &[ConfigError]) -> Vec<
 
 fn has_token_errors(errors: &[ConfigError]) -> bool {
     errors.iter().any(|e| {
-        e.key
-            .as_deref()
-            .is_some_and(|k| k.contains("TOKEN") || k.starts_with("scim.token"))
+        e.key.as_deref().is_some_and(|k| {
+            k.contains("TOKEN") || k.starts_with("scim.token") || k.starts_with("scim.named_tokens")
+        })
     })
 }
 
@@ -536,6 +488,39 @@ mod tests {
             .map(|t| t.expose())
             .collect();
         assert_eq!(tokens, ["inline", "from-file", "from-env", "from-env-file"]);
+        // Names for the audit trail: the position of an inline token, a file's stem.
+        assert_eq!(
+            loaded.config.scim.token_names,
+            ["tokens[0]", "t1", "env", "t2"]
+        );
+    }
+
+    #[test]
+    fn named_tokens_carry_their_name_and_need_exactly_one_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("okta-secret");
+        std::fs::write(&file, "okta-token-value\n").unwrap();
+        let text = format!(
+            "[[scim.named_tokens]]\nname = \"entra\"\ntoken = \"entra-token-value\"\n\n\
+             [[scim.named_tokens]]\nname = \"okta\"\ntoken_file = {:?}\n",
+            file.display().to_string()
+        );
+        let loaded = load_text(&text, EnvSecrets::default()).unwrap();
+        let scim = &loaded.config.scim;
+        let tokens: Vec<_> = scim.tokens.iter().map(|t| t.expose()).collect();
+        assert_eq!(tokens, ["entra-token-value", "okta-token-value"]);
+        assert_eq!(scim.token_names, ["entra", "okta"]);
+        for bad in [
+            "[[scim.named_tokens]]\nname = \"x\"\n",
+            "[[scim.named_tokens]]\nname = \" \"\ntoken = \"abc\"\n",
+            "[[scim.named_tokens]]\nname = \"x\"\ntoken = \"abc\"\ntoken_file = \"/t\"\n",
+        ] {
+            let err = load_text(bad, EnvSecrets::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("scim.named_tokens[0]"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod load;
 pub mod reload;
 pub mod secret;
 pub mod tls;
+mod tokens;
 
 pub use live::Live;
 // Re-export for src/chamilo until it switches to the new path. (The sections' fields hold
@@ -211,6 +212,14 @@ pub struct ScimConfig {
     pub tokens: Vec<Secret>,
     /// Files each holding one token (Kubernetes Secret volumes); re-read on reload.
     pub token_files: Vec<PathBuf>,
+    /// Tokens with a name of the operator's choosing for the audit trail
+    /// (`[[scim.named_tokens]] name = "entra"`, with `token_file` or `token`).
+    pub named_tokens: Vec<NamedToken>,
+    /// The name of each of `tokens` once loaded, for the audit trail (never the value):
+    /// `tokens[0]`… for inline tokens, a token file's stem, `env` for `SCIM_TOKEN`. Filled by
+    /// loading, not read from the file; see [`ScimConfig::token_name`].
+    #[serde(skip)]
+    pub token_names: Vec<String>,
     /// Whether `/ServiceProviderConfig`, `/Schemas`, `/ResourceTypes` need the token.
     pub discovery_requires_auth: bool,
     pub max_body_bytes: usize,
@@ -236,6 +245,16 @@ pub struct ScimConfig {
     pub body_read_timeout: Duration,
 }
 
+/// One `[[scim.named_tokens]]` entry: a token (inline or, better, in a file) and the name
+/// the audit trail gives it.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub name: String,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+}
+
 /// The account store behind the SCIM engine.
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -251,6 +270,8 @@ impl Default for ScimConfig {
             enabled: true,
             tokens: Vec::new(),
             token_files: Vec::new(),
+            named_tokens: Vec::new(),
+            token_names: Vec::new(),
             discovery_requires_auth: true,
             max_body_bytes: 1024 * 1024,
             max_filter_length: 4096,
@@ -261,6 +282,17 @@ impl Default for ScimConfig {
             base_url: None,
             body_read_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl ScimConfig {
+    /// The name of the token at `index` in `tokens` (`tokens[index]` when loading gave none,
+    /// as for a configuration built in code).
+    pub fn token_name(&self, index: usize) -> String {
+        self.token_names
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| format!("tokens[{index}]"))
     }
 }
 

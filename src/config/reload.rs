@@ -417,6 +417,8 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         enabled: _,
         tokens: _,
         token_files: _,
+        named_tokens: _,
+        token_names: _,
         discovery_requires_auth: _,
         max_body_bytes: _,
         max_filter_length: _,

@@ -12,10 +12,12 @@ use serde_json::Value;
 use crate::directory::query::CompValue;
 
 use super::{
-    Capabilities, DirFuture, Directory, DirectoryError, GroupStore, ListQuery, Page, User,
+    user_name_key, Capabilities, DirFuture, Directory, DirectoryError, GroupStore, ListQuery, Page,
+    User,
 };
 
-/// Users kept in a map; `userName` unique case-insensitively; versions are counters.
+/// Users kept in a map; `userName` unique by [`user_name_key`] (NFC, trimmed, any case);
+/// versions are counters.
 #[derive(Debug, Default)]
 pub struct MemoryDirectory {
     state: Mutex<State>,
@@ -94,7 +96,7 @@ impl State {
     fn user_name_taken(&self, user_name: Option<&str>, except: Option<&str>) -> bool {
         let Some(name) = user_name else { return false };
         self.by_user_name
-            .get(&name.to_lowercase())
+            .get(&user_name_key(name))
             .is_some_and(|owner| Some(owner.as_str()) != except)
     }
 
@@ -104,7 +106,7 @@ impl State {
         user.set("password", Value::Null);
         self.unindex(id);
         if let Some(name) = user.user_name() {
-            self.by_user_name.insert(name.to_lowercase(), id.to_owned());
+            self.by_user_name.insert(user_name_key(name), id.to_owned());
         }
         self.users
             .insert(id.to_owned(), Value::Object(user.into_json()));
@@ -117,7 +119,7 @@ impl State {
             .and_then(|u| u.get("userName"))
             .and_then(Value::as_str)
         {
-            self.by_user_name.remove(&name.to_lowercase());
+            self.by_user_name.remove(&user_name_key(name));
         }
     }
 
@@ -179,7 +181,7 @@ impl Directory for MemoryDirectory {
             } else if let Some(name) = equality("userName") {
                 state
                     .by_user_name
-                    .get(&name.to_lowercase())
+                    .get(&user_name_key(&name))
                     .and_then(|id| state.users.get(id))
                     .into_iter()
                     .collect()

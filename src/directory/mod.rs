@@ -415,6 +415,20 @@ pub trait Directory: Send + Sync {
     }
 }
 
+/// A `userName` as it is stored and compared: Unicode NFC, surrounding whitespace trimmed.
+/// Two spellings of one name (`é` precomposed or not, a trailing space) must not make two
+/// accounts; Chamilo itself trims and compares case-insensitively.
+pub fn canonical_user_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.trim().nfc().collect::<String>().trim().to_owned()
+}
+
+/// The key under which `userName` is unique: [`canonical_user_name`], lower-cased (Chamilo's
+/// `username_exist` is case-insensitive).
+pub fn user_name_key(name: &str) -> String {
+    canonical_user_name(name).to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

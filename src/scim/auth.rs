@@ -1,13 +1,15 @@
 //! Bearer-token authentication of SCIM requests.
 //!
 //! Tokens are compared as SHA-256 digests in constant time, against every configured token
-//! (no early exit), so neither the token nor which token matched leaks through timing.
+//! (no early exit), so neither the token nor which token matched leaks through timing. The
+//! matched token is named (never shown) for the audit trail: see
+//! [`ScimConfig::token_name`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::config::ScimConfig;
 
@@ -26,13 +28,15 @@ pub enum AuthFailure {
 /// logged at most once per configuration snapshot.
 static WARNED_CONFIG: AtomicUsize = AtomicUsize::new(0);
 
-/// Checks the `Authorization` header against `cfg.tokens`.
-pub fn authenticate(headers: &HeaderMap, cfg: &ScimConfig) -> Result<(), AuthFailure> {
-    let configured: Vec<&str> = cfg
+/// Checks the `Authorization` header against `cfg.tokens`; on success, the configured name
+/// of the token that matched.
+pub fn authenticate(headers: &HeaderMap, cfg: &ScimConfig) -> Result<String, AuthFailure> {
+    let configured: Vec<(usize, &str)> = cfg
         .tokens
         .iter()
         .map(|t| t.expose())
-        .filter(|t| !t.is_empty())
+        .enumerate()
+        .filter(|(_, t)| !t.is_empty())
         .collect();
     if configured.is_empty() {
         let addr = cfg as *const ScimConfig as usize;
@@ -49,12 +53,16 @@ pub fn authenticate(headers: &HeaderMap, cfg: &ScimConfig) -> Result<(), AuthFai
         .ok_or(AuthFailure::Missing)?;
     let presented = Sha256::digest(presented.as_bytes());
     let mut matched = subtle::Choice::from(0u8);
-    for token in configured {
+    // The index of the matching token, selected without a branch on the comparison.
+    let mut which = 0u64;
+    for (index, token) in configured {
         let expected = Sha256::digest(token.as_bytes());
-        matched |= expected.as_slice().ct_eq(presented.as_slice());
+        let equal = expected.as_slice().ct_eq(presented.as_slice());
+        which = u64::conditional_select(&which, &(index as u64), equal);
+        matched |= equal;
     }
     if bool::from(matched) {
-        Ok(())
+        Ok(cfg.token_name(usize::try_from(which).unwrap_or(0)))
     } else {
         Err(AuthFailure::Mismatch)
     }
@@ -88,31 +96,53 @@ mod tests {
     #[test]
     fn any_configured_token_is_accepted() {
         let c = cfg(&["old-token", "new-token"]);
-        assert_eq!(authenticate(&headers("Bearer old-token"), &c), Ok(()));
-        assert_eq!(authenticate(&headers("bearer  new-token "), &c), Ok(()));
+        assert_eq!(
+            authenticate(&headers("Bearer old-token"), &c).as_deref(),
+            Ok("tokens[0]")
+        );
+        assert_eq!(
+            authenticate(&headers("bearer  new-token "), &c).as_deref(),
+            Ok("tokens[1]")
+        );
+    }
+
+    #[test]
+    fn the_matched_token_is_named_by_its_configured_name() {
+        let c = ScimConfig {
+            token_names: vec!["entra".to_owned(), "okta".to_owned()],
+            ..cfg(&["entra-secret", "okta-secret"])
+        };
+        assert_eq!(
+            authenticate(&headers("Bearer okta-secret"), &c).as_deref(),
+            Ok("okta")
+        );
+        assert_eq!(
+            authenticate(&headers("Bearer entra-secret"), &c).as_deref(),
+            Ok("entra")
+        );
     }
 
     #[test]
     fn wrong_missing_or_unconfigured_tokens_fail() {
         let c = cfg(&["secret"]);
         assert_eq!(
-            authenticate(&headers("Bearer secreT"), &c),
+            authenticate(&headers("Bearer secreT"), &c).map(drop),
             Err(AuthFailure::Mismatch)
         );
         assert_eq!(
-            authenticate(&headers("Basic secret"), &c),
+            authenticate(&headers("Basic secret"), &c).map(drop),
             Err(AuthFailure::Missing)
         );
         assert_eq!(
-            authenticate(&HeaderMap::new(), &c),
+            authenticate(&HeaderMap::new(), &c).map(drop),
             Err(AuthFailure::Missing)
         );
         assert_eq!(
-            authenticate(&headers("Bearer secret"), &cfg(&[])),
+            authenticate(&headers("Bearer secret"), &cfg(&[])).map(drop),
             Err(AuthFailure::NoTokenConfigured)
         );
         assert_eq!(
-            authenticate(&headers("Bearer "), &cfg(&[""])),
+            authenticate(&headers("Bearer "), &cfg(&[""])).map(drop),
             Err(AuthFailure::NoTokenConfigured)
         );
     }

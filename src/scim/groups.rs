@@ -16,7 +16,7 @@ use super::projection::Projection;
 use super::request::{check_if_match, etag_matches, read_json, QueryParams, SearchParams};
 use super::response::{encode_id, json_response, render_resource, set_etag, LIST_RESPONSE};
 use super::routes::method_not_allowed;
-use super::{backend_error, normalize, patch, Outcome, ScimService};
+use super::{audit, backend_error, normalize, patch, Outcome, ScimService};
 use crate::body::{empty, BoxBody, BoxError};
 use crate::config::ScimConfig;
 use crate::directory::schema::ResourceSchema;
@@ -59,6 +59,7 @@ impl ScimService {
                     outcome.op = "group_create";
                     let projection = search().projection()?;
                     let body = read_json(req, cfg).await?;
+                    outcome.attributes = audit::body_attributes(&body);
                     create_group(store, body, base, &projection, outcome).await
                 }
                 _ => Err(method_not_allowed("GET, POST")),
@@ -85,11 +86,13 @@ impl ScimService {
                     Method::PUT => {
                         outcome.op = "group_replace";
                         let body = read_json(req, cfg).await?;
+                        outcome.attributes = audit::body_attributes(&body);
                         put_group(store, &id, &headers, body, base, &projection).await
                     }
                     Method::PATCH => {
                         outcome.op = "group_patch";
                         let body = read_json(req, cfg).await?;
+                        outcome.attributes = audit::patch_attributes(&body);
                         patch_group(store, &id, &headers, body, base, &projection).await
                     }
                     Method::DELETE => {
@@ -268,7 +271,7 @@ async fn list_groups(
     cfg: &ScimConfig,
 ) -> Result<Response<BoxBody>, ScimError> {
     let projection = search.projection()?;
-    let query = search.list_query(cfg)?;
+    let query = search.list_query(cfg, ResourceSchema::group())?;
     let page = store
         .find_groups(&query, wants_members(&projection))
         .await

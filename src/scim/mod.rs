@@ -8,7 +8,9 @@
 //! base URL used in `Location`/`meta.location` is derived from the request:
 //! `X-Forwarded-Proto` (else the URI's scheme, else `http`) and the authority or `Host`.
 //! Every operation logs one line (`op`, `id`, `status`, `scim_type`, `elapsed_ms`) at `info`
-//! (`warn` for 5xx); request bodies, passwords and tokens are never logged.
+//! (`warn` for 5xx); request bodies, passwords and tokens are never logged. Every
+//! authenticated write also logs one line at target `audit` ([`audit`]: token name,
+//! operation, resource type, id, attribute names, status, outcome).
 //!
 //! A request's path: [`ScimService::handle`] (the log line) → `routes` (the bearer token by
 //! [`auth`], the routing table, one handler per User operation; `groups` has those of
@@ -19,6 +21,7 @@
 //! `Location`, error bodies by [`error`]). Filter text is parsed by [`filter`] into the query
 //! model of [`crate::directory::query`]; `/Schemas` and friends come from [`discovery`].
 
+mod audit;
 pub mod auth;
 pub mod discovery;
 pub mod error;
@@ -63,10 +66,14 @@ pub struct ScimService {
     schema: ArcSwap<(Capabilities, ResourceSchema)>,
 }
 
-/// What the per-operation log line records.
+/// What the per-operation log line and the audit line record.
 struct Outcome {
     op: &'static str,
     id: Option<String>,
+    /// The configured name of the token that authenticated the request.
+    token: Option<String>,
+    /// The attribute names a write touched, for the audit line (never values).
+    attributes: Vec<String>,
 }
 
 /// A service with no backend: every user operation answers 503 (discovery still answers).
@@ -156,6 +163,8 @@ impl ScimService {
         let mut outcome = Outcome {
             op: "unknown",
             id: None,
+            token: None,
+            attributes: Vec::new(),
         };
         let result = self.route(req, sub_path, cfg, &mut outcome).await;
         let mut scim_type = None;
@@ -189,8 +198,36 @@ impl ScimService {
                 "scim operation"
             );
         }
+        audit_line(&outcome, status, scim_type);
         response
     }
+}
+
+/// The audit line of a write, success or failure (see [`audit`]). Only authenticated
+/// requests carry a token name, so a 401 is never audited.
+fn audit_line(outcome: &Outcome, status: u16, scim_type: Option<&str>) {
+    let (Some(token), Some((resource_type, operation))) =
+        (outcome.token.as_deref(), audit::write_of(outcome.op))
+    else {
+        return;
+    };
+    let result = if (200..300).contains(&status) {
+        "success"
+    } else {
+        "failure"
+    };
+    tracing::info!(
+        target: "audit",
+        token,
+        operation,
+        resource_type,
+        id = outcome.id.as_deref(),
+        attributes = %outcome.attributes.join(","),
+        status,
+        outcome = result,
+        scim_type,
+        "scim write"
+    );
 }
 
 /// Logs a backend failure's detail (no secrets by the trait's contract) and converts it.

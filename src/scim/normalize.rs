@@ -2,10 +2,15 @@
 //! canonical form of [`crate::directory::User`] before anything else looks at it.
 //!
 //! Tolerated: attribute names in any case, URN-qualified and dotted keys, string booleans
-//! (`"False"`), numbers for strings, `null` and `""` as absence, a lone value for a multi-valued
-//! attribute, a one-element array (or a bare id string) for a single-valued complex one
-//! (`manager`), read-only attributes (`id`, `meta`, `groups`) which are ignored, and unknown
-//! attributes, which are ignored too (IdPs send attributes the backend does not map).
+//! (`"False"`), numbers for strings (not for `userName`), `null` and `""` as absence, a lone
+//! value for a multi-valued attribute, a one-element array (or a bare id string) for a
+//! single-valued complex one (`manager`), read-only attributes (`id`, `meta`, `groups`) which
+//! are ignored, and unknown attributes, which are ignored too (IdPs send attributes the
+//! backend does not map).
+//!
+//! Refused (issue 11 §9): a boolean where a string is required, control characters in a
+//! single-line string. `userName` is stored in NFC with surrounding whitespace trimmed
+//! ([`crate::directory::canonical_user_name`]).
 
 use std::collections::HashSet;
 
@@ -15,7 +20,9 @@ use super::error::{ScimError, ScimType};
 use super::filter::parse_attr_path;
 use crate::directory::query::{AttrKind, AttrPath};
 use crate::directory::schema::{AttrDef, Mutability, ResourceKind, ResourceSchema, Section};
-use crate::directory::{Capabilities, User, ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
+use crate::directory::{
+    canonical_user_name, Capabilities, User, ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA,
+};
 
 /// Splits an object into `(path, value)` pairs: URN containers are opened, dotted and
 /// URN-qualified keys become paths. Keys that are not attribute paths are dropped.
@@ -192,12 +199,46 @@ fn coerce_single(def: &AttrDef, value: &Value, path: &str) -> Result<Option<Valu
             }
         }
         (_, Value::String(s)) if s.is_empty() => None,
-        (_, Value::String(s)) => Some(Value::String(s.clone())),
+        (_, Value::String(s)) => checked_string(def, s, path)?.map(Value::String),
+        // A userName is an identifier that IdPs send as a string: a number there is a mapping
+        // mistake, and storing `"42"` would hide it (issue 11 §9).
+        (_, Value::Number(_)) if def.name == "userName" => {
+            return Err(ScimError::invalid_value(format!(
+                "{path} must be a string, not a number"
+            )))
+        }
         // Entra sends employeeNumber as a number now and then.
         (_, Value::Number(n)) => Some(Value::String(n.to_string())),
-        (_, Value::Bool(b)) => Some(Value::String(b.to_string())),
+        // No IdP sends a boolean for a string; `"userName": true` was stored as "true".
+        (_, Value::Bool(_)) => {
+            return Err(ScimError::invalid_value(format!(
+                "{path} must be a string, not a boolean"
+            )))
+        }
         (_, _) => return Err(wrong()),
     })
+}
+
+/// Whether `c` is a C0 control character or DEL, which no single-line value may hold.
+fn is_control(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}')
+}
+
+/// A string value as stored: control characters refused (they end up in Chamilo columns, log
+/// lines and CSV exports), `userName` in its canonical form. `Ok(None)` means absent. A
+/// formatted address may span lines, and a password is passed on untouched.
+fn checked_string(def: &AttrDef, s: &str, path: &str) -> Result<Option<String>, ScimError> {
+    let multi_line = def.name == "password" || path.eq_ignore_ascii_case("addresses.formatted");
+    if !multi_line && s.chars().any(is_control) {
+        return Err(ScimError::invalid_value(format!(
+            "{path} must not contain control characters (U+0000 to U+001F, U+007F)"
+        )));
+    }
+    if def.name == "userName" {
+        let name = canonical_user_name(s);
+        return Ok((!name.is_empty()).then_some(name));
+    }
+    Ok(Some(s.to_owned()))
 }
 
 /// Leaves at most one element with `primary: true`: the one at `prefer` when it is primary,

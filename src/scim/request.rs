@@ -13,7 +13,7 @@ use super::response::weak_etag;
 use super::MOUNT_PATH;
 use crate::body::BoxError;
 use crate::config::ScimConfig;
-use crate::directory::query::AttrPath;
+use crate::directory::query::{check_filter, AttrPath, AttrTypes};
 use crate::directory::{ListQuery, SortKey};
 
 const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -117,9 +117,22 @@ impl SearchParams {
 
     /// The directory query these parameters ask for: the filter and `sortBy` parsed, `startIndex`
     /// at least 1, `count` defaulted and clamped by `cfg`.
-    pub(super) fn list_query(&self, cfg: &ScimConfig) -> Result<ListQuery, ScimError> {
+    /// The filter is checked against `types` (the schema of the resource types searched).
+    pub(super) fn list_query(
+        &self,
+        cfg: &ScimConfig,
+        types: &dyn AttrTypes,
+    ) -> Result<ListQuery, ScimError> {
         let filter = match self.filter.as_deref().map(str::trim) {
-            None | Some("") => None,
+            None => None,
+            // `filter=` would otherwise list everyone: a client that meant to filter and sent
+            // nothing must hear about it (issue 11 §9).
+            Some("") => {
+                return Err(ScimError::bad_request(
+                    ScimType::InvalidFilter,
+                    "The filter is blank; omit the filter parameter to list every resource",
+                ))
+            }
             Some(f) => {
                 let limits = FilterLimits {
                     max_length: cfg.max_filter_length,
@@ -131,9 +144,16 @@ impl SearchParams {
                         format!("The filter is longer than {} bytes", cfg.max_filter_length),
                     ));
                 }
-                Some(filter::parse_filter(f, &limits).map_err(|e| {
+                let mut parsed = filter::parse_filter(f, &limits).map_err(|e| {
                     ScimError::bad_request(ScimType::InvalidFilter, format!("Invalid filter {e}"))
-                })?)
+                })?;
+                check_filter(&mut parsed, types).map_err(|why| {
+                    ScimError::bad_request(
+                        ScimType::InvalidFilter,
+                        format!("Invalid filter: {why}"),
+                    )
+                })?;
+                Some(parsed)
             }
         };
         let sort = match self.sort_by.as_deref().map(str::trim) {

@@ -14,9 +14,11 @@ use super::request::{
 use super::response::{
     encode_id, json_response, render_json, render_user, set_etag, LIST_RESPONSE,
 };
-use super::{auth, backend_error, discovery, normalize, patch, Outcome, ScimService};
+use super::{audit, auth, backend_error, discovery, normalize, patch, Outcome, ScimService};
 use crate::body::{empty, BoxBody, BoxError};
 use crate::config::ScimConfig;
+use crate::directory::query::EitherSchema;
+use crate::directory::schema::ResourceSchema;
 use crate::directory::{DirectoryError, GroupStore, ListQuery, User};
 
 impl ScimService {
@@ -42,13 +44,16 @@ impl ScimService {
             Some("serviceproviderconfig" | "resourcetypes" | "schemas")
         );
         if !is_discovery || cfg.discovery_requires_auth {
-            if let Err(why) = auth::authenticate(req.headers(), cfg) {
-                outcome.op = "authenticate";
-                tracing::debug!(reason = ?why, "scim request not authenticated");
-                return Err(ScimError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "Authentication with a valid bearer token is required",
-                ));
+            match auth::authenticate(req.headers(), cfg) {
+                Ok(name) => outcome.token = Some(name),
+                Err(why) => {
+                    outcome.op = "authenticate";
+                    tracing::debug!(reason = ?why, "scim request not authenticated");
+                    return Err(ScimError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "Authentication with a valid bearer token is required",
+                    ));
+                }
             }
         }
         let base = base_url(&req, cfg);
@@ -67,6 +72,7 @@ impl ScimService {
                         .into_search()
                         .projection()?;
                     let body = read_json(req, cfg).await?;
+                    outcome.attributes = audit::body_attributes(&body);
                     self.create(body, &base, &projection, outcome).await
                 }
                 _ => Err(method_not_allowed("GET, POST")),
@@ -104,6 +110,7 @@ impl ScimService {
                             .projection()?;
                         let headers = req.headers().clone();
                         let body = read_json(req, cfg).await?;
+                        outcome.attributes = audit::body_attributes(&body);
                         self.put(&id, &headers, body, &base, &projection).await
                     }
                     Method::PATCH => {
@@ -113,6 +120,7 @@ impl ScimService {
                             .projection()?;
                         let headers = req.headers().clone();
                         let body = read_json(req, cfg).await?;
+                        outcome.attributes = audit::patch_attributes(&body);
                         self.patch(&id, &headers, body, &base, &projection).await
                     }
                     Method::DELETE => {
@@ -339,7 +347,7 @@ impl ScimService {
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
         let projection = search.projection()?;
-        let query = search.list_query(cfg)?;
+        let query = search.list_query(cfg, ResourceSchema::full())?;
         let count = query.count;
         let start_index = query.start_index;
         let mut page = self.directory.find(&query).await.map_err(backend_error)?;
@@ -377,7 +385,10 @@ impl ScimService {
     ) -> Result<Response<BoxBody>, ScimError> {
         let schema = self.schema();
         let projection = search.projection()?;
-        let query = search.list_query(cfg)?;
+        let query = search.list_query(
+            cfg,
+            &EitherSchema(ResourceSchema::full(), ResourceSchema::group()),
+        )?;
         let users = self.directory.find(&query).await.map_err(backend_error)?;
         let mut resources: Vec<Value> = users
             .resources

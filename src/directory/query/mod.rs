@@ -30,10 +30,15 @@
 //! - `pr` is false for a missing attribute, `null`, `""`, `[]` and objects with nothing
 //!   present inside.
 //!
+//! Before a list request reaches a backend the SCIM layer runs [`check_filter`]: unknown
+//! attributes and non-dates compared with `dateTime` attributes are refused, and `userName`
+//! literals take the stored (NFC, trimmed) form.
+//!
 //! `and`/`or` chains can be thousands of terms long (left-deep trees): code that walks a
 //! [`Filter`] recursively should loop along `And`/`Or` spines as [`matches()`] and `Display`
 //! do.
 
+mod check;
 mod eval;
 mod select;
 
@@ -43,6 +48,7 @@ use serde_json::{Number, Value};
 
 use super::{Group, GroupPage, User};
 
+pub use check::{check as check_filter, EitherSchema};
 pub use eval::matches;
 
 /// `urn:…:User:name.givenName` → `{ urn: Some("urn:…:User"), name: "name", sub_attr: Some("givenName") }`.
