@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::chamilo_metrics::ChamiloCallMetrics;
 use crate::admin::Health;
+use crate::chamilo::directory::ChamiloDirectory;
+use crate::chamilo::enrolment::EnrolmentRules;
 use crate::chamilo::{Backend, ChamiloClient, Credentials};
 use crate::config::{ChamiloConfig, DirectoryKind, Live};
 use crate::directory::memory::MemoryDirectory;
@@ -64,6 +66,7 @@ pub fn scim_service(
             tokio::spawn(follow_credentials(
                 live.clone(),
                 backend.client.clone(),
+                backend.directory.clone(),
                 stop.clone(),
             ));
             tokio::spawn(start_with_retry(backend.clone(), health.clone(), stop));
@@ -90,9 +93,15 @@ fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
         && exposed(&a.security_key) == exposed(&b.security_key)
 }
 
-/// Hands rotated Chamilo secrets (files re-read by the configuration reload) to the client;
-/// other `[chamilo]` settings need a restart, which the reload already reports.
-async fn follow_credentials(live: Live, client: Arc<ChamiloClient>, stop: CancellationToken) {
+/// Hands rotated Chamilo secrets (files re-read by the configuration reload) to the client
+/// and the enrolment mapping to the directory (each operation takes a snapshot); other
+/// `[chamilo]` settings need a restart, which the reload already reports.
+async fn follow_credentials(
+    live: Live,
+    client: Arc<ChamiloClient>,
+    directory: Arc<ChamiloDirectory>,
+    stop: CancellationToken,
+) {
     let mut changes = live.subscribe();
     let mut current = credentials_of(&live.current().chamilo);
     loop {
@@ -102,7 +111,21 @@ async fn follow_credentials(live: Live, client: Arc<ChamiloClient>, stop: Cancel
                 if changed.is_err() {
                     return;
                 }
-                let next = credentials_of(&live.current().chamilo);
+                let config = live.current();
+                match EnrolmentRules::from_config(&config.chamilo) {
+                    Ok(rules) if rules != *directory.enrolment().rules() => {
+                        tracing::info!(
+                            rules = rules.rules.len(),
+                            dry_run = rules.dry_run,
+                            "SCIM: course enrolment mapping reloaded"
+                        );
+                        directory.enrolment().set_rules(rules);
+                    }
+                    Ok(_) => {}
+                    // The loader validated it; keep the rules in force.
+                    Err(e) => tracing::error!(error = %e, "SCIM: course enrolment mapping not reloaded"),
+                }
+                let next = credentials_of(&config.chamilo);
                 if !same_credentials(&current, &next) {
                     tracing::info!("SCIM: Chamilo service-account credentials changed; using the new ones");
                     client.update_credentials(next.clone());
