@@ -103,6 +103,9 @@ async fn follow_credentials(
     stop: CancellationToken,
 ) {
     let mut changes = live.subscribe();
+    // A reload between the backend's build and this task's first poll is not missed: the
+    // first turn compares the enrolment mapping with the configuration in force.
+    changes.mark_changed();
     let mut current = credentials_of(&live.current().chamilo);
     loop {
         tokio::select! {
@@ -310,5 +313,67 @@ impl GroupStore for StartingDirectory {
             Ok(g) => g.groups_of(user_id),
             Err(e) => Box::pin(async move { Err(e) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::Loaded;
+    use crate::config::{Config, EnrolmentConfig};
+
+    fn loaded(config: Config) -> Loaded {
+        Loaded {
+            config,
+            tls: None,
+            fingerprint: [0; 32],
+            files: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_hands_the_enrolment_mapping_to_the_directory() {
+        let mut config = Config::default();
+        config.chamilo.api_key = Some(Secret::new("k".to_owned()));
+        let backend = Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap();
+        backend
+            .directory
+            .enrolment()
+            .set_rules(EnrolmentRules::from_config(&config.chamilo).unwrap());
+        let live = Live::new(&loaded(config.clone()));
+        let stop = CancellationToken::new();
+        tokio::spawn(follow_credentials(
+            live.clone(),
+            backend.client.clone(),
+            backend.directory.clone(),
+            stop.clone(),
+        ));
+        assert!(backend.directory.enrolment().rules().is_empty());
+        config.chamilo.enrolment = vec![EnrolmentConfig {
+            display_name: Some("Course *".into()),
+            external_id: None,
+            courses: vec!["M1".into()],
+            role: "teacher".into(),
+        }];
+        config.chamilo.enrolment_dry_run = false;
+        // Installed before the task first runs (it must not be missed), then once more
+        // while it waits.
+        live.install(config.clone(), None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while backend.directory.enrolment().rules().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "not reloaded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let rules = backend.directory.enrolment().rules();
+        assert!(!rules.dry_run);
+        assert_eq!(rules.grants("course x", None).len(), 1);
+        config.chamilo.enrolment_dry_run = true;
+        live.install(config, None);
+        while !backend.directory.enrolment().rules().dry_run {
+            assert!(std::time::Instant::now() < deadline, "not reloaded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
     }
 }
