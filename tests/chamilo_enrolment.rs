@@ -298,3 +298,36 @@ async fn a_failed_subscription_is_reported_and_owed_until_a_later_write_of_the_g
         .unwrap();
     assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5), (5, 5)]);
 }
+
+#[tokio::test]
+async fn members_added_before_a_membership_failure_are_enrolled_and_the_retry_does_the_rest() {
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH"], "student")],
+        false,
+    ))
+    .await;
+    let id = create(&s, "Course P", None, &[3]).await;
+    s.chamilo.inject_fault(Fault::nth_of(
+        "add_group_sub_user",
+        2,
+        FaultKind::Refuse {
+            message: "Database error".into(),
+        },
+    ));
+    let g = patch(&s, id, json!({"members": members(&[3, 4, 5])})).await;
+    assert!(g.is_err(), "an incomplete membership write is a 503: {g:?}");
+    let class = chamilo_support::groups::classes(&s.chamilo)
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    assert_eq!(class.members.len(), 2, "one of the two was added");
+    let enrolled_now: Vec<u64> = enrolled(&s.chamilo, "MATH")
+        .iter()
+        .map(|(u, _)| *u)
+        .collect();
+    assert_eq!(enrolled_now, class.members, "the added one is enrolled");
+    patch(&s, id, json!({"members": members(&[3, 4, 5])}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5), (5, 5)]);
+}

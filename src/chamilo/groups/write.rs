@@ -354,6 +354,14 @@ impl ChamiloDirectory {
                 // A member deleted in Chamilo since the index learned it, or the class.
                 self.lookup.request_refresh();
             }
+            // The members that did change (and a rename, done by now if wanted) are enrolled
+            // now: the identity provider's retry only sends the rest.
+            let applied = MemberDiff {
+                added: progress.added.clone(),
+                removed: progress.removed.clone(),
+            };
+            self.enrol_after_update(class, &display, &description, base, &applied, &all)
+                .await;
             if !progress.anything_applied() && !e.is_ambiguous() {
                 tracing::warn!(
                     chamilo.group_id = gid,
