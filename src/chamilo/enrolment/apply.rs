@@ -7,7 +7,7 @@
 //! [`OWED_ROUNDS`] times), since the identity provider's retry of the same PATCH would find
 //! no membership left to change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -319,9 +319,4 @@ pub fn member_list(members: impl IntoIterator<Item = u64>) -> Vec<u64> {
         .collect::<BTreeSet<u64>>()
         .into_iter()
         .collect()
-}
-
-/// Unused grants placeholder for a side without grants.
-pub fn no_grants() -> Grants {
-    BTreeMap::new()
 }
