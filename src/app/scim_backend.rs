@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::chamilo_metrics::ChamiloCallMetrics;
 use crate::admin::Health;
+use crate::chamilo::directory::ChamiloDirectory;
+use crate::chamilo::enrolment::EnrolmentRules;
 use crate::chamilo::{Backend, ChamiloClient, Credentials};
 use crate::config::{ChamiloConfig, DirectoryKind, Live};
 use crate::directory::memory::MemoryDirectory;
@@ -64,6 +66,7 @@ pub fn scim_service(
             tokio::spawn(follow_credentials(
                 live.clone(),
                 backend.client.clone(),
+                backend.directory.clone(),
                 stop.clone(),
             ));
             tokio::spawn(start_with_retry(backend.clone(), health.clone(), stop));
@@ -90,10 +93,19 @@ fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
         && exposed(&a.security_key) == exposed(&b.security_key)
 }
 
-/// Hands rotated Chamilo secrets (files re-read by the configuration reload) to the client;
-/// other `[chamilo]` settings need a restart, which the reload already reports.
-async fn follow_credentials(live: Live, client: Arc<ChamiloClient>, stop: CancellationToken) {
+/// Hands rotated Chamilo secrets (files re-read by the configuration reload) to the client
+/// and the enrolment mapping to the directory (each operation takes a snapshot); other
+/// `[chamilo]` settings need a restart, which the reload already reports.
+async fn follow_credentials(
+    live: Live,
+    client: Arc<ChamiloClient>,
+    directory: Arc<ChamiloDirectory>,
+    stop: CancellationToken,
+) {
     let mut changes = live.subscribe();
+    // A reload between the backend's build and this task's first poll is not missed: the
+    // first turn compares the enrolment mapping with the configuration in force.
+    changes.mark_changed();
     let mut current = credentials_of(&live.current().chamilo);
     loop {
         tokio::select! {
@@ -102,7 +114,21 @@ async fn follow_credentials(live: Live, client: Arc<ChamiloClient>, stop: Cancel
                 if changed.is_err() {
                     return;
                 }
-                let next = credentials_of(&live.current().chamilo);
+                let config = live.current();
+                match EnrolmentRules::from_config(&config.chamilo) {
+                    Ok(rules) if rules != *directory.enrolment().rules() => {
+                        tracing::info!(
+                            rules = rules.rules.len(),
+                            dry_run = rules.dry_run,
+                            "SCIM: course enrolment mapping reloaded"
+                        );
+                        directory.enrolment().set_rules(rules);
+                    }
+                    Ok(_) => {}
+                    // The loader validated it; keep the rules in force.
+                    Err(e) => tracing::error!(error = %e, "SCIM: course enrolment mapping not reloaded"),
+                }
+                let next = credentials_of(&config.chamilo);
                 if !same_credentials(&current, &next) {
                     tracing::info!("SCIM: Chamilo service-account credentials changed; using the new ones");
                     client.update_credentials(next.clone());
@@ -287,5 +313,67 @@ impl GroupStore for StartingDirectory {
             Ok(g) => g.groups_of(user_id),
             Err(e) => Box::pin(async move { Err(e) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::Loaded;
+    use crate::config::{Config, EnrolmentConfig};
+
+    fn loaded(config: Config) -> Loaded {
+        Loaded {
+            config,
+            tls: None,
+            fingerprint: [0; 32],
+            files: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_hands_the_enrolment_mapping_to_the_directory() {
+        let mut config = Config::default();
+        config.chamilo.api_key = Some(Secret::new("k".to_owned()));
+        let backend = Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap();
+        backend
+            .directory
+            .enrolment()
+            .set_rules(EnrolmentRules::from_config(&config.chamilo).unwrap());
+        let live = Live::new(&loaded(config.clone()));
+        let stop = CancellationToken::new();
+        tokio::spawn(follow_credentials(
+            live.clone(),
+            backend.client.clone(),
+            backend.directory.clone(),
+            stop.clone(),
+        ));
+        assert!(backend.directory.enrolment().rules().is_empty());
+        config.chamilo.enrolment = vec![EnrolmentConfig {
+            display_name: Some("Course *".into()),
+            external_id: None,
+            courses: vec!["M1".into()],
+            role: "teacher".into(),
+        }];
+        config.chamilo.enrolment_dry_run = false;
+        // Installed before the task first runs (it must not be missed), then once more
+        // while it waits.
+        live.install(config.clone(), None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while backend.directory.enrolment().rules().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "not reloaded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let rules = backend.directory.enrolment().rules();
+        assert!(!rules.dry_run);
+        assert_eq!(rules.grants("course x", None).len(), 1);
+        config.chamilo.enrolment_dry_run = true;
+        live.install(config, None);
+        while !backend.directory.enrolment().rules().dry_run {
+            assert!(std::time::Instant::now() < deadline, "not reloaded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
     }
 }

@@ -75,6 +75,8 @@ pub struct ChamiloDirectory {
     /// Accounts just confirmed fresh by `get`, for the write that follows at once (see
     /// [`ConfirmedJustNow`]).
     pub(crate) confirmed: ConfirmedJustNow,
+    /// Course enrolment by group: the rules in force and the changes owed.
+    pub(crate) enrolment: super::enrolment::apply::Enrolment,
 }
 
 /// The engine's PUT and PATCH read the user (`Directory::get`: one fresh confirmation) and
@@ -133,6 +135,7 @@ impl ChamiloDirectory {
             capabilities: mapping.capabilities(),
             mapping,
             confirmed: ConfirmedJustNow::default(),
+            enrolment: Default::default(),
         }
     }
 

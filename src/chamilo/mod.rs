@@ -18,6 +18,7 @@
 pub mod client;
 pub mod deprovisioned;
 pub mod directory;
+pub mod enrolment;
 pub mod error;
 pub mod groups;
 pub mod index;
@@ -63,6 +64,8 @@ impl Backend {
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, ChamiloError> {
         let mapping = mapping::ChamiloMapping::from_config(config)?;
+        let enrolment = enrolment::EnrolmentRules::from_config(config)
+            .map_err(|detail| ChamiloError::Config { detail })?;
         let mut client = ChamiloClient::new(ClientSettings::from_config(config, upstream_url)?)?;
         if let Some(observer) = observer {
             client = client.with_observer(observer);
@@ -78,6 +81,7 @@ impl Backend {
             lookup.clone(),
             mapping,
         ));
+        directory.enrolment().set_rules(enrolment);
         Ok(Self {
             client,
             lookup,

@@ -317,6 +317,8 @@ fn validate(
         }
     }
 
+    super::enrolment::validate(&config.chamilo, doc, errors);
+
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
         errors.push(doc.error_at("log.level", format!("not a valid level or filter: {e}")));
     }
@@ -410,10 +412,10 @@ fn read_pem(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn load_text(text: &str, env: EnvSecrets) -> Result<Loaded, LoadFailure> {
+    pub(crate) fn load_text(text: &str, env: EnvSecrets) -> Result<Loaded, LoadFailure> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
@@ -424,7 +426,7 @@ mod tests {
         })
     }
 
-    fn with_token() -> EnvSecrets {
+    pub(crate) fn with_token() -> EnvSecrets {
         EnvSecrets {
             scim_token: Some("t0k3n".to_owned()),
             scim_token_file: None,

@@ -6,6 +6,7 @@
 //! with key and line), [`secret`] (secret files), [`tls`] (certificate/key preparation),
 //! [`live`] (the atomically swapped configuration) and [`reload`] (watching and reloading).
 
+pub mod enrolment;
 pub mod error;
 pub mod live;
 pub mod load;
@@ -14,6 +15,7 @@ pub mod secret;
 pub mod tls;
 mod tokens;
 
+pub use enrolment::{check_course_code, EnrolmentConfig};
 pub use live::Live;
 // Re-export for src/chamilo until it switches to the new path. (The sections' fields hold
 // `Secret`s, so tests and examples that build a configuration use it from here too.)
@@ -394,6 +396,11 @@ pub struct ChamiloConfig {
     /// At start-up, create the userName/externalId/attributes extra fields when they are missing
     /// (through a placeholder account deleted at once); when false, refuse and explain.
     pub create_extra_fields: bool,
+    /// Groups whose members are enrolled in courses (`[[chamilo.enrolment]]`); reloadable.
+    pub enrolment: Vec<EnrolmentConfig>,
+    /// Log the enrolment changes instead of making them. On by default, so that a mapping is
+    /// first seen at work (on a test group) before it enrols or unenrols anyone; reloadable.
+    pub enrolment_dry_run: bool,
 }
 
 impl Default for ChamiloConfig {
@@ -429,6 +436,8 @@ impl Default for ChamiloConfig {
             list_scope: "all".to_owned(),
             group_scope: "all".to_owned(),
             create_extra_fields: true,
+            enrolment: Vec::new(),
+            enrolment_dry_run: true,
         }
     }
 }

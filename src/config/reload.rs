@@ -469,6 +469,9 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         list_scope,
         group_scope,
         create_extra_fields,
+        // Read per operation from the live configuration (`chamilo::enrolment`).
+        enrolment: _,
+        enrolment_dry_run: _,
     } = chamilo;
     kept.keep("chamilo.url", &o.url, url);
     kept.keep("chamilo.username", &o.username, username);

@@ -6,6 +6,7 @@
 //! Request and response bodies are never logged: they carry api keys, passwords and, for SOAP,
 //! a debug dump that echoes the SOAP secret.
 
+pub mod courses;
 pub mod decode;
 pub mod groups;
 pub mod listing;

@@ -21,6 +21,8 @@ use super::members::{member_ids, MemberDiff};
 use super::{same_name, stored_as, to_group, CLASS};
 use crate::chamilo::client::Group as Class;
 use crate::chamilo::directory::{from_chamilo, ChamiloDirectory};
+use crate::chamilo::enrolment::apply::member_list;
+use crate::chamilo::enrolment::Side;
 use crate::chamilo::error::ChamiloError;
 use crate::chamilo::write::{WriteOutcome, RETRY_AFTER};
 use crate::directory::{DirectoryError, Group};
@@ -136,12 +138,60 @@ impl ChamiloDirectory {
             description,
             group_type: CLASS,
         };
+        let rules = self.enrolment().rules();
+        let after = Side {
+            grants: Self::class_grants(&rules, &class),
+            members: &diff.added,
+        };
+        self.follow_membership(&rules, gid, &class.name, &Side::default(), &after, &all)
+            .await;
         let members: Vec<(u64, Option<String>)> = diff
             .added
             .iter()
             .map(|id| (*id, self.user_display(*id)))
             .collect();
         Ok(to_group(&class, Some(&members)))
+    }
+
+    /// The enrolment changes of a successful update: the grants of the class as it was and
+    /// as it is now (a rename may start or stop matching a pattern), and its members.
+    async fn enrol_after_update(
+        &self,
+        class: &Class,
+        display: &str,
+        description: &str,
+        base: &Group,
+        diff: &MemberDiff,
+        all: &[Class],
+    ) {
+        let rules = self.enrolment().rules();
+        let now = Class {
+            id: class.id,
+            name: display.to_owned(),
+            description: description.to_owned(),
+            group_type: CLASS,
+        };
+        let (old_grants, new_grants) = (
+            Self::class_grants(&rules, class),
+            Self::class_grants(&rules, &now),
+        );
+        let old: Vec<u64> = member_list(shown_in(base).into_iter().map(|(id, _)| id));
+        let new: Vec<u64> = member_list(
+            old.iter()
+                .copied()
+                .filter(|id| !diff.removed.contains(id))
+                .chain(diff.added.iter().copied()),
+        );
+        let before = Side {
+            grants: old_grants,
+            members: &old,
+        };
+        let after = Side {
+            grants: new_grants,
+            members: &new,
+        };
+        self.follow_membership(&rules, class.id, display, &before, &after, all)
+            .await;
     }
 
     /// `add_group`, sent again when its answer was lost; a class found with this name and
@@ -304,6 +354,14 @@ impl ChamiloDirectory {
                 // A member deleted in Chamilo since the index learned it, or the class.
                 self.lookup.request_refresh();
             }
+            // The members that did change (and a rename, done by now if wanted) are enrolled
+            // now: the identity provider's retry only sends the rest.
+            let applied = MemberDiff {
+                added: progress.added.clone(),
+                removed: progress.removed.clone(),
+            };
+            self.enrol_after_update(class, &display, &description, base, &applied, &all)
+                .await;
             if !progress.anything_applied() && !e.is_ambiguous() {
                 tracing::warn!(
                     chamilo.group_id = gid,
@@ -318,6 +376,8 @@ impl ChamiloDirectory {
             self.client
                 .report_write(OP_UPDATE, outcome(progress.repaired));
         }
+        self.enrol_after_update(class, &display, &description, base, &diff, &all)
+            .await;
         let mut members: Vec<(u64, Option<String>)> = shown_in(base)
             .into_iter()
             .filter(|(id, _)| !diff.removed.contains(id))
@@ -444,9 +504,39 @@ impl ChamiloDirectory {
         let Some(class) = self.class(id).await? else {
             return Err(DirectoryError::NotFound);
         };
+        // The members lose the class's courses: read them first (only when it grants any).
+        let rules = self.enrolment().rules();
+        let grants = Self::class_grants(&rules, &class);
+        let members = match grants.is_empty() {
+            true => Vec::new(),
+            false => self
+                .client
+                .group_members(class.id)
+                .await
+                .map_err(from_chamilo)?
+                .into_iter()
+                .map(|m| m.user_id)
+                .collect(),
+        };
         match self.remove_class(class.id).await {
             Ok(repaired) => {
                 self.client.report_write(OP_DELETE, outcome(repaired));
+                let before = Side {
+                    grants,
+                    members: &member_list(members),
+                };
+                if !before.grants.is_empty() {
+                    let classes = self.all_classes().await.unwrap_or_default();
+                    self.follow_membership(
+                        &rules,
+                        class.id,
+                        &class.name,
+                        &before,
+                        &Side::default(),
+                        &classes,
+                    )
+                    .await;
+                }
                 Ok(())
             }
             Err(ChamiloError::NotFound { .. }) => Err(DirectoryError::NotFound),

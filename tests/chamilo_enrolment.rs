@@ -1,0 +1,333 @@
+//! Course enrolment driven by SCIM groups (`[[chamilo.enrolment]]`), against the stand-in:
+//! rules by displayName pattern and by externalId, two groups granting one course, the
+//! teacher role, dry run, a reload of the mapping, and a failed subscription reported and
+//! completed by a later write.
+
+mod chamilo_support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chamilo_scim_proxy::chamilo::enrolment::EnrolmentRules;
+use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
+use chamilo_scim_proxy::chamilo::write::WriteOutcome;
+use chamilo_scim_proxy::config::{ChamiloConfig, EnrolmentConfig};
+use chamilo_scim_proxy::directory::GROUP_SCHEMA;
+use chamilo_scim_proxy::standin::{Fault, FaultKind, StandinHandle};
+use chamilo_support::groups::{group, patch, stack_of, Stack};
+use serde_json::{json, Value};
+
+fn rule(display: Option<&str>, ext: Option<&str>, courses: &[&str], role: &str) -> EnrolmentConfig {
+    EnrolmentConfig {
+        display_name: display.map(str::to_owned),
+        external_id: ext.map(str::to_owned),
+        courses: courses.iter().map(|c| (*c).to_owned()).collect(),
+        role: role.to_owned(),
+    }
+}
+
+fn rules(entries: Vec<EnrolmentConfig>, dry_run: bool) -> EnrolmentRules {
+    EnrolmentRules::from_config(&ChamiloConfig {
+        enrolment: entries,
+        enrolment_dry_run: dry_run,
+        ..ChamiloConfig::default()
+    })
+    .unwrap()
+}
+
+/// A stand-in with 20 users and the courses MATH and TEACH (no one subscribed).
+async fn with_courses(r: EnrolmentRules) -> Stack {
+    let s = stack_of(20, ChamiloMapping::default()).await;
+    {
+        let mut state = s.chamilo.state();
+        state.insert_course("MATH", "Maths").unwrap();
+        state.insert_course("TEACH", "Teaching").unwrap();
+    }
+    s.dir.enrolment().set_rules(r);
+    s
+}
+
+/// `(user, status)` of a course, by user id.
+fn enrolled(chamilo: &StandinHandle, code: &str) -> Vec<(u64, i64)> {
+    let state = chamilo.state();
+    let Some(id) = state.course_by_code(code) else {
+        return Vec::new();
+    };
+    let mut users = state
+        .course(id)
+        .map(|c| c.users.clone())
+        .unwrap_or_default();
+    users.sort_unstable();
+    users
+}
+
+fn members(ids: &[u64]) -> Value {
+    Value::Array(
+        ids.iter()
+            .map(|m| json!({"value": m.to_string()}))
+            .collect(),
+    )
+}
+
+async fn create(s: &Stack, name: &str, ext: Option<&str>, ids: &[u64]) -> u64 {
+    let mut g = json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": members(ids)});
+    if let Some(ext) = ext {
+        g["externalId"] = json!(ext);
+    }
+    s.groups()
+        .create_group(group(g))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pattern_and_external_id_rules_subscribe_joiners_and_unsubscribe_leavers() {
+    let s = with_courses(rules(
+        vec![
+            rule(Some("course *"), None, &["math"], "student"),
+            rule(None, Some("grp-teachers"), &["TEACH"], "teacher"),
+        ],
+        false,
+    ))
+    .await;
+    let maths = create(&s, "Course Maths", None, &[3, 4]).await;
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5)]);
+    create(&s, "Teachers", Some("grp-teachers"), &[5]).await;
+    assert_eq!(enrolled(&s.chamilo, "TEACH"), vec![(5, 1)], "teacher role");
+    // A group no rule matches enrols nobody.
+    create(&s, "Staff", Some("grp-staff"), &[6]).await;
+    assert_eq!(enrolled(&s.chamilo, "MATH").len(), 2);
+    s.writes.take();
+    patch(&s, maths, json!({"members": members(&[3, 7])}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (7, 5)]);
+    assert!(s
+        .writes
+        .take()
+        .contains(&("enrolment".to_owned(), WriteOutcome::Applied)));
+    // A rename that stops matching the pattern unsubscribes everyone; one that starts, back.
+    patch(&s, maths, json!({"displayName": "Maths club"}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![]);
+    patch(&s, maths, json!({"displayName": "Course Maths"}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (7, 5)]);
+    // Deleting the group unsubscribes its members; the users stay.
+    s.groups().delete_group(&maths.to_string()).await.unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![]);
+    assert!(s.chamilo.state().user(3).is_some());
+}
+
+#[tokio::test]
+async fn a_course_two_groups_grant_stays_until_the_user_leaves_both() {
+    let s = with_courses(rules(
+        vec![rule(Some("course *"), None, &["MATH"], "student")],
+        false,
+    ))
+    .await;
+    let a = create(&s, "Course A", None, &[3, 4]).await;
+    let b = create(&s, "Course B", None, &[3]).await;
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5)]);
+    s.chamilo.reset_calls();
+    patch(&s, a, json!({"members": members(&[4])}))
+        .await
+        .unwrap();
+    assert_eq!(
+        enrolled(&s.chamilo, "MATH"),
+        vec![(3, 5), (4, 5)],
+        "user 3 keeps MATH through Course B"
+    );
+    assert_eq!(s.chamilo.calls("unsubscribe_user_from_course"), 0);
+    patch(&s, b, json!({"members": members(&[])}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(4, 5)]);
+    // Joining a second group granting a course one has: no call.
+    s.chamilo.reset_calls();
+    patch(&s, b, json!({"members": members(&[4])}))
+        .await
+        .unwrap();
+    assert_eq!(s.chamilo.calls("subscribe_user_to_course"), 0);
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(4, 5)]);
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn dry_run_changes_no_enrolment_but_logs_each_change_and_applies_the_membership() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH", "TEACH"], "student")],
+        true,
+    ))
+    .await;
+    s.chamilo.reset_calls();
+    let id = create(&s, "Course Test", None, &[3, 4]).await;
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![]);
+    assert_eq!(s.chamilo.calls("subscribe_user_to_course"), 0);
+    let class = chamilo_support::groups::classes(&s.chamilo)
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    assert_eq!(class.members, vec![3, 4], "the membership is applied");
+    let dry: Vec<Value> = captured
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("enrolment dry run"))
+        })
+        .collect();
+    assert_eq!(dry.len(), 4, "two users, two courses");
+    let mut seen: Vec<(u64, String, String)> = dry
+        .iter()
+        .map(|l| {
+            assert_eq!(l["level"], "INFO");
+            assert_eq!(l["fields"]["scim.group"], "Course Test");
+            assert_eq!(l["fields"]["chamilo.group_id"], id);
+            (
+                l["fields"]["chamilo.user_id"].as_u64().unwrap(),
+                l["fields"]["chamilo.course"].as_str().unwrap().to_owned(),
+                l["fields"]["enrolment.action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen[0], (3, "MATH".into(), "subscribe".into()));
+    assert_eq!(seen[3], (4, "TEACH".into(), "subscribe".into()));
+}
+
+#[tokio::test]
+async fn the_mapping_reloads_for_the_next_operation() {
+    let s = with_courses(rules(Vec::new(), false)).await;
+    let id = create(&s, "Course Reloaded", None, &[3]).await;
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![]);
+    s.dir.enrolment().set_rules(rules(
+        vec![rule(Some("Course R*"), None, &["MATH"], "teacher")],
+        false,
+    ));
+    patch(&s, id, json!({"members": members(&[3, 8])}))
+        .await
+        .unwrap();
+    // The rules apply to the change this write makes (user 8 joins); user 3 joined before
+    // the rule existed and is not enrolled retroactively.
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(8, 1)]);
+}
+
+#[tokio::test]
+async fn a_failed_subscription_is_reported_and_owed_until_a_later_write_of_the_group() {
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH"], "student")],
+        false,
+    ))
+    .await;
+    let id = create(&s, "Course F", None, &[3]).await;
+    s.writes.take();
+    s.chamilo.inject_fault(Fault::nth_of(
+        "subscribe_user_to_course",
+        1,
+        FaultKind::Refuse {
+            message: "Database error".into(),
+        },
+    ));
+    let g = patch(&s, id, json!({"members": members(&[3, 4])})).await;
+    assert!(g.is_ok(), "the membership is applied and answered: {g:?}");
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5)]);
+    assert!(s
+        .writes
+        .take()
+        .contains(&("enrolment".to_owned(), WriteOutcome::Incomplete)));
+    assert_eq!(s.dir.enrolment().owed_to(id).len(), 1);
+    // The identity provider's next write of this group (here the same PATCH again, which
+    // changes no membership) makes the owed subscription.
+    patch(&s, id, json!({"members": members(&[3, 4])}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5)]);
+    assert!(s.dir.enrolment().owed_to(id).is_empty());
+    assert!(s
+        .writes
+        .take()
+        .contains(&("enrolment".to_owned(), WriteOutcome::Repaired)));
+    // A lost answer is sent again (a Drop before applying).
+    s.chamilo.inject_fault(Fault::nth_of(
+        "subscribe_user_to_course",
+        1,
+        FaultKind::Drop { applied: false },
+    ));
+    patch(&s, id, json!({"members": members(&[3, 4, 5])}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5), (5, 5)]);
+}
+
+#[tokio::test]
+async fn members_added_before_a_membership_failure_are_enrolled_and_the_retry_does_the_rest() {
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH"], "student")],
+        false,
+    ))
+    .await;
+    let id = create(&s, "Course P", None, &[3]).await;
+    s.chamilo.inject_fault(Fault::nth_of(
+        "add_group_sub_user",
+        2,
+        FaultKind::Refuse {
+            message: "Database error".into(),
+        },
+    ));
+    let g = patch(&s, id, json!({"members": members(&[3, 4, 5])})).await;
+    assert!(g.is_err(), "an incomplete membership write is a 503: {g:?}");
+    let class = chamilo_support::groups::classes(&s.chamilo)
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    assert_eq!(class.members.len(), 2, "one of the two was added");
+    let enrolled_now: Vec<u64> = enrolled(&s.chamilo, "MATH")
+        .iter()
+        .map(|(u, _)| *u)
+        .collect();
+    assert_eq!(enrolled_now, class.members, "the added one is enrolled");
+    patch(&s, id, json!({"members": members(&[3, 4, 5])}))
+        .await
+        .unwrap();
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5), (5, 5)]);
+}
