@@ -14,7 +14,7 @@ use chamilo_scim_proxy::chamilo::write::WriteOutcome;
 use chamilo_scim_proxy::config::{ChamiloConfig, EnrolmentConfig};
 use chamilo_scim_proxy::directory::GROUP_SCHEMA;
 use chamilo_scim_proxy::standin::{Fault, FaultKind, StandinHandle};
-use chamilo_support::groups::{group, patch, stack_of, Stack};
+use chamilo_support::groups::{class_of, group, patch, scim_id, stack_of, Stack};
 use serde_json::{json, Value};
 
 fn rule(display: Option<&str>, ext: Option<&str>, courses: &[&str], role: &str) -> EnrolmentConfig {
@@ -74,14 +74,8 @@ async fn create(s: &Stack, name: &str, ext: Option<&str>, ids: &[u64]) -> u64 {
     if let Some(ext) = ext {
         g["externalId"] = json!(ext);
     }
-    s.groups()
-        .create_group(group(g))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let created = s.groups().create_group(group(g)).await.unwrap();
+    class_of(created.id().unwrap())
 }
 
 #[tokio::test]
@@ -120,7 +114,7 @@ async fn pattern_and_external_id_rules_subscribe_joiners_and_unsubscribe_leavers
         .unwrap();
     assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (7, 5)]);
     // Deleting the group unsubscribes its members; the users stay.
-    s.groups().delete_group(&maths.to_string()).await.unwrap();
+    s.groups().delete_group(&scim_id(maths)).await.unwrap();
     assert_eq!(enrolled(&s.chamilo, "MATH"), vec![]);
     assert!(s.chamilo.state().user(3).is_some());
 }

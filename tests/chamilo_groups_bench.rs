@@ -17,7 +17,7 @@ use chamilo_scim_proxy::chamilo::enrolment::EnrolmentRules;
 use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
 use chamilo_scim_proxy::config::{ChamiloConfig, EnrolmentConfig};
 use chamilo_scim_proxy::directory::GROUP_SCHEMA;
-use chamilo_support::groups::{calls, group, list, patch, stack_of, Stack};
+use chamilo_support::groups::{calls, group, list, patch, scim_id, stack_of, Stack};
 use serde_json::{json, Value};
 
 const USERS: usize = 12_000;
@@ -48,7 +48,7 @@ async fn group_operations_figures() {
     let t = Instant::now();
     let g = s
         .groups()
-        .get_group(&big.to_string(), true)
+        .get_group(&scim_id(big), true)
         .await
         .unwrap()
         .unwrap();
