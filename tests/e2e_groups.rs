@@ -7,7 +7,7 @@ mod common;
 mod e2e_support;
 mod scim_support;
 
-use e2e_support::{skip_without_soap, start_proxy, ChamiloSide};
+use e2e_support::{skip_without_soap, start_proxy, toml_str, ChamiloSide};
 use http::{Method, StatusCode};
 use scim_support::{q, Reply, TestServer};
 use serde_json::{json, Value};
@@ -241,4 +241,89 @@ async fn okta_push_groups_reach_the_chamilo_class() {
         .call(Method::DELETE, &format!("/Groups/{gid}"), None)
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{gone}");
+}
+
+/// Course enrolment by group (issue 12 §3) through the binary: a group matching the
+/// configured pattern subscribes its members to the course as students, a member who leaves is
+/// unsubscribed, and deleting the group unsubscribes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapped_group_enrols_and_unenrols_its_members() {
+    let chamilo = ChamiloSide::new("grpcourse").await;
+    let test = "a_mapped_group_enrols_and_unenrols_its_members";
+    let Some((course, code)) = chamilo.course_for_tests(test).await else {
+        return;
+    };
+    let keys = format!(
+        "index_refresh = \"1h\"\nenrolment_dry_run = false\n\n[[chamilo.enrolment]]\ndisplay_name = {}\ncourses = [{}]\nrole = \"student\"\n",
+        toml_str(&chamilo.name("Course group *")),
+        toml_str(&code)
+    );
+    let (_proxy, scim, _dir) = start_proxy(&chamilo.creds(), &keys).await;
+    let (ann, bob) = (
+        user(&chamilo, &scim, "ann").await,
+        user(&chamilo, &scim, "bob").await,
+    );
+    let (ann_id, bob_id): (u64, u64) = (ann.parse().unwrap(), bob.parse().unwrap());
+    let enrolled =
+        |users: &[(u64, i64)], id: u64| users.iter().find(|(u, _)| *u == id).map(|u| u.1);
+
+    let created = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(
+                json!({"schemas": [GROUP], "displayName": chamilo.name("Course group A"),
+                "members": [{"value": ann}]}),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created}");
+    let gid = created.body["id"].as_str().unwrap_or_default().to_owned();
+    let now = chamilo.course_users(course).await;
+    assert_eq!(
+        enrolled(&now, ann_id),
+        Some(5),
+        "ann is a student of {code}: {now:?}"
+    );
+    assert_eq!(enrolled(&now, bob_id), None, "{now:?}");
+
+    let path = format!("/Groups/{gid}");
+    let add = scim
+        .call(
+            Method::PATCH,
+            &path,
+            Some(patch(
+                json!([{"op": "add", "path": "members", "value": [{"value": bob}]}]),
+            )),
+        )
+        .await;
+    ok(&add);
+    let now = chamilo.course_users(course).await;
+    assert_eq!(
+        (enrolled(&now, ann_id), enrolled(&now, bob_id)),
+        (Some(5), Some(5)),
+        "{now:?}"
+    );
+
+    let leave = scim
+        .call(
+            Method::PATCH,
+            &path,
+            Some(patch(
+                json!([{"op": "remove", "path": format!("members[value eq \"{ann}\"]")}]),
+            )),
+        )
+        .await;
+    ok(&leave);
+    let now = chamilo.course_users(course).await;
+    assert_eq!(
+        (enrolled(&now, ann_id), enrolled(&now, bob_id)),
+        (None, Some(5)),
+        "{now:?}"
+    );
+
+    let gone = scim.call(Method::DELETE, &path, None).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{gone}");
+    let now = chamilo.course_users(course).await;
+    assert_eq!(enrolled(&now, bob_id), None, "{now:?}");
 }

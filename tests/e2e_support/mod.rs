@@ -12,6 +12,7 @@
 //! | `CHAMILO_E2E_PASSWORD`, `CHAMILO_E2E_API_KEY` | its password and/or REST api key (one is enough) |
 //! | `CHAMILO_E2E_SECURITY_KEY` | Chamilo's SOAP `security_key`; without it, tests that rename are skipped |
 //! | `CHAMILO_E2E_SOAP_IP` | the `ip` of the SOAP secret, sent as `X-Forwarded-For` (default `scim-proxy`, as the proxy) |
+//! | `CHAMILO_E2E_COURSE_ID`, `CHAMILO_E2E_COURSE_CODE` | an existing course the enrolment test may subscribe its accounts to (they leave it at the end); unset: that test is skipped |
 //!
 //! Names: every login, userName, externalId and e-mail a test makes begins with
 //! `e2e-<run>-<tag>-` in both modes (`<run>`: 6 base-36 digits of the start time and 2 random
@@ -626,6 +627,53 @@ impl ChamiloSide {
             &all,
         )
         .await
+    }
+
+    /// A course the test may enrol its accounts in: a new one in the stand-in; against an
+    /// external Chamilo the existing course named by `CHAMILO_E2E_COURSE_ID` and
+    /// `CHAMILO_E2E_COURSE_CODE` (the suite does not create courses there: no web service
+    /// deletes them), or `None` with a line saying the test is skipped.
+    pub async fn course_for_tests(&self, test: &str) -> Option<(u64, String)> {
+        match &self.kind {
+            Kind::Standin(s) => {
+                let code = format!("E2E{}", random_hex(3).to_uppercase());
+                let id = s.state().insert_course(&code, "E2E course")?;
+                Some((id, code))
+            }
+            Kind::External(_) => {
+                let id = std::env::var("CHAMILO_E2E_COURSE_ID")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+                let code = std::env::var("CHAMILO_E2E_COURSE_CODE").ok();
+                match (id, code) {
+                    (Some(id), Some(code)) => Some((id, code.trim().to_owned())),
+                    _ => {
+                        say(&format!(
+                            "{test}: skipped against an external Chamilo without CHAMILO_E2E_COURSE_ID and CHAMILO_E2E_COURSE_CODE (a course the tests may enrol accounts in)"
+                        ));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The users subscribed to course `id` and their status (1 teacher, 5 student), as
+    /// `get_users_subscribed_to_course` lists them.
+    pub async fn course_users(&self, id: u64) -> Vec<(u64, i64)> {
+        let id = id.to_string();
+        let data = self
+            .rest("get_users_subscribed_to_course", &[("course", id.as_str())])
+            .await
+            .unwrap_or_else(|e| panic!("get_users_subscribed_to_course {id}: {e}"));
+        let mut users: Vec<(u64, i64)> = data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| Some((id_of(&u["user_id"])?, u["status_rel"].as_i64().unwrap_or(0))))
+            .collect();
+        users.sort_unstable();
+        users
     }
 
     /// The class `id` as Chamilo holds it: its name and its members' ids, sorted; `None` when
