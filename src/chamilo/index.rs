@@ -444,6 +444,7 @@ pub struct UserIndex {
 pub struct IndexRefresh {
     seen: Vec<u64>,
     changed: usize,
+    extras_unknown: usize,
 }
 
 impl IndexRefresh {
@@ -460,6 +461,12 @@ impl IndexRefresh {
     /// Number of listed accounts that were new or differed from the index.
     pub fn changed(&self) -> usize {
         self.changed
+    }
+
+    /// Number of accounts a listing without extra fields added whose userName, externalId and
+    /// attributes are therefore unknown (see [`UserIndex::apply_listed_bare`]).
+    pub fn extras_unknown(&self) -> usize {
+        self.extras_unknown
     }
 }
 
@@ -637,6 +644,43 @@ impl UserIndex {
         }
         inner.maps.upsert(account);
         refresh.changed += 1;
+    }
+
+    /// Diffs one account from a listing without extra fields (a bare `get_users`, whose cost
+    /// does not grow with the number of extra fields): login, names, e-mail and `active` come
+    /// from the listing, userName, externalId and attributes stay as the index has them, since
+    /// a login or name change does not touch the extra fields. Returns whether the account is
+    /// new to the index, so its extra fields are unknown until a fresh lookup or a listing
+    /// with extra fields fills them in. A write through this proxy since
+    /// [`UserIndex::begin_rebuild`] wins, as in [`UserIndex::apply_listed`].
+    pub fn apply_listed_bare(&self, refresh: &mut IndexRefresh, listed: &Account) -> bool {
+        refresh.seen.push(listed.id);
+        let mut inner = self.write();
+        if inner
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.contains(&listed.id))
+        {
+            return false;
+        }
+        let Some(old) = inner.maps.get(listed.id).map(Entry::unpack) else {
+            inner.maps.upsert(listed);
+            refresh.changed += 1;
+            refresh.extras_unknown += 1;
+            return true;
+        };
+        let merged = Account {
+            user_name: old.user_name,
+            external_id: old.external_id,
+            attributes: old.attributes,
+            ..listed.clone()
+        };
+        if inner.maps.get(merged.id).is_some_and(|e| e.holds(&merged)) {
+            return false;
+        }
+        inner.maps.upsert(&merged);
+        refresh.changed += 1;
+        false
     }
 
     /// Ends a refresh whose listing arrived whole: accounts it did not list are dropped
