@@ -526,3 +526,68 @@ fn a_bare_listing_keeps_the_extra_fields_the_index_has() {
     let d = index.by_id(13).unwrap();
     assert_eq!((d.login.as_str(), d.user_name), ("dave", None));
 }
+
+/// The periodic refresh lists without extra fields (one query on Chamilo, not one per user
+/// and field), sees changes behind the proxy's back, and fills in the extra fields of an
+/// account made elsewhere with one listing with them at the next tick.
+#[tokio::test]
+async fn the_periodic_refresh_lists_without_extra_fields() {
+    use std::time::{Duration, Instant};
+    let (chamilo, lookup) = setup(200).await;
+    let lookup = Arc::new(lookup);
+    let known = scim_user(&chamilo, "known", "known@idp", "E-known");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let every = Duration::from_millis(150);
+    let task = lookup
+        .clone()
+        .spawn_refresh(every, Duration::from_secs(3600), stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lookup.index.is_ready() {
+        assert!(Instant::now() < deadline, "the first listing did not load");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(every / 2).await;
+    chamilo.reset_calls();
+    assert!(chamilo.state().set_active(known, false));
+    let wait_for = |what: &'static str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let l = lookup.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for("deactivation not seen", &|| {
+            l.index.by_id(known).is_some_and(|a| !a.active)
+        })
+    })
+    .await
+    .unwrap();
+    let k = lookup.index.by_id(known).unwrap();
+    assert_eq!(k.user_name.as_deref(), Some("known@idp"));
+    // Only bare listings so far: one query each.
+    assert!(chamilo.calls("get_users") >= 1);
+    assert_eq!(chamilo.queries(), chamilo.calls("get_users"));
+
+    let other = scim_user(&chamilo, "other", "other@idp", "E-other");
+    let l = lookup.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(
+            "extra fields of an account made elsewhere not filled in",
+            &|| {
+                l.index
+                    .by_id(other)
+                    .is_some_and(|a| a.user_name.as_deref() == Some("other@idp"))
+            },
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        chamilo.queries() > chamilo.calls("get_users"),
+        "one listing with extra fields"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}

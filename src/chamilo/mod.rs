@@ -45,6 +45,7 @@ pub struct Backend {
     pub lookup: Arc<lookup::AccountLookup>,
     pub directory: Arc<directory::ChamiloDirectory>,
     refresh_every: Duration,
+    full_refresh_every: Duration,
     create_extra_fields: bool,
     started: AtomicBool,
 }
@@ -83,6 +84,7 @@ impl Backend {
             lookup,
             directory,
             refresh_every: config.index_refresh,
+            full_refresh_every: config.full_refresh,
             create_extra_fields: config.create_extra_fields,
             started: AtomicBool::new(false),
         })
@@ -104,7 +106,10 @@ impl Backend {
         }
         self.started.store(true, Ordering::Release);
         tracing::info!("Chamilo web services checked; building the user index");
-        Ok(self.lookup.clone().spawn_refresh(self.refresh_every, stop))
+        Ok(self
+            .lookup
+            .clone()
+            .spawn_refresh(self.refresh_every, self.full_refresh_every, stop))
     }
 
     /// Whether SCIM requests can be served: [`Backend::start`] succeeded and the user index
