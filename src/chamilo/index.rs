@@ -463,8 +463,9 @@ impl IndexRefresh {
         self.changed
     }
 
-    /// Number of accounts a listing without extra fields added whose userName, externalId and
-    /// attributes are therefore unknown (see [`UserIndex::apply_listed_bare`]).
+    /// Number of accounts new to the index that a listing without extra fields met and left
+    /// out, their userName, externalId and attributes being unknown (see
+    /// [`UserIndex::apply_listed_bare`]).
     pub fn extras_unknown(&self) -> usize {
         self.extras_unknown
     }
@@ -649,9 +650,9 @@ impl UserIndex {
     /// Diffs one account from a listing without extra fields (a bare `get_users`, whose cost
     /// does not grow with the number of extra fields): login, names, e-mail and `active` come
     /// from the listing, userName, externalId and attributes stay as the index has them, since
-    /// a login or name change does not touch the extra fields. Returns whether the account is
-    /// new to the index, so its extra fields are unknown until a fresh lookup or a listing
-    /// with extra fields fills them in. A write through this proxy since
+    /// a login or name change does not touch the extra fields. An account new to the index is
+    /// not added (its extra fields are unknown) but counted, and `true` is returned: a
+    /// listing with extra fields must add it. A write through this proxy since
     /// [`UserIndex::begin_rebuild`] wins, as in [`UserIndex::apply_listed`].
     pub fn apply_listed_bare(&self, refresh: &mut IndexRefresh, listed: &Account) -> bool {
         refresh.seen.push(listed.id);
@@ -664,8 +665,9 @@ impl UserIndex {
             return false;
         }
         let Some(old) = inner.maps.get(listed.id).map(Entry::unpack) else {
-            inner.maps.upsert(listed);
-            refresh.changed += 1;
+            // Not added: without its userName it would answer as an account made outside
+            // SCIM. Left out, a lookup by its id asks for a listing with the extra fields,
+            // and lookups by userName or externalId find it fresh, as before it was listed.
             refresh.extras_unknown += 1;
             return true;
         };
