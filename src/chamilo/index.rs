@@ -2,8 +2,9 @@
 //! every user per request (`get_users` is the only listing and returns everyone).
 //!
 //! The index is only a cache (design.md, invariant 2). It is built in the background from
-//! `get_users status=* extra_fields=<userName field>,<externalId field>,<attributes field>`,
-//! updated at once by writes through this proxy, and never trusted on its own for an answer
+//! `get_users status=* extra_fields=<userName field>,<externalId field>,<attributes field>`
+//! (rarely: one query per user and field on Chamilo) and `get_users status=*` without them
+//! in between ([`UserIndex::apply_listed_bare`]), updated at once by writes through this proxy, and never trusted on its own for an answer
 //! that could make the identity provider act wrongly:
 //! - a miss for `userName eq` / `externalId eq` is confirmed with a fresh
 //!   `users_profiles_by_extra_field` before "not found" is returned (no duplicate creation);

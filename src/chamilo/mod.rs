@@ -9,8 +9,8 @@
 //!    service account is a platform administrator, the web services are the current 1.11.x
 //!    ones), makes sure the user extra fields the proxy relies on exist (creating them when
 //!    `chamilo.create_extra_fields` is on), learns the anonymous users, and spawns the
-//!    background index refresh (first listing at once, then every `chamilo.index_refresh`)
-//!    until `stop` is cancelled. An `Err` is a refusal whose message says what is missing:
+//!    background index refresh (a listing with extra fields at once and every
+//!    `chamilo.full_refresh`, one without them every `chamilo.index_refresh`) until `stop` is cancelled. An `Err` is a refusal whose message says what is missing:
 //!    stay not ready and log it (retrying `start` later is safe).
 //! 3. [`Backend::is_ready`] for `/readyz`: `start` succeeded and the first listing is loaded.
 //! 4. `backend.directory` is the SCIM engine's `Directory`.
