@@ -461,6 +461,43 @@ async fn listing_cost_grows_with_users() {
     assert!(started.elapsed() < Duration::from_millis(200));
 }
 
+/// Chamilo 1.11 reads each requested extra field of each listed user with its own query: the
+/// stand-in charges and counts it that way, so a bench shows what a listing with extra fields
+/// costs a real Chamilo.
+#[tokio::test]
+async fn extra_fields_are_charged_and_counted_per_user() {
+    let chamilo = Standin::start(StandinConfig {
+        extra_field_cost_per_user: Duration::from_micros(100),
+        seed_users: 998,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    chamilo.state().ensure_extra_field("f1");
+    chamilo.state().ensure_extra_field("f2");
+    let c = client(&chamilo, creds(&chamilo));
+    // 1000 users (998 + admin + anonymous).
+    let users = c.get_users(None, &[]).await.unwrap().len() as u64;
+    chamilo.reset_calls();
+    let started = std::time::Instant::now();
+    c.get_users(None, &[]).await.unwrap();
+    let bare = started.elapsed();
+    assert_eq!(chamilo.queries(), 1, "a bare listing is one query");
+    chamilo.reset_calls();
+    let started = std::time::Instant::now();
+    c.get_users(None, &["f1", "f2"]).await.unwrap();
+    let with_two = started.elapsed();
+    assert_eq!(chamilo.queries(), 1 + 2 * users);
+    // users × 2 fields × 100 µs: at least 200 ms more than the bare listing.
+    assert!(
+        with_two >= bare + Duration::from_millis(190),
+        "{with_two:?} vs {bare:?}"
+    );
+    chamilo.reset_calls();
+    c.username_exists("user000001").await.unwrap();
+    assert_eq!(chamilo.queries(), 1);
+}
+
 #[tokio::test]
 async fn streamed_listing_matches_the_whole_listing_and_classifies_failures() {
     let chamilo = Standin::start(StandinConfig {

@@ -464,3 +464,131 @@ async fn a_refresh_diffs_changes_behind_the_proxys_back_while_paging() {
     assert_eq!(page_ids(&lookup, 0, 100).1, expected);
     assert_eq!(idx.by_login("u08b").map(|a| a.id), Some(ids[7]));
 }
+
+/// A listing without extra fields (the cheap refresh) sees logins, names, e-mail, `active`
+/// and gone accounts, counts new ones without adding them, keeps the userName, externalId and attributes the index has, says
+/// which accounts' extra fields are unknown, and never undoes a write made meanwhile.
+#[test]
+fn a_bare_listing_keeps_the_extra_fields_the_index_has() {
+    use chamilo_scim_proxy::chamilo::index::Account;
+    let scim = |id: u64, login: &str, un: &str, ext: &str| Account {
+        id,
+        login: login.into(),
+        user_name: Some(un.into()),
+        external_id: Some(ext.into()),
+        attributes: Some(format!("attrs-{id}")),
+        active: true,
+        lastname: format!("Last{id}"),
+        email: format!("{login}@example.org"),
+        ..Account::default()
+    };
+    let bare = |a: &Account| Account {
+        user_name: None,
+        external_id: None,
+        attributes: None,
+        ..a.clone()
+    };
+    let index = UserIndex::new();
+    index.begin_rebuild();
+    index.finish_rebuild([
+        scim(10, "alice", "alice@idp", "E-10"),
+        scim(11, "bob", "bob@idp", "E-11"),
+        scim(12, "carol", "carol@idp", "E-12"),
+    ]);
+
+    let mut refresh = index.begin_rebuild();
+    // Renamed, deactivated and given a new e-mail behind the proxy's back.
+    let mut alice = bare(&scim(10, "alice2", "", ""));
+    alice.active = false;
+    assert!(!index.apply_listed_bare(&mut refresh, &alice));
+    // Carol is written through the proxy while the listing is in flight: the write wins.
+    let mut carol = scim(12, "carol", "carol.new@idp", "E-12b");
+    index.upsert(carol.clone());
+    carol.lastname = "Stale".into();
+    assert!(!index.apply_listed_bare(&mut refresh, &bare(&carol)));
+    // Made by another replica or in Chamilo: extra fields unknown, so left out for a listing
+    // with them.
+    assert!(index.apply_listed_bare(&mut refresh, &bare(&scim(13, "dave", "", ""))));
+    assert_eq!(refresh.extras_unknown(), 1);
+    // Bob is not listed: deleted in Chamilo.
+    assert_eq!(index.finish_refresh(refresh), 1);
+
+    let a = index.by_id(10).unwrap();
+    assert_eq!((a.login.as_str(), a.active), ("alice2", false));
+    assert_eq!(a.email, "alice2@example.org");
+    assert_eq!(a.user_name.as_deref(), Some("alice@idp"));
+    assert_eq!(a.external_id.as_deref(), Some("E-10"));
+    assert_eq!(a.attributes.as_deref(), Some("attrs-10"));
+    assert_eq!(index.by_user_name("alice@idp").map(|a| a.id), Some(10));
+    assert!(index.by_id(11).is_none());
+    let c = index.by_id(12).unwrap();
+    assert_eq!(c.user_name.as_deref(), Some("carol.new@idp"));
+    assert_eq!(c.lastname, "Last12");
+    assert!(index.by_id(13).is_none());
+    assert!(index.by_login("dave").is_none());
+}
+
+/// The periodic refresh lists without extra fields (one query on Chamilo, not one per user
+/// and field), sees changes behind the proxy's back, and fills in the extra fields of an
+/// account made elsewhere with one listing with them at the next tick.
+#[tokio::test]
+async fn the_periodic_refresh_lists_without_extra_fields() {
+    use std::time::{Duration, Instant};
+    let (chamilo, lookup) = setup(200).await;
+    let lookup = Arc::new(lookup);
+    let known = scim_user(&chamilo, "known", "known@idp", "E-known");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let every = Duration::from_millis(150);
+    let task = lookup
+        .clone()
+        .spawn_refresh(every, Duration::from_secs(3600), stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lookup.index.is_ready() {
+        assert!(Instant::now() < deadline, "the first listing did not load");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(every / 2).await;
+    chamilo.reset_calls();
+    assert!(chamilo.state().set_active(known, false));
+    let wait_for = |what: &'static str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let l = lookup.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for("deactivation not seen", &|| {
+            l.index.by_id(known).is_some_and(|a| !a.active)
+        })
+    })
+    .await
+    .unwrap();
+    let k = lookup.index.by_id(known).unwrap();
+    assert_eq!(k.user_name.as_deref(), Some("known@idp"));
+    // Only bare listings so far: one query each.
+    assert!(chamilo.calls("get_users") >= 1);
+    assert_eq!(chamilo.queries(), chamilo.calls("get_users"));
+
+    let other = scim_user(&chamilo, "other", "other@idp", "E-other");
+    let l = lookup.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(
+            "extra fields of an account made elsewhere not filled in",
+            &|| {
+                l.index
+                    .by_id(other)
+                    .is_some_and(|a| a.user_name.as_deref() == Some("other@idp"))
+            },
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        chamilo.queries() > chamilo.calls("get_users"),
+        "one listing with extra fields"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}

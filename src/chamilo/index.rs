@@ -2,8 +2,9 @@
 //! every user per request (`get_users` is the only listing and returns everyone).
 //!
 //! The index is only a cache (design.md, invariant 2). It is built in the background from
-//! `get_users status=* extra_fields=<userName field>,<externalId field>,<attributes field>`,
-//! updated at once by writes through this proxy, and never trusted on its own for an answer
+//! `get_users status=* extra_fields=<userName field>,<externalId field>,<attributes field>`
+//! (rarely: one query per user and field on Chamilo) and `get_users status=*` without them
+//! in between ([`UserIndex::apply_listed_bare`]), updated at once by writes through this proxy, and never trusted on its own for an answer
 //! that could make the identity provider act wrongly:
 //! - a miss for `userName eq` / `externalId eq` is confirmed with a fresh
 //!   `users_profiles_by_extra_field` before "not found" is returned (no duplicate creation);
@@ -444,6 +445,7 @@ pub struct UserIndex {
 pub struct IndexRefresh {
     seen: Vec<u64>,
     changed: usize,
+    extras_unknown: usize,
 }
 
 impl IndexRefresh {
@@ -460,6 +462,13 @@ impl IndexRefresh {
     /// Number of listed accounts that were new or differed from the index.
     pub fn changed(&self) -> usize {
         self.changed
+    }
+
+    /// Number of accounts new to the index that a listing without extra fields met and left
+    /// out, their userName, externalId and attributes being unknown (see
+    /// [`UserIndex::apply_listed_bare`]).
+    pub fn extras_unknown(&self) -> usize {
+        self.extras_unknown
     }
 }
 
@@ -637,6 +646,44 @@ impl UserIndex {
         }
         inner.maps.upsert(account);
         refresh.changed += 1;
+    }
+
+    /// Diffs one account from a listing without extra fields (a bare `get_users`, whose cost
+    /// does not grow with the number of extra fields): login, names, e-mail and `active` come
+    /// from the listing, userName, externalId and attributes stay as the index has them, since
+    /// a login or name change does not touch the extra fields. An account new to the index is
+    /// not added (its extra fields are unknown) but counted, and `true` is returned: a
+    /// listing with extra fields must add it. A write through this proxy since
+    /// [`UserIndex::begin_rebuild`] wins, as in [`UserIndex::apply_listed`].
+    pub fn apply_listed_bare(&self, refresh: &mut IndexRefresh, listed: &Account) -> bool {
+        refresh.seen.push(listed.id);
+        let mut inner = self.write();
+        if inner
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.contains(&listed.id))
+        {
+            return false;
+        }
+        let Some(old) = inner.maps.get(listed.id).map(Entry::unpack) else {
+            // Not added: without its userName it would answer as an account made outside
+            // SCIM. Left out, a lookup by its id asks for a listing with the extra fields,
+            // and lookups by userName or externalId find it fresh, as before it was listed.
+            refresh.extras_unknown += 1;
+            return true;
+        };
+        let merged = Account {
+            user_name: old.user_name,
+            external_id: old.external_id,
+            attributes: old.attributes,
+            ..listed.clone()
+        };
+        if inner.maps.get(merged.id).is_some_and(|e| e.holds(&merged)) {
+            return false;
+        }
+        inner.maps.upsert(&merged);
+        refresh.changed += 1;
+        false
     }
 
     /// Ends a refresh whose listing arrived whole: accounts it did not list are dropped

@@ -198,22 +198,85 @@ impl AccountLookup {
         }
     }
 
-    /// Rebuilds now and then every `every`, and after a lookup asked for it (at most once per
-    /// [`MIN_REBUILD_INTERVAL`]), until `stop` is cancelled.
+    /// Refreshes the index from a listing without extra fields: about the cost of a bare
+    /// `get_users status=*` on Chamilo (the extra fields cost one query per user and field).
+    /// Sees new, gone, renamed, re-named, re-mailed and (de)activated accounts; keeps the
+    /// extra fields the index has (see [`UserIndex::apply_listed_bare`]). Returns the accounts
+    /// listed and how many are new with unknown extra fields.
+    pub async fn refresh_bare(&self) -> Result<(usize, usize), ChamiloError> {
+        let started = Instant::now();
+        let _guard = self.rebuild_lock.lock().await;
+        let mut refresh = self.index.begin_rebuild();
+        let listed = self
+            .client
+            .get_users_each(None, &[], |u| {
+                self.index
+                    .apply_listed_bare(&mut refresh, &Account::from_listed(&u, &self.fields));
+            })
+            .await;
+        match listed {
+            Ok(n) => {
+                let changed = refresh.changed();
+                let unknown = refresh.extras_unknown();
+                let dropped = self.index.finish_refresh(refresh);
+                tracing::info!(
+                    accounts = n,
+                    changed,
+                    dropped,
+                    extras_unknown = unknown,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "user index refreshed without extra fields"
+                );
+                Ok((n, unknown))
+            }
+            Err(e) => {
+                self.index.abandon_rebuild();
+                Err(e)
+            }
+        }
+    }
+
+    /// Spawns the background refresh: a listing with extra fields at once and then every
+    /// `full_every` (zero: every time), a listing without them every `every` in between, or
+    /// sooner when a lookup asks for one. Accounts a bare listing found new get their extra
+    /// fields from the next listing with them, which then runs at the next tick (at most one
+    /// such listing per `every`); a lookup's request for a listing gets one with them.
     pub fn spawn_refresh(
         self: Arc<Self>,
         every: Duration,
+        full_every: Duration,
         stop: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut last_full: Option<Instant> = None;
+            let mut unknown_pending = false;
+            // A lookup met an account the index lacks: it needs the extra fields at once.
+            let mut hinted = false;
             loop {
-                if let Err(e) = self.rebuild().await {
-                    tracing::warn!(error = %e, "user index rebuild failed");
+                let full_due = hinted
+                    || last_full.is_none_or(|t| {
+                        t.elapsed() >= full_every || (unknown_pending && t.elapsed() >= every)
+                    });
+                hinted = false;
+                if full_due {
+                    match self.rebuild().await {
+                        Ok(_) => {
+                            last_full = Some(Instant::now());
+                            unknown_pending = false;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "user index rebuild failed"),
+                    }
+                } else {
+                    match self.refresh_bare().await {
+                        Ok((_, unknown)) => unknown_pending |= unknown > 0,
+                        Err(e) => tracing::warn!(error = %e, "user index refresh failed"),
+                    }
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
                     _ = self.refresh_hint.notified() => {
+                        hinted = true;
                         let wait = self
                             .min_rebuild_interval
                             .saturating_sub(self.index.age().unwrap_or(Duration::MAX));

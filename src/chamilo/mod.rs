@@ -9,8 +9,8 @@
 //!    service account is a platform administrator, the web services are the current 1.11.x
 //!    ones), makes sure the user extra fields the proxy relies on exist (creating them when
 //!    `chamilo.create_extra_fields` is on), learns the anonymous users, and spawns the
-//!    background index refresh (first listing at once, then every `chamilo.index_refresh`)
-//!    until `stop` is cancelled. An `Err` is a refusal whose message says what is missing:
+//!    background index refresh (a listing with extra fields at once and every
+//!    `chamilo.full_refresh`, one without them every `chamilo.index_refresh`) until `stop` is cancelled. An `Err` is a refusal whose message says what is missing:
 //!    stay not ready and log it (retrying `start` later is safe).
 //! 3. [`Backend::is_ready`] for `/readyz`: `start` succeeded and the first listing is loaded.
 //! 4. `backend.directory` is the SCIM engine's `Directory`.
@@ -46,6 +46,7 @@ pub struct Backend {
     pub lookup: Arc<lookup::AccountLookup>,
     pub directory: Arc<directory::ChamiloDirectory>,
     refresh_every: Duration,
+    full_refresh_every: Duration,
     create_extra_fields: bool,
     started: AtomicBool,
 }
@@ -87,6 +88,7 @@ impl Backend {
             lookup,
             directory,
             refresh_every: config.index_refresh,
+            full_refresh_every: config.full_refresh,
             create_extra_fields: config.create_extra_fields,
             started: AtomicBool::new(false),
         })
@@ -108,7 +110,10 @@ impl Backend {
         }
         self.started.store(true, Ordering::Release);
         tracing::info!("Chamilo web services checked; building the user index");
-        Ok(self.lookup.clone().spawn_refresh(self.refresh_every, stop))
+        Ok(self
+            .lookup
+            .clone()
+            .spawn_refresh(self.refresh_every, self.full_refresh_every, stop))
     }
 
     /// Whether SCIM requests can be served: [`Backend::start`] succeeded and the user index

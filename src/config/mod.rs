@@ -386,6 +386,11 @@ pub struct ChamiloConfig {
     /// How often the user index reloads the full listing in the background.
     #[serde(with = "humantime_serde")]
     pub index_refresh: Duration,
+    /// How often a refresh lists the extra fields too (userName, externalId, attributes): one
+    /// query per user and field on Chamilo, so rarely; the refreshes between list without
+    /// them (see docs/chamilo.md, "Reads and the user index").
+    #[serde(with = "humantime_serde")]
+    pub full_refresh: Duration,
     /// Accounts `GET /Users` lists: `all` (every account but protected and anonymous ones, so
     /// that imports can link existing accounts) or `managed` (made or adopted through SCIM).
     pub list_scope: String,
@@ -433,6 +438,7 @@ impl Default for ChamiloConfig {
             languages: std::collections::BTreeMap::new(),
             protected_logins: vec!["admin".to_owned()],
             index_refresh: Duration::from_secs(300),
+            full_refresh: Duration::from_secs(6 * 3600),
             list_scope: "all".to_owned(),
             group_scope: "all".to_owned(),
             create_extra_fields: true,

@@ -466,6 +466,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         languages,
         protected_logins,
         index_refresh,
+        full_refresh,
         list_scope,
         group_scope,
         create_extra_fields,
@@ -545,6 +546,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
     kept.keep("chamilo.list_scope", &o.list_scope, list_scope);
     kept.keep("chamilo.group_scope", &o.group_scope, group_scope);
     kept.keep("chamilo.index_refresh", &o.index_refresh, index_refresh);
+    kept.keep("chamilo.full_refresh", &o.full_refresh, full_refresh);
     kept.0
 }
 

@@ -198,6 +198,8 @@ struct Shared {
     clock: Clock,
     /// Nanoseconds spent answering (modelled cost included), for "proxy's own time" figures.
     busy_nanos: std::sync::atomic::AtomicU64,
+    /// SQL queries a real Chamilo would have run (see [`StandinHandle::queries`]).
+    queries: std::sync::atomic::AtomicU64,
     security_key: String,
     soap_debug_bytes: usize,
     site: Site,
@@ -232,6 +234,7 @@ impl Standin {
             faults: Mutex::new(Vec::new()),
             clock: config.clock.clone(),
             busy_nanos: std::sync::atomic::AtomicU64::new(0),
+            queries: std::sync::atomic::AtomicU64::new(0),
             security_key: config.security_key.clone(),
             soap_debug_bytes: config.soap_debug_bytes,
             site: Site {
@@ -313,6 +316,18 @@ impl StandinHandle {
         self.shared
             .busy_nanos
             .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .queries
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// SQL queries a real Chamilo would have run for the REST calls since the last reset:
+    /// one per call, plus one per listed user and requested extra field (Chamilo 1.11 reads
+    /// each extra field of each listed user with its own query).
+    pub fn queries(&self) -> u64 {
+        self.shared
+            .queries
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Time spent answering requests since the last reset, modelled cost included: subtract
@@ -581,6 +596,9 @@ async fn serve(
                     rest::handle(&mut state, &shared.site, &rest_req, now)
                 }
             };
+            shared
+                .queries
+                .fetch_add(work.queries(), std::sync::atomic::Ordering::Relaxed);
             tokio::time::sleep(cost.of(work)).await;
             match reply {
                 Reply::Json(v) => respond(StatusCode::OK, "application/json", rest::php_json(&v)),

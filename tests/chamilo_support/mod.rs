@@ -87,9 +87,11 @@ pub async fn replica_on(
     );
     let directory = ChamiloDirectory::new(client.clone(), lookup.clone(), mapping);
     // Runs until the test's runtime ends.
-    lookup
-        .clone()
-        .spawn_refresh(Duration::from_secs(3600), CancellationToken::new());
+    lookup.clone().spawn_refresh(
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+        CancellationToken::new(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lookup.index.is_ready() {
         assert!(Instant::now() < deadline, "the first listing did not load");

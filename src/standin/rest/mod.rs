@@ -50,6 +50,17 @@ pub struct Work {
     pub extra_fields: usize,
 }
 
+impl Work {
+    /// Queries a real Chamilo runs for this call: one, plus one per listed user and extra
+    /// field.
+    pub fn queries(&self) -> u64 {
+        let per_field = self.listed_users.saturating_mul(self.extra_fields);
+        u64::try_from(per_field)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+}
+
 /// Per-call facts the handlers need besides the state.
 #[derive(Debug, Clone)]
 pub struct Site {
