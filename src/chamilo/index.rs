@@ -4,8 +4,9 @@
 //! The index is only a cache (design.md, invariant 2). It is built in the background from
 //! `get_users status=* extra_fields=<userName field>,<externalId field>,<attributes field>`
 //! (rarely: one query per user and field on Chamilo) and `get_users status=*` without them
-//! in between ([`UserIndex::apply_listed_bare`]), updated at once by writes through this proxy, and never trusted on its own for an answer
-//! that could make the identity provider act wrongly:
+//! in between ([`UserIndex::apply_listed_bare`]), updated at once by writes through this
+//! proxy, and never trusted on its own for an answer that could make the identity provider act
+//! wrongly:
 //! - a miss for `userName eq` / `externalId eq` is confirmed with a fresh
 //!   `users_profiles_by_extra_field` before "not found" is returned (no duplicate creation);
 //! - a hit is re-checked with the same one call, asking only for active users when the index
@@ -16,8 +17,8 @@
 //! independent of the number of accounts. Several replicas stay correct without talking to each
 //! other because every answer that matters is confirmed against Chamilo itself.
 //!
-//! Memory (about 220 bytes per account with both extra fields: 21.6 MiB at 100k): entries sit in one vector sorted by
-//! id and pack their strings into one allocation each (a userName equal to the e-mail or the
+//! Memory (about 220 bytes per account with both extra fields: 21.6 MiB at 100k): entries sit
+//! in one vector sorted by id and pack their strings into one allocation each (a userName equal to the e-mail or the
 //! login is a flag, not a copy); the three key tables hold 4-byte ids, not strings or
 //! case-folded copies (a probe compares the entry's own field). A refresh diffs the streamed
 //! listing into this one generation instead of building a second one, and paging copies only
