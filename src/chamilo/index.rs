@@ -18,8 +18,9 @@
 //! other because every answer that matters is confirmed against Chamilo itself.
 //!
 //! Memory (about 220 bytes per account with both extra fields: 21.6 MiB at 100k): entries sit
-//! in one vector sorted by id and pack their strings into one allocation each (a userName equal to the e-mail or the
-//! login is a flag, not a copy); the three key tables hold 4-byte ids, not strings or
+//! in one vector sorted by id and pack their strings into one allocation each (a userName
+//! equal to the e-mail or the login is a flag, not a copy); the three key tables hold 4-byte
+//! ids, not strings or
 //! case-folded copies (a probe compares the entry's own field). A refresh diffs the streamed
 //! listing into this one generation instead of building a second one, and paging copies only
 //! the page, so the peak stays about one index plus the listing's current row.
