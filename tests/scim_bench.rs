@@ -117,8 +117,8 @@ async fn engine_cost_per_operation() {
     );
 }
 
-/// Issue 11 §1: the largest request of each kind the limits allow (1 MiB body, 20,000 values
-/// per attribute, 1,000 PATCH operations, a 4,096-character filter), timed against a small
+/// Issue 11 §1: the largest request of each kind the limits allow (1,000 values per user
+/// attribute, 1,000 PATCH operations, a 4,096-character filter), timed against a small
 /// create in the same run. Before the fix, 20,000 e-mails took 5.2 s and a PATCH adding
 /// 10,000 values 4.8 s (pairwise de-duplication).
 #[tokio::test]
@@ -144,22 +144,22 @@ async fn largest_allowed_requests() {
         Some(json!({"userName": "ref", "emails": [{"value": "ref@example.org"}]})),
     )
     .await;
-    let emails: Vec<Value> = (0..20_000)
-        .map(|i| json!({"value": format!("e{}@x.org", i % 10_000)}))
+    let emails: Vec<Value> = (0..1_000)
+        .map(|i| json!({"value": format!("e{}@x.org", i % 500)}))
         .collect();
     let (big_post, created) = timed(
-        "create with 20,000 e-mails (10,000 duplicates)",
+        "create with 1,000 e-mails (500 duplicates)",
         Method::POST,
         "/Users",
         Some(json!({"userName": "many", "emails": emails})),
     )
     .await;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
-    let add: Vec<Value> = (0..20_000)
+    let add: Vec<Value> = (0..1_000)
         .map(|i| json!({"value": format!("p{i}@x.org")}))
         .collect();
     let (big_add, _) = timed(
-        "PATCH adding 20,000 e-mails to 10,000",
+        "PATCH adding 1,000 e-mails to 500",
         Method::PATCH,
         &format!("/Users/{id}"),
         Some(json!({"Operations": [{"op": "add", "path": "emails", "value": add}]})),
@@ -191,8 +191,8 @@ async fn largest_allowed_requests() {
     )
     .await;
     for (label, ms) in [
-        ("create with 20,000 e-mails", big_post),
-        ("PATCH adding 20,000 e-mails", big_add),
+        ("create with 1,000 e-mails", big_post),
+        ("PATCH adding 1,000 e-mails", big_add),
         ("PATCH with 1,000 operations", many_ops),
         ("filter of 4,000 characters", long_filter),
     ] {

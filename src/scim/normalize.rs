@@ -64,11 +64,12 @@ pub fn coerce(def: &AttrDef, value: &Value, path: &str) -> Result<Option<Value>,
             Value::Array(a) => a.iter().collect(),
             v => vec![v],
         };
-        if items.len() > MAX_VALUES {
+        let max = max_values(def);
+        if items.len() > max {
             return Err(ScimError::bad_request(
                 ScimType::TooMany,
                 format!(
-                    "{path} has {} values; at most {MAX_VALUES} are accepted",
+                    "{path} has {} values; at most {max} are accepted",
                     items.len()
                 ),
             ));
@@ -97,9 +98,22 @@ pub fn coerce(def: &AttrDef, value: &Value, path: &str) -> Result<Option<Value>,
     }
 }
 
-/// Most values one multi-valued attribute may have in a request (a group's `members` are the
-/// largest: a 10,000-member group is sent whole by Okta's PUT).
-pub const MAX_VALUES: usize = 20_000;
+/// Most values one multi-valued attribute may have in a request: e-mails, phone numbers,
+/// roles… (identity providers send a handful; the bound keeps the largest request cheap).
+pub const MAX_VALUES: usize = 1_000;
+
+/// Most members a group may be sent with in one request: Okta's PUT sends a 10,000-member
+/// group whole.
+pub const MAX_MEMBERS: usize = 20_000;
+
+/// The bound for the values of `def` in one request.
+pub fn max_values(def: &AttrDef) -> usize {
+    if def.name == "members" {
+        MAX_MEMBERS
+    } else {
+        MAX_VALUES
+    }
+}
 
 /// A key equal for equal JSON values (object keys in any order), for de-duplication.
 pub fn identity(value: &Value) -> String {
