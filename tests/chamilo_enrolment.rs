@@ -4,9 +4,7 @@
 //! completed by a later write.
 
 mod chamilo_support;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod log_capture;
 
 use chamilo_scim_proxy::chamilo::enrolment::EnrolmentRules;
 use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
@@ -152,40 +150,9 @@ async fn a_course_two_groups_grant_stays_until_the_user_leaves_both() {
     assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(4, 5)]);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn dry_run_changes_no_enrolment_but_logs_each_change_and_applies_the_membership() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = log_capture::capture_json(tracing::Level::INFO);
 
     let s = with_courses(rules(
         vec![rule(Some("Course *"), None, &["MATH", "TEACH"], "student")],

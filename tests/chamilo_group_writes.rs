@@ -7,6 +7,7 @@
 //! `cargo test --test chamilo_group_writes -- --nocapture` prints the figures.
 
 mod chamilo_support;
+mod log_capture;
 
 use chamilo_scim_proxy::chamilo::mapping::ChamiloMapping;
 use chamilo_scim_proxy::chamilo::write::WriteOutcome;
@@ -15,44 +16,12 @@ use chamilo_scim_proxy::standin::{Fault, FaultKind, StandinHandle};
 use chamilo_support::groups::*;
 use serde_json::{json, Value};
 
-/// Log lines, as the JSON subscriber writes them.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-}
-
 /// A PATCH adding 1,000 members that fails at the 500th: 503, an `incomplete` write, exactly
 /// 499 members in Chamilo; the identity provider's retry (a fresh read, then the same
 /// PATCH) adds the other 501.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_patch_failing_midway_is_reported_and_the_retry_completes_it() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = log_capture::capture_json(tracing::Level::WARN);
     let s = stack_of(1000, ChamiloMapping::default()).await;
     let (chamilo, g) = (&s.chamilo, s.groups());
     let id = g

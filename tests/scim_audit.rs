@@ -1,37 +1,15 @@
 //! The provisioning audit trail: one line at target `audit` per SCIM write, naming the token
 //! by its configured name, with attribute names and never a value of a secret.
 
+mod log_capture;
 mod scim_support;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn every_write_is_audited_by_token_name_without_secrets() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = log_capture::capture_json(tracing::Level::DEBUG);
 
     let cfg = chamilo_scim_proxy::config::ScimConfig {
         token_names: vec!["entra".to_owned(), "okta".to_owned()],
@@ -91,7 +69,7 @@ async fn every_write_is_audited_by_token_name_without_secrets() {
     // Reads are not audited.
     s.call(Method::GET, "/Users", None).await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let audit: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

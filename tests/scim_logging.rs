@@ -1,36 +1,14 @@
 //! One structured log line per SCIM operation, and never a password or token in it.
 
+mod log_capture;
 mod scim_support;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn operations_are_logged_without_secrets() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = log_capture::capture_json(tracing::Level::DEBUG);
 
     let s = scim_support::start(scim_support::config()).await;
     let created = s
@@ -51,7 +29,7 @@ async fn operations_are_logged_without_secrets() {
     s.send(Method::GET, "/Users", Some("WrongTokenValue"), None, &[])
         .await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
