@@ -198,6 +198,8 @@ struct Shared {
     clock: Clock,
     /// Nanoseconds spent answering (modelled cost included), for "proxy's own time" figures.
     busy_nanos: std::sync::atomic::AtomicU64,
+    /// Nanoseconds of modelled cost charged (the sleeps alone), deterministic unlike `busy_nanos`.
+    modelled_nanos: std::sync::atomic::AtomicU64,
     /// SQL queries a real Chamilo would have run (see [`StandinHandle::queries`]).
     queries: std::sync::atomic::AtomicU64,
     security_key: String,
@@ -234,6 +236,7 @@ impl Standin {
             faults: Mutex::new(Vec::new()),
             clock: config.clock.clone(),
             busy_nanos: std::sync::atomic::AtomicU64::new(0),
+            modelled_nanos: std::sync::atomic::AtomicU64::new(0),
             queries: std::sync::atomic::AtomicU64::new(0),
             security_key: config.security_key.clone(),
             soap_debug_bytes: config.soap_debug_bytes,
@@ -319,6 +322,19 @@ impl StandinHandle {
         self.shared
             .queries
             .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .modelled_nanos
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Modelled cost charged since the last reset: what the configured latency and per-user
+    /// costs add up to for the calls answered, whatever the machine's load.
+    pub fn modelled_time(&self) -> Duration {
+        Duration::from_nanos(
+            self.shared
+                .modelled_nanos
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// SQL queries a real Chamilo would have run for the REST calls since the last reset:
@@ -599,7 +615,12 @@ async fn serve(
             shared
                 .queries
                 .fetch_add(work.queries(), std::sync::atomic::Ordering::Relaxed);
-            tokio::time::sleep(cost.of(work)).await;
+            let charged = cost.of(work);
+            shared.modelled_nanos.fetch_add(
+                u64::try_from(charged.as_nanos()).unwrap_or(u64::MAX),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            tokio::time::sleep(charged).await;
             match reply {
                 Reply::Json(v) => respond(StatusCode::OK, "application/json", rest::php_json(&v)),
                 Reply::Fatal => respond(
