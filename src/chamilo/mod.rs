@@ -10,8 +10,10 @@
 //!    ones), makes sure the user extra fields the proxy relies on exist (creating them when
 //!    `chamilo.create_extra_fields` is on), learns the anonymous users, and spawns the
 //!    background index refresh (a listing with extra fields at once and every
-//!    `chamilo.full_refresh`, one without them every `chamilo.index_refresh`) until `stop` is cancelled. An `Err` is a refusal whose message says what is missing:
-//!    stay not ready and log it (retrying `start` later is safe).
+//!    `chamilo.full_refresh`, one without them every `chamilo.index_refresh`) and the course
+//!    enrolment reconciliation (every `chamilo.enrolment_reconcile`) until `stop` is
+//!    cancelled. An `Err` is a refusal whose message says what is missing: stay not ready and
+//!    log it (retrying `start` later is safe).
 //! 3. [`Backend::is_ready`] for `/readyz`: `start` succeeded and the first listing is loaded.
 //! 4. `backend.directory` is the SCIM engine's `Directory`.
 
@@ -47,6 +49,7 @@ pub struct Backend {
     pub directory: Arc<directory::ChamiloDirectory>,
     refresh_every: Duration,
     full_refresh_every: Duration,
+    enrolment_reconcile_every: Duration,
     create_extra_fields: bool,
     started: AtomicBool,
 }
@@ -89,6 +92,7 @@ impl Backend {
             directory,
             refresh_every: config.index_refresh,
             full_refresh_every: config.full_refresh,
+            enrolment_reconcile_every: config.enrolment_reconcile,
             create_extra_fields: config.create_extra_fields,
             started: AtomicBool::new(false),
         })
@@ -110,6 +114,11 @@ impl Backend {
         }
         self.started.store(true, Ordering::Release);
         tracing::info!("Chamilo web services checked; building the user index");
+        // Detached: it ends with `stop`, like the refresh.
+        let _ = self
+            .directory
+            .clone()
+            .spawn_enrolment_reconcile(self.enrolment_reconcile_every, stop.clone());
         Ok(self
             .lookup
             .clone()
