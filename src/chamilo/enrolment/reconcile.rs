@@ -16,7 +16,9 @@
 //! Cost per pass: one `get_groups`, one `get_group_sub_users` per mapped class, one
 //! `get_users_subscribed_to_course` per granted course, and one call per missing
 //! subscription. A course's id (which that listing needs; no web service maps a code to it)
-//! is learnt from `user_courses`, at most [`ID_PROBES`] users per unknown course, and kept.
+//! is learnt from `user_courses`, of at most [`ID_PROBES`] entitled users per unknown course,
+//! and kept; when none of them holds the course, the first missing subscription is made and
+//! read back. A course that refuses that first one (no such course) costs no other call.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -87,12 +89,16 @@ impl ChamiloDirectory {
                     continue;
                 }
             };
-            let changes = missing(course, users, &subscribed);
-            report.missing += changes.len();
+            let mut changes = missing(
+                course,
+                users,
+                subscribed.as_ref().unwrap_or(&BTreeSet::new()),
+            );
             if changes.is_empty() {
                 continue;
             }
             if rules.dry_run {
+                report.missing += changes.len();
                 let listed: Vec<u64> = changes
                     .iter()
                     .take(LISTED_AT_MOST)
@@ -101,14 +107,54 @@ impl ChamiloDirectory {
                 tracing::info!(
                     chamilo.course = course.as_str(),
                     missing_count = changes.len(),
+                    // Without the course's id, who is subscribed is known only of the
+                    // members whose courses were read.
+                    course_listed = subscribed.is_some(),
                     users = ?listed,
                     "enrolment reconciliation dry run: subscriptions not made (chamilo.enrolment_dry_run = true)"
                 );
                 continue;
             }
-            let made_now = self
-                .subscribe_all(&changes, &mut report, &mut failures)
-                .await;
+            let mut made_now = Vec::new();
+            if subscribed.is_none() {
+                // The course's id is unknown and no member read holds the course: the first
+                // subscription shows whether the course exists and, read back, its id; then
+                // the course's own listing says who else is missing.
+                let first = changes.remove(0);
+                report.missing += 1;
+                match self.make_one(&first).await {
+                    Made::Failed(why) => {
+                        report.missing += changes.len();
+                        report.failed += 1 + changes.len();
+                        failures.push(format!(
+                            "subscribe user {} course {course}: {why}; the course's {} other missing subscriptions were not tried",
+                            first.user(),
+                            changes.len()
+                        ));
+                        continue;
+                    }
+                    Made::Done { .. } => {
+                        report.made += 1;
+                        made_now.push(first.user());
+                        if self.enrolment.course_id(course).is_none() {
+                            // Only to learn the id: an error leaves the list as it is.
+                            let _ = self.is_subscribed(first.user(), course).await;
+                        }
+                    }
+                    Made::Already => {}
+                }
+                if let Some(id) = self.enrolment.course_id(course) {
+                    if let Ok(list) = self.client.course_subscribers(id).await {
+                        let listed: BTreeSet<u64> = list.into_iter().map(|s| s.user_id).collect();
+                        changes = missing(course, users, &listed);
+                    }
+                }
+            }
+            report.missing += changes.len();
+            made_now.extend(
+                self.subscribe_all(&changes, &mut report, &mut failures)
+                    .await,
+            );
             if !made_now.is_empty() {
                 report.withdrawn += self.withdraw_departed(course, &made_now).await;
             }
@@ -152,13 +198,12 @@ impl ChamiloDirectory {
     }
 
     /// Who `course` lists. With its id unknown, a few entitled users' courses are read to
-    /// learn it; if none of them has the course, it lists no entitled user as far as is
-    /// known (the subscriptions then read back Chamilo's `[false]` for one already there).
+    /// learn it; `None` when none of them holds the course (the id is still unknown).
     async fn subscribed_to(
         &self,
         course: &str,
         entitled: &BTreeMap<u64, CourseRole>,
-    ) -> Result<BTreeSet<u64>, ChamiloError> {
+    ) -> Result<Option<BTreeSet<u64>>, ChamiloError> {
         if self.enrolment.course_id(course).is_none() {
             for user in entitled.keys().take(ID_PROBES) {
                 self.is_subscribed(*user, course).await?;
@@ -168,10 +213,10 @@ impl ChamiloDirectory {
             }
         }
         let Some(id) = self.enrolment.course_id(course) else {
-            return Ok(BTreeSet::new());
+            return Ok(None);
         };
         match self.client.course_subscribers(id).await {
-            Ok(list) => Ok(list.into_iter().map(|s| s.user_id).collect()),
+            Ok(list) => Ok(Some(list.into_iter().map(|s| s.user_id).collect())),
             Err(e) => {
                 // The course may be gone (or made again under another id): learn it anew.
                 self.enrolment.forget_course(course);
