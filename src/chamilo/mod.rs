@@ -125,10 +125,17 @@ impl Backend {
             .spawn_refresh(self.refresh_every, self.full_refresh_every, stop))
     }
 
-    /// Whether SCIM requests can be served: [`Backend::start`] succeeded and the user index
-    /// holds a full listing.
+    /// Whether every SCIM request can be served: [`Backend::start`] succeeded and the user
+    /// index holds a full listing.
     pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::Acquire) && self.lookup.index.is_ready()
+        self.is_started() && self.lookup.index.is_ready()
+    }
+
+    /// Whether SCIM requests are served at all: [`Backend::start`] succeeded. Until the index
+    /// holds its first listing, lookups by userName or externalId and creates answer (fresh
+    /// from Chamilo), while lists, other filters and requests by id answer 503.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
     }
 
     /// Makes sure the userName, externalId and attributes extra fields exist. Updates of accounts made
