@@ -224,7 +224,12 @@ async fn before_the_first_listing_keyed_lookups_and_creates_answer() {
     };
     let user = |v: serde_json::Value| User::from_json(v.as_object().unwrap().clone());
     fn waits<T>(r: Result<T, DirectoryError>) -> bool {
-        matches!(r, Err(DirectoryError::Unavailable { retry_after: Some(_) }))
+        matches!(
+            r,
+            Err(DirectoryError::Unavailable {
+                retry_after: Some(_)
+            })
+        )
     }
 
     let created = dir
@@ -245,7 +250,10 @@ async fn before_the_first_listing_keyed_lookups_and_creates_answer() {
     assert_eq!(by_name.resources[0].id(), Some(id.as_str()));
     let by_ext = dir.find(&query("externalId", "hr-77")).await.unwrap();
     assert_eq!(by_ext.total, 1);
-    assert_eq!(dir.find(&query("userName", "nobody")).await.unwrap().total, 0);
+    assert_eq!(
+        dir.find(&query("userName", "nobody")).await.unwrap().total,
+        0
+    );
     // A second create of the same userName is refused, from Chamilo's fresh answer.
     let again = dir
         .create(user(json!({
@@ -285,7 +293,10 @@ async fn before_the_first_listing_keyed_lookups_and_creates_answer() {
     assert!(b.lookup.index.is_ready());
     assert!(dir.get(&id).await.unwrap().is_some());
     assert_eq!(
-        dir.find(&query("userName", "user000002")).await.unwrap().total,
+        dir.find(&query("userName", "user000002"))
+            .await
+            .unwrap()
+            .total,
         1
     );
 }
