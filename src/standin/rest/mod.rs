@@ -257,12 +257,14 @@ fn get_users(state: &ChamiloState, ctx: &Caller, p: &FormPairs, work: &mut Work)
             fields.push((name.to_owned(), stored.to_owned()));
         }
     }
-    work.listed_users = state.user_count();
-    work.extra_fields = fields.len();
     let mut users: Vec<&User> = state
         .users()
         .filter(|u| wanted.is_none_or(|s| u.status == s))
         .collect();
+    // Chamilo builds a row, and reads each requested extra field, for the users it returns:
+    // a listing of one status costs what that status holds.
+    work.listed_users = users.len();
+    work.extra_fields = fields.len();
     users.sort_by_cached_key(|u| (u.firstname.as_deref().map(fold), u.id));
     let data: Vec<Value> = users
         .into_iter()
