@@ -298,8 +298,9 @@ impl ChamiloDirectory {
         withdrawn
     }
 
-    /// Runs [`ChamiloDirectory::reconcile_enrolment`] now, every `every`, and after each change
-    /// of the rules, until `stop`. `every` zero: never.
+    /// Runs [`ChamiloDirectory::reconcile_enrolment`] once the user index holds its first
+    /// listing, then every `every` and after each change of the rules, until `stop`. `every`
+    /// zero: never.
     pub fn spawn_enrolment_reconcile(
         self: Arc<Self>,
         every: Duration,
@@ -310,6 +311,14 @@ impl ChamiloDirectory {
         }
         Some(tokio::spawn(async move {
             let mut changes = self.enrolment.rule_changes();
+            // Members are told apart from reserved accounts (the service account, protected
+            // logins) by the index: the first pass waits for its first listing.
+            while !self.lookup.index.is_ready() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
             loop {
                 changes.borrow_and_update();
                 match self.reconcile_enrolment().await {
