@@ -266,6 +266,22 @@ async fn before_the_first_listing_keyed_lookups_and_creates_answer() {
         "{again:?}"
     );
 
+    // An account managed through SCIM (by another replica, before this one started) is found
+    // fresh by its userName, with what Chamilo's answer gives until the listing is in.
+    let four = chamilo.state().user_by_username("user000004").unwrap().id;
+    chamilo
+        .state()
+        .set_extra(four, "scim_user_name", Some("four@example.org"));
+    let found = dir
+        .find(&query("userName", "four@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(found.total, 1);
+    let four_json = found.resources[0].as_json();
+    assert_eq!(four_json["id"], four.to_string());
+    assert_eq!(four_json["userName"], "four@example.org");
+    assert_eq!(four_json["active"], true);
+
     // An account made in Chamilo may be adopted: only the listing tells whether it is
     // managed under another userName.
     assert!(waits(dir.find(&query("userName", "user000002")).await));
