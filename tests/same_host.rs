@@ -426,3 +426,208 @@ fn the_systemd_unit_runs_its_commands_on_the_same_host_configuration() {
         .collect();
     assert!(ours.is_empty() && out.status.success(), "{text}");
 }
+
+/// The Apache binary, or `None` (with the reason printed) when it is not installed here.
+fn apache() -> Option<PathBuf> {
+    let path = Path::new("/usr/sbin/apache2");
+    if path.is_file() && Path::new("/usr/lib/apache2/modules/mod_proxy.so").is_file() {
+        return Some(path.to_owned());
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "Apache is not installed: .ci/run installs it (apt-get install -y apache2)"
+    );
+    eprintln!("SKIPPED: Apache is not installed (apt-get install -y apache2); the snippet is not exercised");
+    None
+}
+
+/// An Apache (`-DFOREGROUND`), stopped on drop.
+struct Apache(Child);
+
+impl Apache {
+    fn start(bin: &Path, dir: &Path, site: &str, port: u16) -> Self {
+        let d = dir.display();
+        let modules = [
+            ("mpm_event", "mod_mpm_event"),
+            ("authz_core", "mod_authz_core"),
+            ("authz_host", "mod_authz_host"),
+            ("alias", "mod_alias"),
+            ("headers", "mod_headers"),
+            ("proxy", "mod_proxy"),
+            ("proxy_http", "mod_proxy_http"),
+            ("socache_shmcb", "mod_socache_shmcb"),
+            ("ssl", "mod_ssl"),
+            ("remoteip", "mod_remoteip"),
+            ("setenvif", "mod_setenvif"),
+        ]
+        .iter()
+        .map(|(name, file)| {
+            format!("LoadModule {name}_module /usr/lib/apache2/modules/{file}.so\n")
+        })
+        .collect::<String>();
+        let conf = dir.join("httpd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{modules}ServerRoot {d}\nServerName localhost\nListen 127.0.0.1:{port}\nPidFile {d}/httpd.pid\n\
+                 DefaultRuntimeDir {d}\nMutex file:{d} default\nErrorLog {d}/error_log\nLogLevel warn\n\
+                 User nobody\nGroup nogroup\n{site}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .args(["-DFOREGROUND", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut apache = Apache(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = apache.0.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.join("error_log")).unwrap_or_default();
+                let mut stderr = String::new();
+                if let Some(mut e) = apache.0.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                panic!("apache exited ({status}):\n{stderr}\n{log}\n{site}");
+            }
+            assert!(Instant::now() < deadline, "apache did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        apache
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -s TERM {}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apache_beside_routes_only_scim_to_the_proxy_with_host_and_scheme() {
+    let Some(apache_bin) = apache() else { return };
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: 3,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = proxy_config(
+        dir.path(),
+        &chamilo,
+        "[forwarding]\ntrusted_networks = [\"127.0.0.1/32\", \"::1/128\"]\n",
+    );
+    let proxy = ProxyProcess::start(&config, &[]);
+    wait_scim_ready(&proxy).await;
+
+    let port = free_port();
+    let (cert, key) = self_signed(dir.path());
+    let docroot = dir.path().join("chamilo");
+    std::fs::create_dir_all(&docroot).unwrap();
+    let site = repo("deploy/apache/beside.conf")
+        .replace(
+            "<VirtualHost *:443>",
+            &format!("<VirtualHost 127.0.0.1:{port}>"),
+        )
+        .replace(
+            "/etc/ssl/lms.example.org/fullchain.pem",
+            &cert.display().to_string(),
+        )
+        .replace(
+            "/etc/ssl/lms.example.org/privkey.pem",
+            &key.display().to_string(),
+        )
+        .replace("/var/www/chamilo", &docroot.display().to_string())
+        .replace("http://127.0.0.1:8080", &format!("http://{}", proxy.public));
+    let _apache = Apache::start(&apache_bin, dir.path(), &site, port);
+    // Apache passes the Host as sent (ProxyPreserveHost), port included.
+    let base = format!("https://{HOST}:{port}/scim/v2");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+
+    let (status, text) = curl(
+        port,
+        "127.0.0.2",
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "X-Forwarded-For: 203.0.113.9",
+            &format!("{base}/Users?filter=userName%20eq%20%22user000001%22"),
+        ],
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"totalResults\":1"), "{text}");
+    assert!(
+        text.contains(&format!("\"location\":\"{base}/Users/")),
+        "meta.location must be the public https URL:\n{text}"
+    );
+    let (status, text) = curl(port, "127.0.0.2", &[&format!("{base}/Users")]);
+    assert_eq!(status, 401, "{text}");
+
+    // Chamilo's own web services: refused to an outside client, served to this host (the
+    // empty document root answers 404 there: it was not refused).
+    let webservices = format!("https://{HOST}:{port}/main/webservices/api/v2.php");
+    let (status, _) = curl(port, "127.0.0.2", &[&webservices]);
+    assert_eq!(status, 403);
+    let (status, _) = curl(port, "127.0.0.1", &[&webservices]);
+    assert_eq!(status, 404);
+    let (status, _) = curl(port, "127.0.0.2", &[&base]);
+    assert_eq!(status, 308);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apache_in_front_placement_gives_chamilo_the_client_address_and_https() {
+    let Some(apache_bin) = apache() else { return };
+    let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let docroot = dir.path().join("chamilo");
+    std::fs::create_dir_all(&docroot).unwrap();
+    std::fs::write(docroot.join("index.html"), "chamilo\n").unwrap();
+    // In place of Chamilo's PHP, a header showing what PHP would be given (REMOTE_ADDR as
+    // mod_remoteip sets it, the HTTPS variable).
+    let site = repo("deploy/apache/in-front.conf")
+        .replace("Listen 127.0.0.1:8081\n", "")
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{port}"))
+        .replace("/var/www/chamilo", &docroot.display().to_string())
+        + "Header always set X-Seen \"expr=remote_addr=%{REMOTE_ADDR} https=%{reqenv:HTTPS}\"\n";
+    let _apache = Apache::start(&apache_bin, dir.path(), &site, port);
+
+    let (cert, key) = self_signed(dir.path());
+    let config = proxy_config(
+        dir.path(),
+        &chamilo,
+        &format!("url = \"{}\"\n", chamilo.base_url),
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        &format!("[upstream]\nurl = \"{}\"", chamilo.base_url),
+        &format!(
+            "[upstream]\nurl = \"http://127.0.0.1:{port}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let proxy = ProxyProcess::start(&config, &[]);
+    let url = format!("https://{HOST}:{}/index.html", proxy.public.port());
+    let (status, text) = curl(
+        proxy.public.port(),
+        "127.0.0.2",
+        &["-H", "X-Forwarded-For: 203.0.113.9", &url],
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-seen: remote_addr=127.0.0.2 https=on"),
+        "{text}"
+    );
+}
