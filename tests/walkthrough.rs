@@ -1,6 +1,7 @@
 //! examples/curl-walkthrough.md stays true: every `sh` block in it is run, in order, in one
 //! bash script, against the `demo` subcommand (the proxy in front of the stand-in), exactly as
-//! a reader would paste them. Then the metric names the Grafana dashboard and the alert rules
+//! a reader would paste them; then the `sh` blocks of examples/entra-id.md and okta.md (what
+//! each identity provider's connection test asks). Then the metric names the Grafana dashboard and the alert rules
 //! use (deploy/grafana, deploy/prometheus) are checked against the demo's /metrics, which the
 //! walkthrough has filled with every kind of sample (writes, Chamilo calls, SCIM statuses).
 //!
@@ -166,9 +167,14 @@ fn the_curl_walkthrough_runs_against_the_demo_and_the_dashboards_use_real_metric
     let token = demo.token();
     let scim = format!("http://127.0.0.1:{listen}/scim/v2");
 
-    let markdown = repo("examples/curl-walkthrough.md");
-    let blocks = fenced_blocks(&markdown, "sh");
+    let mut blocks = fenced_blocks(&repo("examples/curl-walkthrough.md"), "sh");
     assert!(blocks.len() >= 10, "{} sh blocks", blocks.len());
+    // The identity-provider guides' checks run after it, against the same demo.
+    for guide in ["examples/entra-id.md", "examples/okta.md"] {
+        let checks = fenced_blocks(&repo(guide), "sh");
+        assert!(!checks.is_empty(), "{guide} has no sh block");
+        blocks.extend(checks);
+    }
     // Wait until SCIM answers (the backend checks Chamilo and loads its index first).
     let ready = (0..400).any(|_| {
         let out = Command::new("curl")
