@@ -141,8 +141,9 @@ impl Backend {
     /// Makes sure the userName, externalId and attributes extra fields exist. Updates of accounts made
     /// outside SCIM (adoption) fail on a missing field, while `save_user` creates the fields it
     /// is given: the only way through the web services is a short-lived placeholder account
-    /// created with those fields and deleted at once.
-    async fn ensure_extra_fields(&self) -> Result<(), ChamiloError> {
+    /// created with those fields and deleted at once. Public for `check-chamilo
+    /// --create-extra-fields`, which must create them exactly as start-up does.
+    pub async fn ensure_extra_fields(&self) -> Result<(), ChamiloError> {
         let missing = self
             .client
             .missing_extra_fields(&self.lookup.fields.all())
