@@ -179,6 +179,13 @@ async fn validation_happens_before_any_call() {
         DirectoryError::InvalidValue { attr, .. } => assert_eq!(attr, "name.givenName"),
         other => panic!("{other}"),
     }
+    // With the strict switch (`chamilo.refuse_unmapped_languages`), an unmapped tag too.
+    dir.mapping().language_policy.store(std::sync::Arc::new(
+        chamilo_scim_proxy::chamilo::mapping::LanguagePolicy {
+            refuse_unmapped: true,
+            ..Default::default()
+        },
+    ));
     let mut bad = ann();
     bad.as_json_mut()
         .insert("preferredLanguage".into(), json!("tlh"));
@@ -799,8 +806,15 @@ async fn an_unassigned_active_round_trips_and_a_deactivation_still_shows() {
 }
 
 #[tokio::test]
-async fn both_language_tags_must_be_configured() {
-    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+async fn with_the_strict_switch_both_language_tags_must_be_configured() {
+    let mapping = ChamiloMapping::default();
+    mapping.language_policy.store(std::sync::Arc::new(
+        chamilo_scim_proxy::chamilo::mapping::LanguagePolicy {
+            refuse_unmapped: true,
+            ..Default::default()
+        },
+    ));
+    let (chamilo, dir) = setup(mapping).await;
     let mut u = ann();
     u.as_json_mut()
         .insert("preferredLanguage".into(), json!("en"));

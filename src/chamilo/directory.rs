@@ -139,6 +139,11 @@ impl ChamiloDirectory {
         }
     }
 
+    /// The mapping in force (its language policy follows reloads).
+    pub fn mapping(&self) -> &ChamiloMapping {
+        &self.mapping
+    }
+
     /// The SCIM representation of an account.
     pub fn to_user(&self, a: &Account) -> User {
         self.mapping.to_user(a)

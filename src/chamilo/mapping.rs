@@ -14,9 +14,11 @@
 //! | `roles[].value` (primary or first) | `status`, through a table (default student, 5); the value verbatim in `scim_attributes` |
 //! | `password` | password (never returned; a long random one when none is given) |
 //!
-//! Values Chamilo would truncate or mangle (too long, outside the Basic Multilingual Plane),
-//! an unknown language or role are refused with 400 `invalidValue` naming the attribute,
-//! before any call. Accounts named in `protected_logins` (the service account, administrators)
+//! Values Chamilo would truncate or mangle (too long, outside the Basic Multilingual Plane)
+//! and an unknown role are refused with 400 `invalidValue` naming the attribute, before any
+//! call. A language tag the table does not map (nor its base language) never blocks an
+//! account: it is kept as sent and Chamilo gets the default language, with a WARN line
+//! ([`LanguagePolicy`]; the strict 400 on request). Accounts named in `protected_logins` (the service account, administrators)
 //! cannot be changed or deleted through SCIM.
 //!
 //! `DELETE` under the default policy is a soft delete (`super::deprovisioned`): the account is
@@ -71,6 +73,39 @@ pub enum GroupScope {
     Managed,
 }
 
+/// What a `preferredLanguage`/`locale` tag with no entry in the language table leads to
+/// (`chamilo.refuse_unmapped_languages`, `chamilo.default_language`; both follow reloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguagePolicy {
+    /// Refuse it (400 `invalidValue`), as before issue 10.
+    pub refuse_unmapped: bool,
+    /// Otherwise the tag is kept verbatim and Chamilo gets this folder.
+    pub default_folder: String,
+}
+
+impl Default for LanguagePolicy {
+    fn default() -> Self {
+        Self {
+            refuse_unmapped: false,
+            default_folder: "english".to_owned(),
+        }
+    }
+}
+
+impl LanguagePolicy {
+    /// The policy the `[chamilo]` section describes.
+    pub fn from_config(c: &crate::config::ChamiloConfig) -> Self {
+        Self {
+            refuse_unmapped: c.refuse_unmapped_languages,
+            default_folder: c.default_language.clone(),
+        }
+    }
+}
+
+/// The language policy in force, shared by every clone of a mapping so that a reload reaches
+/// the directory without rebuilding it.
+pub type SharedLanguagePolicy = std::sync::Arc<arc_swap::ArcSwap<LanguagePolicy>>;
+
 /// The configurable part of the mapping.
 #[derive(Debug, Clone)]
 pub struct ChamiloMapping {
@@ -83,6 +118,8 @@ pub struct ChamiloMapping {
     pub role_status: Vec<(String, i64)>,
     /// Language tag (lower case; `en-us` falls back to `en`) → Chamilo language folder.
     pub languages: Vec<(String, String)>,
+    /// What a tag without an entry in `languages` leads to (follows reloads).
+    pub language_policy: SharedLanguagePolicy,
     /// `auth_source` of created users (`platform`, or an SSO source name).
     pub auth_source: String,
     pub deprovision: Deprovision,
@@ -123,6 +160,7 @@ impl Default for ChamiloMapping {
                 .iter()
                 .map(|(t, f)| ((*t).to_owned(), (*f).to_owned()))
                 .collect(),
+            language_policy: Default::default(),
             auth_source: "platform".into(),
             deprovision: Deprovision::default(),
             protected_logins: vec!["admin".into()],
@@ -202,12 +240,37 @@ impl ChamiloMapping {
                     .map(|(k, v)| (k.to_lowercase(), v.clone()))
                     .collect()
             },
+            language_policy: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+                LanguagePolicy::from_config(c),
+            )),
             auth_source: c.auth_source.clone(),
             deprovision,
             protected_logins,
             list_scope,
             group_scope,
         })
+    }
+}
+
+/// A language tag the table does not map, and the folder Chamilo got instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedLanguage {
+    /// `preferredLanguage` or `locale`.
+    pub attr: &'static str,
+    pub tag: String,
+    pub folder: String,
+}
+
+impl UnmappedLanguage {
+    /// The WARN line a write that gives Chamilo the default language logs.
+    pub(crate) fn warn(&self, user_id: u64) {
+        tracing::warn!(
+            chamilo.user_id = user_id,
+            scim.attribute = self.attr,
+            scim.language = %self.tag,
+            chamilo.language = %self.folder,
+            "no Chamilo language is configured for this tag: the account gets the default language (the tag is kept as sent)"
+        );
     }
 }
 
@@ -225,6 +288,8 @@ pub struct Mapped {
     pub external_id: Option<String>,
     pub official_code: Option<String>,
     pub language: Option<String>,
+    /// Set when `language` is the default one given for a tag the table does not map.
+    pub unmapped_language: Option<UnmappedLanguage>,
     /// `preferredLanguage`, `locale` and the role as sent, for the attributes extra field.
     pub kept: KeptAttributes,
     /// `None` when the user has no `roles`: keep Chamilo's status on updates (a PATCH round
@@ -341,22 +406,42 @@ impl ChamiloMapping {
         if let Some(o) = &official_code {
             storable(&employee, o, Some(40))?;
         }
-        // Both tags must name a configured language, whichever sets Chamilo's: a client
-        // gets the same answer for a tag wherever it puts it. `locale` is a separate
-        // attribute (RFC 7643 §4.1.1) and sets the language only without `preferredLanguage`.
+        // A tag with no entry in the table (itself or its base language) never blocks an
+        // account: it is kept verbatim and Chamilo gets the default language, as Chamilo
+        // itself does with an unknown language (unless the site asks for the strict 400).
+        // Both tags are checked alike, whichever sets Chamilo's: a client gets the same answer
+        // for a tag wherever it puts it. `locale` is a separate attribute (RFC 7643 §4.1.1)
+        // and sets the language only without `preferredLanguage`.
+        let policy = self.language_policy.load();
         let mut languages = Vec::new();
+        let mut unmapped_language = None;
         for attr in ["preferredLanguage", "locale"] {
             if let Some(tag) = user.get_str(attr) {
-                let folder = self.language(tag).ok_or_else(|| {
-                    invalid(
-                        attr,
-                        format!("no Chamilo language is configured for '{tag}'"),
-                    )
-                })?;
-                languages.push(folder);
+                let folder = match self.language(tag) {
+                    Some(folder) => folder,
+                    None if policy.refuse_unmapped => {
+                        return Err(invalid(
+                            attr,
+                            format!("no Chamilo language is configured for '{tag}'"),
+                        ))
+                    }
+                    None => {
+                        unmapped_language.get_or_insert_with(|| (attr, tag.to_owned()));
+                        policy.default_folder.clone()
+                    }
+                };
+                languages.push((attr, folder));
             }
         }
-        let language = languages.into_iter().next();
+        let (language_from, language) = languages.into_iter().next().unzip();
+        // Worth a WARN only when the tag that sets Chamilo's language is the unmapped one.
+        let unmapped_language = unmapped_language
+            .filter(|(attr, _)| Some(*attr) == language_from)
+            .map(|(attr, tag)| UnmappedLanguage {
+                attr,
+                tag,
+                folder: policy.default_folder.clone(),
+            });
         let role = pick_typed(user, "roles", "").map(str::to_owned);
         let status = match &role {
             Some(role) => Some(self.status_of_role(role).ok_or_else(|| {
@@ -385,6 +470,7 @@ impl ChamiloMapping {
             external_id,
             official_code,
             language,
+            unmapped_language,
             kept,
             status,
             password: user.password().map(str::to_owned),
@@ -654,7 +740,14 @@ mod tests {
         assert!(
             matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "name.familyName")
         );
-        let err = mapping
+        let strict = ChamiloMapping::default();
+        strict
+            .language_policy
+            .store(std::sync::Arc::new(LanguagePolicy {
+                refuse_unmapped: true,
+                ..LanguagePolicy::default()
+            }));
+        let err = strict
             .map(&user(json!({"userName": "a", "emails": [{"value": "a@b.org"}], "preferredLanguage": "xx"})))
             .unwrap_err();
         assert!(
@@ -666,6 +759,59 @@ mod tests {
             ))
             .unwrap_err();
         assert!(matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "emails"));
+    }
+
+    #[test]
+    fn an_unmapped_language_gets_the_best_match_and_is_kept() {
+        let mapping = ChamiloMapping::default();
+        let map = |v: Value| mapping.map(&user(v)).unwrap();
+        let base = json!({"userName": "a", "emails": [{"value": "a@b.org"}]});
+        let with = |k: &str, tag: &str| {
+            let mut v = base.clone();
+            v[k] = json!(tag);
+            v
+        };
+        // The language, then its base language: mapped, nothing to warn about.
+        let m = map(with("preferredLanguage", "fr-CA"));
+        assert_eq!(m.language.as_deref(), Some("french"));
+        assert_eq!(m.unmapped_language, None);
+        // Then the default language; the tag is kept as sent.
+        let m = map(with("preferredLanguage", "xh"));
+        assert_eq!(m.language.as_deref(), Some("english"));
+        assert_eq!(m.kept.preferred_language.as_deref(), Some("xh"));
+        let u = m.unmapped_language.unwrap();
+        assert_eq!((u.attr, u.tag.as_str()), ("preferredLanguage", "xh"));
+        let m = map(with("locale", "en-ZA"));
+        assert_eq!(m.language.as_deref(), Some("english"));
+        assert_eq!(m.unmapped_language, None, "en-ZA falls back to en");
+        // An unmapped locale beside a mapped preferredLanguage sets nothing: no warning.
+        let mut both = with("preferredLanguage", "de");
+        both["locale"] = json!("zu_ZA");
+        let m = map(both);
+        assert_eq!(m.language.as_deref(), Some("german"));
+        assert_eq!(m.kept.locale.as_deref(), Some("zu_ZA"));
+        assert_eq!(m.unmapped_language, None);
+        // The configured default, and the strict switch, follow the shared policy.
+        let clone = mapping.clone();
+        clone
+            .language_policy
+            .store(std::sync::Arc::new(LanguagePolicy {
+                refuse_unmapped: false,
+                default_folder: "dutch".into(),
+            }));
+        assert_eq!(
+            map(with("locale", "xh")).language.as_deref(),
+            Some("dutch"),
+            "a reload reaches every clone"
+        );
+        clone
+            .language_policy
+            .store(std::sync::Arc::new(LanguagePolicy {
+                refuse_unmapped: true,
+                default_folder: "dutch".into(),
+            }));
+        let err = mapping.map(&user(with("locale", "xh"))).unwrap_err();
+        assert!(matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "locale"));
     }
 
     #[test]

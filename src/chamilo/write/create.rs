@@ -108,6 +108,9 @@ impl ChamiloDirectory {
         };
         self.lookup.index.upsert(account.clone());
         tracing::info!(chamilo.user_id = id, "created user");
+        if let Some(u) = &m.unmapped_language {
+            u.warn(id);
+        }
         Ok(self.to_user(&account))
     }
 

@@ -141,6 +141,11 @@ impl ChamiloDirectory {
         let names = change.names();
         self.apply_after("update", current.id, &after.login, change, &earlier)
             .await?;
+        if let Some(u) = m.unmapped_language.as_ref() {
+            if names.iter().any(|n| n == "language") {
+                u.warn(current.id);
+            }
+        }
         if !names.is_empty() {
             tracing::info!(chamilo.user_id = current.id, changed = ?names, "updated user");
         }
