@@ -5,29 +5,33 @@
 //! | `id` | user id |
 //! | `userName` | extra field `scim_user_name` (verbatim); the login is derived from it (see `username`). Accounts made outside SCIM answer to their login until the first SCIM write sets the field (adoption) |
 //! | `name.givenName` / `name.familyName` | `firstname` / `lastname` (60 characters) |
-//! | primary (else first) `emails` | `email` (100 characters; required) |
-//! | work (else first) `phoneNumbers` | `phone` (30 characters) |
+//! | primary (else first) `emails` | `email` (100 characters; required); all of them as sent in `scim_attributes` |
+//! | primary, else work, else first `phoneNumbers` | `phone` (30 characters); all of them as sent in `scim_attributes` |
 //! | `active` | `active` |
-//! | `preferredLanguage` (else `locale`) | `language`, through a table (`en` → `english`…); both tags verbatim in the extra field `scim_attributes` |
+//! | `preferredLanguage` (else `locale`) | `language`, through a table (`en` → `english`…); both tags verbatim in `scim_attributes` |
 //! | `externalId` | extra field `scim_external_id` |
-//! | enterprise `employeeNumber` | `official_code` (40 characters) |
-//! | `roles[].value` (primary or first) | `status`, through a table (default student, 5); the value verbatim in `scim_attributes` |
+//! | enterprise `employeeNumber` | `official_code` (40 characters); as sent in `scim_attributes` |
+//! | `roles[].value` (primary or first) | `status`, through a table (default student, 5); all roles as sent in `scim_attributes` |
+//! | every other attribute of the User schema and the enterprise extension | `scim_attributes`, as sent (see `super::kept`) |
+//! | `meta.created` / `meta.lastModified` | `scim_attributes`: the proxy's create and last write (none for accounts made outside SCIM until then) |
 //! | `password` | password (never returned; a long random one when none is given) |
 //!
 //! Values Chamilo would truncate or mangle (too long, outside the Basic Multilingual Plane)
 //! and an unknown role are refused with 400 `invalidValue` naming the attribute, before any
 //! call. A language tag the table does not map (nor its base language) never blocks an
 //! account: it is kept as sent and Chamilo gets the default language, with a WARN line
-//! ([`LanguagePolicy`]; the strict 400 on request). Accounts named in `protected_logins` (the service account, administrators)
-//! cannot be changed or deleted through SCIM.
+//! ([`LanguagePolicy`]; the strict 400 on request). The attributes kept in `scim_attributes`
+//! are bounded (`super::kept::MAX_FIELD_BYTES`, 400 above it). Accounts named in
+//! `protected_logins` (the service account, administrators) cannot be changed or deleted
+//! through SCIM.
 //!
 //! `DELETE` under the default policy is a soft delete (`super::deprovisioned`): the account is
 //! deactivated and hidden from SCIM on every replica; a later create with its userName or
 //! externalId revives it under its old id.
 //!
-//! `/Schemas` advertises only what comes back as it was sent (see [`ChamiloDirectory`]'s
-//! capabilities): one work e-mail and one work phone number, one role. `primary` is accepted
-//! (it picks the value kept) but not returned. `password` is never returned.
+//! `/Schemas` advertises the whole User schema and enterprise extension: every attribute comes
+//! back as it was sent, a column's current value in the place it was taken from (a change made
+//! in Chamilo wins). `password` is never returned.
 
 use rand::Rng;
 use serde_json::{json, Map, Value};
@@ -275,7 +279,7 @@ impl UnmappedLanguage {
 }
 
 /// The Chamilo fields a SCIM user maps to, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
     pub user_name: String,
     /// `None` when the user has no `name.givenName` (and likewise below): on create Chamilo
@@ -349,19 +353,65 @@ fn plausible_email(email: &str) -> bool {
     }
 }
 
-fn pick_typed<'a>(user: &'a User, attr: &str, wanted_type: &str) -> Option<&'a str> {
-    let items = user.get(attr)?.as_array()?;
+/// Which of the values of a multi-valued attribute Chamilo's one column holds: the primary,
+/// else the first of `wanted_type`, else the first.
+fn chosen(items: &[Value], wanted_type: &str) -> Option<usize> {
     items
         .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
+        .position(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
         .or_else(|| {
             items
                 .iter()
-                .find(|e| e.get("type").and_then(Value::as_str) == Some(wanted_type))
+                .position(|e| e.get("type").and_then(Value::as_str) == Some(wanted_type))
         })
-        .or_else(|| items.first())?
+        .or_else(|| (!items.is_empty()).then_some(0))
+}
+
+fn pick_typed<'a>(user: &'a User, attr: &str, wanted_type: &str) -> Option<&'a str> {
+    let items = user.get(attr)?.as_array()?;
+    items
+        .get(chosen(items, wanted_type)?)?
         .get("value")?
         .as_str()
+}
+
+/// The type whose first value Chamilo's column holds when none is primary (`roles`: none).
+const EMAIL_TYPE: &str = "";
+const PHONE_TYPE: &str = "work";
+const ROLE_TYPE: &str = "";
+
+/// Top-level attributes with a place of their own in Chamilo, or never kept (see `kept`).
+const NOT_KEPT: &[&str] = &[
+    "id",
+    "meta",
+    "schemas",
+    "userName",
+    "externalId",
+    "password",
+    "groups",
+    "active",
+];
+
+/// The attributes of `user` kept in the attributes field: all but those with a place of
+/// their own (`NOT_KEPT`, and the names Chamilo has columns for).
+fn kept_attributes(user: &User) -> Map<String, Value> {
+    let mut kept = Map::new();
+    for (k, v) in user.as_json() {
+        if NOT_KEPT.contains(&k.as_str()) {
+            continue;
+        }
+        if k == "name" {
+            let mut name = v.as_object().cloned().unwrap_or_default();
+            name.remove("givenName");
+            name.remove("familyName");
+            if !name.is_empty() {
+                kept.insert(k.clone(), Value::Object(name));
+            }
+            continue;
+        }
+        kept.insert(k.clone(), v.clone());
+    }
+    kept
 }
 
 impl ChamiloMapping {
@@ -383,14 +433,14 @@ impl ChamiloMapping {
         if let Some(l) = &lastname {
             storable("name.familyName", l, Some(60))?;
         }
-        let email = user.primary_email().map(str::to_owned);
+        let email = pick_typed(user, "emails", EMAIL_TYPE).map(str::to_owned);
         if let Some(e) = &email {
             storable("emails", e, Some(100))?;
             if !plausible_email(e) {
                 return Err(invalid("emails", "not an e-mail address Chamilo accepts"));
             }
         }
-        let phone = pick_typed(user, "phoneNumbers", "work").map(str::to_owned);
+        let phone = pick_typed(user, "phoneNumbers", PHONE_TYPE).map(str::to_owned);
         if let Some(p) = &phone {
             storable("phoneNumbers", p, Some(30))?;
         }
@@ -442,7 +492,7 @@ impl ChamiloMapping {
                 tag,
                 folder: policy.default_folder.clone(),
             });
-        let role = pick_typed(user, "roles", "").map(str::to_owned);
+        let role = pick_typed(user, "roles", ROLE_TYPE).map(str::to_owned);
         let status = match &role {
             Some(role) => Some(self.status_of_role(role).ok_or_else(|| {
                 invalid(
@@ -453,13 +503,23 @@ impl ChamiloMapping {
             None => None,
         };
         let kept = KeptAttributes {
-            preferred_language: user.get_str("preferredLanguage").map(str::to_owned),
-            locale: user.get_str("locale").map(str::to_owned),
-            role,
+            attributes: kept_attributes(user),
             // Set by `replace_user`: a create without `active` gets Chamilo's default, active,
             // and returns it like any value the service provider assigns.
             active_unassigned: false,
+            // Set by the write, which knows whether it changes anything.
+            created: None,
+            last_modified: None,
         };
+        if let Err((attr, size)) = kept.check_size() {
+            return Err(invalid(
+                &attr,
+                format!(
+                    "the attributes Chamilo has no column for take {size} bytes once encoded; at most {} fit its attributes field (the largest is this one)",
+                    super::kept::MAX_FIELD_BYTES
+                ),
+            ));
+        }
         Ok(Mapped {
             user_name,
             firstname,
@@ -529,37 +589,25 @@ impl ChamiloMapping {
         }
     }
 
-    /// What `/Schemas` may promise for Chamilo, and the values that make a round trip.
+    /// What `/Schemas` may promise for Chamilo: every attribute of the User schema and the
+    /// enterprise extension (what Chamilo has no column for is kept as sent, see `kept`),
+    /// and the values that map to a Chamilo language or status.
     pub(crate) fn capabilities(&self) -> Capabilities {
         let tags: Vec<String> = self.languages.iter().map(|(t, _)| t.clone()).collect();
         let roles: Vec<String> = self.role_status.iter().map(|(r, _)| r.clone()).collect();
         Capabilities {
-            attributes: Some(
-                STORED_ATTRIBUTES
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .chain(std::iter::once(format!(
-                        "{ENTERPRISE_SCHEMA}:employeeNumber"
-                    )))
-                    .collect(),
-            ),
+            attributes: None,
             max_user_name_length: None,
             change_password: true,
             versions: false,
             // Chamilo refuses an account without a valid e-mail address.
             required: vec!["emails".to_owned(), "emails.value".to_owned()],
             canonical_values: vec![
-                // Only the one address and number Chamilo keeps; they come back as work ones.
-                ("emails.type".to_owned(), vec!["work".to_owned()]),
-                ("phoneNumbers.type".to_owned(), vec!["work".to_owned()]),
                 ("preferredLanguage".to_owned(), tags.clone()),
                 ("locale".to_owned(), tags),
                 ("roles.value".to_owned(), roles),
             ],
-            accepted: ACCEPTED_ATTRIBUTES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            accepted: Vec::new(),
         }
     }
 
@@ -592,10 +640,16 @@ pub(crate) fn random_password() -> String {
 }
 
 impl ChamiloMapping {
-    /// The SCIM representation of an account.
+    /// The SCIM representation of an account: the attributes kept as sent, with what
+    /// Chamilo's columns hold now in their place (a change made in Chamilo wins), and `meta`.
     pub fn to_user(&self, a: &Account) -> User {
+        let kept = a
+            .attributes
+            .as_deref()
+            .map(KeptAttributes::decode)
+            .unwrap_or_default();
+        let mut doc = kept.attributes;
         let mut m = Map::new();
-        let mut schemas = vec![json!(USER_SCHEMA)];
         m.insert("id".into(), json!(a.id.to_string()));
         m.insert(
             "userName".into(),
@@ -604,77 +658,124 @@ impl ChamiloMapping {
         if let Some(ext) = &a.external_id {
             m.insert("externalId".into(), json!(ext));
         }
-        let mut name = Map::new();
+        let mut name = match doc.shift_remove("name") {
+            Some(Value::Object(n)) => n,
+            _ => Map::new(),
+        };
         if let Some(f) = a.firstname.as_ref().filter(|f| !f.is_empty()) {
             name.insert("givenName".into(), json!(f));
         }
         if !a.lastname.is_empty() {
+            // An account learned from a fresh lookup has only Chamilo's full name.
             let key = if a.partial { "formatted" } else { "familyName" };
-            name.insert(key.into(), json!(a.lastname));
+            name.entry(key).or_insert_with(|| json!(a.lastname));
         }
         if !name.is_empty() {
             m.insert("name".into(), Value::Object(name));
         }
-        if !a.email.is_empty() {
-            m.insert("emails".into(), json!([{"value": a.email, "type": "work"}]));
+        // The e-mail column is always known (listed); phone, official code and status only
+        // after a fresh lookup: until then the values as sent stand.
+        let email = Some(a.email.as_str());
+        let columns = [
+            ("emails", EMAIL_TYPE, email),
+            ("phoneNumbers", PHONE_TYPE, a.phone.as_deref()),
+        ];
+        for (attr, wanted_type, column) in columns {
+            let items = match doc.shift_remove(attr) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            let items = with_column(items, wanted_type, column);
+            if !items.is_empty() {
+                m.insert(attr.into(), Value::Array(items));
+            }
         }
-        if let Some(p) = a.phone.as_ref().filter(|p| !p.is_empty()) {
-            m.insert("phoneNumbers".into(), json!([{"value": p, "type": "work"}]));
+        let mut roles = match doc.shift_remove("roles") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        if let Some(i) = chosen(&roles, ROLE_TYPE) {
+            let sent = roles[i].get("value").and_then(Value::as_str);
+            if let Some(now) = self.returned_role(sent, a.status) {
+                if sent != Some(now.as_str()) {
+                    roles[i]["value"] = json!(now);
+                }
+            }
         }
-        if let Some(o) = a.official_code.as_ref().filter(|o| !o.is_empty()) {
-            schemas.push(json!(ENTERPRISE_SCHEMA));
-            m.insert(ENTERPRISE_SCHEMA.into(), json!({"employeeNumber": o}));
+        let mut enterprise = match doc.shift_remove(ENTERPRISE_SCHEMA) {
+            Some(Value::Object(e)) => e,
+            _ => Map::new(),
+        };
+        match a.official_code.as_deref() {
+            Some("") => {
+                enterprise.shift_remove("employeeNumber");
+            }
+            Some(o) => {
+                enterprise.insert("employeeNumber".into(), json!(o));
+            }
+            None => {}
         }
-        let kept = a
-            .attributes
-            .as_deref()
-            .map(KeptAttributes::decode)
-            .unwrap_or_default();
-        if let Some(tag) = kept.preferred_language {
-            m.insert("preferredLanguage".into(), json!(tag));
+        // What remains was kept as sent, in the order sent (a field edited by hand cannot
+        // override what has a place of its own).
+        for (k, v) in doc {
+            if !NOT_KEPT.contains(&k.as_str()) && !m.contains_key(&k) {
+                m.insert(k, v);
+            }
         }
-        if let Some(tag) = kept.locale {
-            m.insert("locale".into(), json!(tag));
-        }
-        if let Some(role) = self.returned_role(kept.role.as_deref(), a.status) {
-            m.insert("roles".into(), json!([{ "value": role }]));
+        if !roles.is_empty() {
+            m.insert("roles".into(), Value::Array(roles));
         }
         // Unassigned by the identity provider and still active: Chamilo's default, not a value
         // the IdP set. A deactivation is always returned.
         if !(kept.active_unassigned && a.active) {
             m.insert("active".into(), json!(a.active));
         }
+        let mut schemas = vec![json!(USER_SCHEMA)];
+        if !enterprise.is_empty() {
+            schemas.push(json!(ENTERPRISE_SCHEMA));
+            m.insert(ENTERPRISE_SCHEMA.into(), Value::Object(enterprise));
+        }
         m.insert("schemas".into(), Value::Array(schemas));
+        let mut meta = Map::new();
+        if let Some(c) = kept.created {
+            meta.insert("created".into(), json!(c));
+        }
+        if let Some(l) = kept.last_modified {
+            meta.insert("lastModified".into(), json!(l));
+        }
+        if !meta.is_empty() {
+            m.insert("meta".into(), Value::Object(meta));
+        }
         User::from_json(m)
     }
 }
 
-/// The core attributes `ChamiloMapping::map` reads and `ChamiloDirectory::to_user` returns:
-/// the engine drops every other one before the directory sees it, so each source of the
-/// mapping table above must be listed. Sub-attributes Chamilo does not keep (`display`, the
-/// type of a role) are left out, so `/Schemas` promises only what comes back.
-const STORED_ATTRIBUTES: &[&str] = &[
-    "userName",
-    "externalId",
-    "name.givenName",
-    "name.familyName",
-    "emails.value",
-    "emails.type",
-    "phoneNumbers.value",
-    "phoneNumbers.type",
-    "active",
-    "preferredLanguage",
-    "locale",
-    "roles.value",
-    "password",
-    // Read-only: the classes the account belongs to (`GroupStore::groups_of`).
-    "groups",
-];
-
-/// Read to choose the one value Chamilo keeps (the primary e-mail, phone number or role),
-/// not kept themselves: accepted, also in PATCH paths and filters such as Entra's
-/// `emails[primary eq true].value`, but neither advertised nor returned.
-const ACCEPTED_ATTRIBUTES: &[&str] = &["emails.primary", "phoneNumbers.primary", "roles.primary"];
+/// The values of a multi-valued attribute as sent, with Chamilo's one column in the place it
+/// was taken from: `None`, the column is not known (the values as sent stand); empty, Chamilo
+/// holds none (the value it held is gone); another value, it was changed in Chamilo.
+fn with_column(mut items: Vec<Value>, wanted_type: &str, column: Option<&str>) -> Vec<Value> {
+    let Some(column) = column else {
+        return items;
+    };
+    match chosen(&items, wanted_type) {
+        Some(i) if column.is_empty() => {
+            items.remove(i);
+        }
+        Some(i) => {
+            if items[i].get("value").and_then(Value::as_str) != Some(column) {
+                if let Some(item) = items[i].as_object_mut() {
+                    item.insert("value".into(), json!(column));
+                } else {
+                    items[i] = json!({"value": column, "type": "work"});
+                }
+            }
+        }
+        // Nothing kept (an account made outside SCIM, or before issue 10): the column alone.
+        None if !column.is_empty() => items.push(json!({"value": column, "type": "work"})),
+        None => {}
+    }
+    items
+}
 
 #[cfg(test)]
 mod tests {
@@ -688,17 +789,8 @@ mod tests {
     }
 
     #[test]
-    fn every_mapped_source_attribute_is_stored() {
-        // `locale` was missing: Okta's create sends only `locale`, and its language was lost.
-        for attr in [
-            "preferredLanguage",
-            "locale",
-            "phoneNumbers.value",
-            "roles.value",
-            "password",
-        ] {
-            assert!(STORED_ATTRIBUTES.contains(&attr), "{attr}");
-        }
+    fn locale_alone_sets_the_language() {
+        // Okta's create sends only `locale`, and its language was once lost.
         let m = ChamiloMapping::default()
             .map(&user(
                 json!({"userName": "a", "emails": [{"value": "a@b.org"}], "locale": "fr-FR"}),
@@ -778,7 +870,7 @@ mod tests {
         // Then the default language; the tag is kept as sent.
         let m = map(with("preferredLanguage", "xh"));
         assert_eq!(m.language.as_deref(), Some("english"));
-        assert_eq!(m.kept.preferred_language.as_deref(), Some("xh"));
+        assert_eq!(m.kept.get_str("preferredLanguage"), Some("xh"));
         let u = m.unmapped_language.unwrap();
         assert_eq!((u.attr, u.tag.as_str()), ("preferredLanguage", "xh"));
         let m = map(with("locale", "en-ZA"));
@@ -789,7 +881,7 @@ mod tests {
         both["locale"] = json!("zu_ZA");
         let m = map(both);
         assert_eq!(m.language.as_deref(), Some("german"));
-        assert_eq!(m.kept.locale.as_deref(), Some("zu_ZA"));
+        assert_eq!(m.kept.get_str("locale"), Some("zu_ZA"));
         assert_eq!(m.unmapped_language, None);
         // The configured default, and the strict switch, follow the shared policy.
         let clone = mapping.clone();
