@@ -842,3 +842,118 @@ async fn meta_dates_are_the_proxys_writes_and_never_invented() {
     assert!(p.body["meta"]["lastModified"].is_string(), "{p}");
     assert_eq!(p.body["title"], "Adopted", "{p}");
 }
+
+// --- Stage 4: meta.version and ETags. ---
+
+#[tokio::test]
+async fn etags_follow_every_change_and_guard_writes() {
+    let s = stack().await;
+    let config = s
+        .scim
+        .call(Method::GET, "/ServiceProviderConfig", None)
+        .await;
+    assert_eq!(config.body["etag"]["supported"], true, "{config}");
+
+    let r = s.create(entra_user("etag@contoso.example")).await;
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/Users/{id}");
+    let v1 = r.body["meta"]["version"].as_str().unwrap().to_owned();
+    let etag = |r: &Reply| r.header("etag").map(str::to_owned);
+    // RFC 7644 §3.14: the version in the body is the entity tag, as in the header.
+    assert!(v1.starts_with("W/\""), "{r}");
+    assert_eq!(etag(&r).as_deref(), Some(v1.as_str()), "{r}");
+    let got = s.get(&id).await;
+    assert_eq!(
+        got.body["meta"]["version"],
+        v1.as_str(),
+        "a read is the same version"
+    );
+    assert_eq!(etag(&got), etag(&r));
+    // Listed from the index: the same version too.
+    let listed = s.filter("displayName pr").await;
+    assert_eq!(
+        listed.body["Resources"][0]["meta"]["version"],
+        v1.as_str(),
+        "{listed}"
+    );
+
+    let send = |method: Method, headers: Vec<(&'static str, String)>, body: Option<Value>| {
+        let path = path.clone();
+        let scim = &s.scim;
+        async move {
+            let mut h: Vec<(&str, &str)> = vec![("content-type", "application/scim+json")];
+            h.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+            scim.send(
+                method,
+                &path,
+                Some(scim_support::TOKEN),
+                body.map(|b| b.to_string()),
+                &h,
+            )
+            .await
+        }
+    };
+    let w = |v: &str| v.to_owned();
+
+    // If-None-Match: 304 while unchanged.
+    let r = send(Method::GET, vec![("if-none-match", w(&v1))], None).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{r}");
+    assert_eq!(etag(&r), Some(w(&v1)));
+    let r = send(Method::GET, vec![("if-none-match", w("W/\"other\""))], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+
+    // PATCH with the current version: applied, new version.
+    let ops = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "Director"}]});
+    let r = send(Method::PATCH, vec![("if-match", w(&v1))], Some(ops.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let v2 = r.body["meta"]["version"].as_str().unwrap().to_owned();
+    assert_ne!(v2, v1);
+    assert_eq!(etag(&r), Some(w(&v2)));
+    // The old version no longer matches: 412 for PATCH, PUT and DELETE; nothing changes.
+    let r = send(Method::PATCH, vec![("if-match", w(&v1))], Some(ops.clone())).await;
+    assert_scim_error(&r, StatusCode::PRECONDITION_FAILED, None);
+    let r = send(
+        Method::PUT,
+        vec![("if-match", w(&v1))],
+        Some(entra_user("etag@contoso.example")),
+    )
+    .await;
+    assert_scim_error(&r, StatusCode::PRECONDITION_FAILED, None);
+    let r = send(Method::DELETE, vec![("if-match", w(&v1))], None).await;
+    assert_scim_error(&r, StatusCode::PRECONDITION_FAILED, None);
+    assert_eq!(s.get(&id).await.body["meta"]["version"], v2.as_str());
+    let r = send(Method::GET, vec![("if-none-match", w(&v1))], None).await;
+    assert_eq!(r.status, StatusCode::OK, "a stale version is not 304: {r}");
+
+    // A change made directly in Chamilo between the IdP's GET and its PATCH: 412.
+    let uid: u64 = id.parse().unwrap();
+    s.chamilo
+        .state()
+        .edit_user(uid, |u| u.phone = "+44 20 0000 0000".into());
+    let r = send(Method::PATCH, vec![("if-match", w(&v2))], Some(ops.clone())).await;
+    assert_scim_error(&r, StatusCode::PRECONDITION_FAILED, None);
+    assert_eq!(s.account(&id).phone, "+44 20 0000 0000", "untouched");
+    let fresh = s.get(&id).await;
+    let v3 = fresh.body["meta"]["version"].as_str().unwrap().to_owned();
+    assert_ne!(v3, v2);
+    assert_eq!(
+        fresh.body["phoneNumbers"][0]["value"], "+44 20 0000 0000",
+        "{fresh}"
+    );
+    // Deactivated in Chamilo: another version again.
+    s.chamilo.state().set_active(uid, false);
+    let r = send(Method::GET, vec![("if-none-match", w(&v3))], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let v4 = r.body["meta"]["version"].as_str().unwrap().to_owned();
+    assert_ne!(v4, v3);
+
+    // PUT and DELETE with the current version.
+    let mut put = entra_user("etag@contoso.example");
+    put["title"] = json!("Chair");
+    let r = send(Method::PUT, vec![("if-match", w(&v4))], Some(put)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let v5 = r.body["meta"]["version"].as_str().unwrap().to_owned();
+    assert_ne!(v5, v4);
+    let r = send(Method::DELETE, vec![("if-match", w(&v5))], None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r}");
+}

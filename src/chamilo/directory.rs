@@ -355,7 +355,7 @@ impl Directory for ChamiloDirectory {
         user: User,
         _expected_version: Option<&'a str>,
     ) -> DirFuture<'a, User> {
-        // `versions: false`: the engine sends no precondition.
+        // The engine checked `If-Match` against the fresh read (`get`) this write reuses.
         Box::pin(self.update_user(id, user, None))
     }
 

@@ -599,7 +599,9 @@ impl ChamiloMapping {
             attributes: None,
             max_user_name_length: None,
             change_password: true,
-            versions: false,
+            // `meta.version` digests the resource as returned (`to_user`): it changes with any
+            // returned attribute, and the engine checks preconditions against a fresh read.
+            versions: true,
             // Chamilo refuses an account without a valid e-mail address.
             required: vec!["emails".to_owned(), "emails.value".to_owned()],
             canonical_values: vec![
@@ -743,11 +745,22 @@ impl ChamiloMapping {
         if let Some(l) = kept.last_modified {
             meta.insert("lastModified".into(), json!(l));
         }
-        if !meta.is_empty() {
-            m.insert("meta".into(), Value::Object(meta));
-        }
+        // Last, over everything returned: any change of a returned attribute, also one made
+        // in Chamilo's UI and seen by a fresh read, gives another version.
+        meta.insert("version".into(), json!(version_of(&m, &meta)));
+        m.insert("meta".into(), Value::Object(meta));
         User::from_json(m)
     }
+}
+
+/// `meta.version` of a resource: a digest of its attributes and dates (never of the version
+/// itself), the same on every replica for the same state.
+fn version_of(resource: &Map<String, Value>, meta: &Map<String, Value>) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(serde_json::to_vec(resource).unwrap_or_default());
+    hasher.update(serde_json::to_vec(meta).unwrap_or_default());
+    hex::encode(&hasher.finalize()[..12])
 }
 
 /// The values of a multi-valued attribute as sent, with Chamilo's one column in the place it
@@ -761,15 +774,14 @@ fn with_column(mut items: Vec<Value>, wanted_type: &str, column: Option<&str>) -
         Some(i) if column.is_empty() => {
             items.remove(i);
         }
-        Some(i) => {
-            if items[i].get("value").and_then(Value::as_str) != Some(column) {
-                if let Some(item) = items[i].as_object_mut() {
-                    item.insert("value".into(), json!(column));
-                } else {
-                    items[i] = json!({"value": column, "type": "work"});
-                }
+        Some(i) if items[i].get("value").and_then(Value::as_str) != Some(column) => {
+            if let Some(item) = items[i].as_object_mut() {
+                item.insert("value".into(), json!(column));
+            } else {
+                items[i] = json!({"value": column, "type": "work"});
             }
         }
+        Some(_) => {}
         // Nothing kept (an account made outside SCIM, or before issue 10): the column alone.
         None if !column.is_empty() => items.push(json!({"value": column, "type": "work"})),
         None => {}
