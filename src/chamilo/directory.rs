@@ -254,12 +254,23 @@ impl ChamiloDirectory {
                 resources,
             };
         }
+        // A scan may look at every account and return a page: the version (a digest of the
+        // whole resource) only for what is returned.
         let chunks = self
             .lookup
             .index
             .chunks(keep, SEARCH_CHUNK)
-            .map(|accounts| accounts.iter().map(|a| self.to_user(a)).collect());
-        query.select_chunks(chunks)
+            .map(|accounts| {
+                accounts
+                    .iter()
+                    .map(|a| self.mapping.to_user_unversioned(a))
+                    .collect()
+            });
+        let mut page = query.select_chunks(chunks);
+        for user in &mut page.resources {
+            super::mapping::set_version(user);
+        }
+        page
     }
 
     async fn find_users(&self, query: &ListQuery) -> Result<Page, DirectoryError> {

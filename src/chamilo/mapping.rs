@@ -645,6 +645,14 @@ impl ChamiloMapping {
     /// The SCIM representation of an account: the attributes kept as sent, with what
     /// Chamilo's columns hold now in their place (a change made in Chamilo wins), and `meta`.
     pub fn to_user(&self, a: &Account) -> User {
+        let mut user = self.to_user_unversioned(a);
+        set_version(&mut user);
+        user
+    }
+
+    /// [`ChamiloMapping::to_user`] without `meta.version`, for scans that filter many
+    /// accounts and return few: [`set_version`] completes the ones returned.
+    pub(crate) fn to_user_unversioned(&self, a: &Account) -> User {
         let kept = a
             .attributes
             .as_deref()
@@ -745,22 +753,32 @@ impl ChamiloMapping {
         if let Some(l) = kept.last_modified {
             meta.insert("lastModified".into(), json!(l));
         }
-        // Last, over everything returned: any change of a returned attribute, also one made
-        // in Chamilo's UI and seen by a fresh read, gives another version.
-        meta.insert("version".into(), json!(version_of(&m, &meta)));
-        m.insert("meta".into(), Value::Object(meta));
+        if !meta.is_empty() {
+            m.insert("meta".into(), Value::Object(meta));
+        }
         User::from_json(m)
     }
 }
 
-/// `meta.version` of a resource: a digest of its attributes and dates (never of the version
-/// itself), the same on every replica for the same state.
-fn version_of(resource: &Map<String, Value>, meta: &Map<String, Value>) -> String {
+/// Sets `meta.version` of a user `to_user_unversioned` made: a digest of everything returned
+/// (attributes and dates, never the version itself), so any change of a returned attribute,
+/// also one made in Chamilo's UI and seen by a read, gives another version, and the same
+/// state has the same version on every replica.
+pub(crate) fn set_version(user: &mut User) {
     use sha2::Digest;
+    let mut resource = user.as_json().clone();
+    let mut meta = match resource.shift_remove("meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    meta.shift_remove("version");
     let mut hasher = sha2::Sha256::new();
-    hasher.update(serde_json::to_vec(resource).unwrap_or_default());
-    hasher.update(serde_json::to_vec(meta).unwrap_or_default());
-    hex::encode(&hasher.finalize()[..12])
+    hasher.update(serde_json::to_vec(&resource).unwrap_or_default());
+    hasher.update(serde_json::to_vec(&meta).unwrap_or_default());
+    let version = hex::encode(&hasher.finalize()[..12]);
+    meta.insert("version".into(), json!(version));
+    user.as_json_mut()
+        .insert("meta".into(), Value::Object(meta));
 }
 
 /// The values of a multi-valued attribute as sent, with Chamilo's one column in the place it
@@ -952,6 +970,62 @@ mod tests {
         let c: crate::config::Config =
             toml::from_str("[chamilo]\ngroup_scope = \"scim\"\n").unwrap();
         assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
+    }
+
+    #[test]
+    fn the_version_follows_every_returned_attribute() {
+        let mapping = ChamiloMapping::default();
+        let kept = |v: Value| {
+            Some(
+                KeptAttributes {
+                    attributes: v.as_object().cloned().unwrap(),
+                    ..KeptAttributes::default()
+                }
+                .encode(),
+            )
+        };
+        let a = Account {
+            id: 7,
+            login: "ann".into(),
+            email: "ann@example.org".into(),
+            lastname: "Lee".into(),
+            active: true,
+            attributes: kept(json!({"title": "T", "addresses": [{"locality": "X"}]})),
+            ..Account::default()
+        };
+        let v = |a: &Account| mapping.to_user(a).version().unwrap().to_owned();
+        assert_eq!(v(&a), v(&a.clone()), "the same state, the same version");
+        let mut scanned = mapping.to_user_unversioned(&a);
+        assert_eq!(scanned.version(), None);
+        set_version(&mut scanned);
+        assert_eq!(
+            scanned.version(),
+            Some(v(&a).as_str()),
+            "one digest, two paths"
+        );
+        let changes: [fn(&mut Account); 5] = [
+            |a| a.active = false,
+            |a| a.lastname = "Li".into(),
+            |a| a.phone = Some("555".into()),
+            |a| a.external_id = Some("e".into()),
+            |a| {
+                a.attributes = Some(
+                    KeptAttributes {
+                        attributes: json!({"title": "T", "addresses": [{"locality": "Y"}]})
+                            .as_object()
+                            .cloned()
+                            .unwrap(),
+                        ..KeptAttributes::default()
+                    }
+                    .encode(),
+                )
+            },
+        ];
+        for change in changes {
+            let mut b = a.clone();
+            change(&mut b);
+            assert_ne!(v(&b), v(&a), "{b:?}");
+        }
     }
 
     #[test]
