@@ -1255,3 +1255,31 @@ async fn a_revival_that_would_merge_two_accounts_is_a_conflict() {
     let back = dir.create(mk("ann", "E-ann")).await.unwrap();
     assert_eq!(back.id(), Some(ann_id.as_str()));
 }
+
+/// `replace`/`modify` with an expected version: when the write reads the account again (no
+/// confirmation of the engine's read to reuse), a change since that read is
+/// `PreconditionFailed` and nothing is written; the same version is written.
+#[tokio::test]
+async fn a_write_that_reads_again_checks_the_expected_version() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let created = dir.create(ann()).await.unwrap();
+    let id = created.id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    let v1 = created.version().unwrap().to_owned();
+    // Changed in Chamilo since the version was read.
+    chamilo
+        .state()
+        .edit_user(uid, |u| u.phone = "555-0123".into());
+    let mut next = created.clone();
+    next.set("title", json!("Dr"));
+    let err = dir.replace(&id, next.clone(), Some(&v1)).await.unwrap_err();
+    assert_eq!(err, DirectoryError::PreconditionFailed);
+    assert!(dir.get(&id).await.unwrap().unwrap().get("title").is_none());
+    // With the version of a fresh read (a lookup by id, which leaves no confirmation for
+    // the write to reuse: it reads again and compares), written.
+    let page = dir.find(&eq("id", &id)).await.unwrap();
+    let v2 = page.resources[0].version().unwrap().to_owned();
+    assert_ne!(v2, v1);
+    let stored = dir.replace(&id, next, Some(&v2)).await.unwrap();
+    assert_eq!(stored.get_str("title"), Some("Dr"));
+}

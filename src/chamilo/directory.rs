@@ -364,10 +364,9 @@ impl Directory for ChamiloDirectory {
         &'a self,
         id: &'a str,
         user: User,
-        _expected_version: Option<&'a str>,
+        expected_version: Option<&'a str>,
     ) -> DirFuture<'a, User> {
-        // The engine checked `If-Match` against the fresh read (`get`) this write reuses.
-        Box::pin(self.update_user(id, user, None))
+        Box::pin(self.update_user(id, user, None, expected_version))
     }
 
     fn modify<'a>(
@@ -375,9 +374,9 @@ impl Directory for ChamiloDirectory {
         id: &'a str,
         base: &'a User,
         user: User,
-        _expected_version: Option<&'a str>,
+        expected_version: Option<&'a str>,
     ) -> DirFuture<'a, User> {
-        Box::pin(self.update_user(id, user, Some(base)))
+        Box::pin(self.update_user(id, user, Some(base), expected_version))
     }
 
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {

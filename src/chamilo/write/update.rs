@@ -94,11 +94,15 @@ fn names_are_current(a: &Account) -> bool {
 
 impl ChamiloDirectory {
     /// PUT (`base: None`) or PATCH (`base`: the state the engine read and patched).
+    /// `expected_version`: the version the engine read (and checked `If-Match` against); when
+    /// this write has to read the account again (the engine's read is no longer fresh), a
+    /// change since is `PreconditionFailed` (the engine retries a PATCH without `If-Match`).
     pub(crate) async fn update_user(
         &self,
         id: &str,
         user: User,
         base: Option<&User>,
+        expected_version: Option<&str>,
     ) -> Result<User, DirectoryError> {
         let mut m = self.mapping.map(&user)?;
         // Without `active` (PUT without it, PATCH remove) the account is active, Chamilo's only
@@ -114,8 +118,15 @@ impl ChamiloDirectory {
             _ => Touched::ALL,
         };
         let mut current = match self.confirmed.take(id) {
+            // The read the engine checked the version of.
             Some(current) => current,
-            None => self.account(id).await?.ok_or(DirectoryError::NotFound)?,
+            None => {
+                let current = self.account(id).await?.ok_or(DirectoryError::NotFound)?;
+                if expected_version.is_some_and(|v| self.to_user(&current).version() != Some(v)) {
+                    return Err(DirectoryError::PreconditionFailed);
+                }
+                current
+            }
         };
         if self.mapping.is_protected(&current.login) || self.lookup.is_reserved(&current) {
             return Err(reserved_account());
