@@ -34,6 +34,11 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Check a Chamilo before provisioning (and when provisioning fails): reachability, the
+    /// service account, administrator rights, web-services version, SOAP secret, extra
+    /// fields, accounts, latency, languages and roles. One line per check; exit status 0 only
+    /// when provisioning will work. Read-only unless `--create-extra-fields`.
+    CheckChamilo(CheckChamiloArgs),
     /// Try it out: start a SIMULATED Chamilo (the built-in stand-in) and the proxy in front of
     /// it, and print the SCIM base URL, a token and a `curl` to try.
     Demo(DemoArgs),
@@ -42,6 +47,18 @@ enum Command {
     /// Prints `CHAMILO_E2E_*` lines (and writes them to `--env-file` once listening); runs until
     /// SIGTERM or Ctrl-C.
     Standin(StandinArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct CheckChamiloArgs {
+    /// The TOML configuration file the proxy runs with (secrets may also come from the
+    /// environment, as for `run`).
+    #[arg(long, short = 'c', env = "CHAMILO_SCIM_PROXY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Create the missing extra fields now, as the proxy does at start-up (the only write
+    /// this command can make).
+    #[arg(long)]
+    create_extra_fields: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -103,6 +120,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::Run(args)) => run(args),
+        Some(Command::CheckChamilo(args)) => check_chamilo(args),
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Standin(args)) => standin(args),
         None => run(cli.run),
@@ -133,6 +151,40 @@ fn check_config(file: PathBuf) -> ExitCode {
             eprintln!("{} error(s)", failure.errors.errors.len());
             ExitCode::from(1)
         }
+    }
+}
+
+fn check_chamilo(args: CheckChamiloArgs) -> ExitCode {
+    use chamilo_scim_proxy::app::preflight;
+    let source = Source {
+        path: args.config,
+        overrides: Overrides::default(),
+        env: EnvSecrets::from_process_env(),
+    };
+    let loaded = match load(&source) {
+        Ok(l) => l,
+        Err(failure) => {
+            eprintln!("{}", failure.errors);
+            eprintln!(
+                "✗ configuration: fix the errors above (chamilo-scim-proxy check-config FILE)"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let options = preflight::Options {
+        create_extra_fields: args.create_extra_fields,
+    };
+    let mut ready = false;
+    let outcome = block_on(async {
+        let report = preflight::check_chamilo(&loaded.config, options).await;
+        print!("{report}");
+        ready = report.provisioning_will_work();
+        Ok(())
+    });
+    if outcome == ExitCode::SUCCESS && ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

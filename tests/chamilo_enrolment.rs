@@ -1,7 +1,8 @@
 //! Course enrolment driven by SCIM groups (`[[chamilo.enrolment]]`), against the stand-in:
 //! rules by displayName pattern and by externalId, two groups granting one course, the
-//! teacher role, dry run, a reload of the mapping, and a failed subscription reported and
-//! completed by a later write.
+//! teacher role, dry run, a reload of the mapping, a failed subscription reported and
+//! completed by a later write, a subscription Chamilo already holds read back, and the
+//! reconciliation of mapped groups with their courses.
 
 mod chamilo_support;
 mod log_capture;
@@ -291,4 +292,203 @@ async fn members_added_before_a_membership_failure_are_enrolled_and_the_retry_do
         .await
         .unwrap();
     assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5), (5, 5)]);
+}
+
+/// A class made in Chamilo's UI (no SCIM line in its description) with `ids` as members.
+fn ui_class(chamilo: &StandinHandle, name: &str, ids: &[u64]) -> u64 {
+    let mut state = chamilo.state();
+    let id = state.insert_group(name, "", "1", 0);
+    if let Some(g) = state.group_mut(id) {
+        g.members.extend(ids.iter().map(|u| (*u, 0)));
+    }
+    id
+}
+
+/// Subscribes `user` to course `code` behind the proxy's back (a teacher's own doing).
+fn subscribe_by_hand(chamilo: &StandinHandle, code: &str, user: u64, status: i64) {
+    let mut state = chamilo.state();
+    let id = state.course_by_code(code).unwrap();
+    state.course_mut(id).unwrap().users.push((user, status));
+}
+
+#[tokio::test]
+async fn a_member_already_subscribed_is_read_back_not_reported_as_failed() {
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH"], "student")],
+        false,
+    ))
+    .await;
+    // A teacher enrolled user 3 by hand: Chamilo answers the proxy's subscription `[false]`.
+    subscribe_by_hand(&s.chamilo, "MATH", 3, 5);
+    s.writes.take();
+    let id = create(&s, "Course R", None, &[3, 4]).await;
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5)]);
+    assert!(s.dir.enrolment().owed_to(id).is_empty(), "nothing owed");
+    let enrolment: Vec<WriteOutcome> = s
+        .writes
+        .take()
+        .into_iter()
+        .filter(|(op, _)| op == "enrolment")
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(enrolment, vec![WriteOutcome::Applied]);
+    assert_eq!(
+        s.chamilo.calls("user_courses"),
+        1,
+        "one read-back, for user 3"
+    );
+}
+
+#[tokio::test]
+async fn reconciliation_subscribes_the_members_of_groups_a_rule_starts_to_match() {
+    // Classes made in Chamilo's UI, before any rule: nobody is enrolled.
+    let s = with_courses(rules(Vec::new(), false)).await;
+    ui_class(&s.chamilo, "Course Maths", &[3, 4, 5]);
+    ui_class(&s.chamilo, "Maths teachers", &[5, 6]);
+    ui_class(&s.chamilo, "Staff", &[7]);
+    // A teacher enrolled 4 as a student and 9 (in no group) by hand.
+    subscribe_by_hand(&s.chamilo, "MATH", 4, 5);
+    subscribe_by_hand(&s.chamilo, "MATH", 9, 5);
+    s.chamilo.reset_calls();
+    let nothing = s.dir.reconcile_enrolment().await.unwrap();
+    assert_eq!(nothing.classes, 0, "no rule, no call: {nothing:?}");
+    assert_eq!(s.chamilo.total_calls(), 0);
+
+    s.dir.enrolment().set_rules(rules(
+        vec![
+            rule(Some("course *"), None, &["MATH"], "student"),
+            rule(Some("maths teachers"), None, &["MATH"], "teacher"),
+        ],
+        false,
+    ));
+    s.chamilo.reset_calls();
+    s.writes.take();
+    let r = s.dir.reconcile_enrolment().await.unwrap();
+    assert_eq!(
+        (r.classes, r.courses, r.missing, r.made),
+        (2, 1, 3, 3),
+        "{r:?}"
+    );
+    assert_eq!((r.failed, r.withdrawn, r.unread_courses), (0, 0, 0));
+    // 3 student; 5 in both groups: teacher; 6 teacher; 4 keeps the role it has; 9, in no
+    // group, is left alone; 7's group grants nothing.
+    assert_eq!(
+        enrolled(&s.chamilo, "MATH"),
+        vec![(3, 5), (4, 5), (5, 1), (6, 1), (9, 5)]
+    );
+    assert_eq!(
+        s.writes.take(),
+        vec![("enrolment".to_owned(), WriteOutcome::Repaired)]
+    );
+    // The course id was learnt from the first entitled member holding the course.
+    assert!(s.chamilo.calls("user_courses") <= 3);
+    assert_eq!(s.chamilo.calls("get_users_subscribed_to_course"), 1);
+
+    // The next pass finds nothing to do: one listing per class and per course, and no
+    // user's courses (the id is known).
+    s.chamilo.reset_calls();
+    let again = s.dir.reconcile_enrolment().await.unwrap();
+    assert_eq!((again.missing, again.made), (0, 0));
+    assert_eq!(s.chamilo.calls("user_courses"), 0);
+    assert_eq!(s.chamilo.calls("subscribe_user_to_course"), 0);
+    assert_eq!(
+        s.chamilo.total_calls(),
+        1 + 2 + 1,
+        "get_groups, two get_group_sub_users, one course listing: {:?}",
+        s.chamilo.all_calls()
+    );
+    assert!(s.writes.take().is_empty());
+}
+
+#[tokio::test]
+async fn reconciliation_in_dry_run_logs_and_makes_nothing() {
+    let logs = log_capture::capture_json(tracing::Level::INFO);
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH"], "student")],
+        true,
+    ))
+    .await;
+    ui_class(&s.chamilo, "Course Dry", &[3, 4]);
+    let r = s.dir.reconcile_enrolment().await.unwrap();
+    assert!(r.dry_run);
+    assert_eq!((r.missing, r.made), (2, 0));
+    assert!(enrolled(&s.chamilo, "MATH").is_empty());
+    assert_eq!(s.chamilo.calls("subscribe_user_to_course"), 0);
+    assert!(
+        logs.lines().iter().any(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("enrolment reconciliation dry run"))
+                && l["fields"]["missing_count"] == 2
+                && l["fields"]["chamilo.course"] == "MATH"
+        }),
+        "{}",
+        logs.text()
+    );
+}
+
+#[tokio::test]
+async fn reconciliation_reports_a_course_that_does_not_exist() {
+    let logs = log_capture::capture_json(tracing::Level::INFO);
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH", "NOPE"], "student")],
+        false,
+    ))
+    .await;
+    ui_class(&s.chamilo, "Course Typo", &[3, 4, 5]);
+    s.writes.take();
+    s.chamilo.reset_calls();
+    let r = s.dir.reconcile_enrolment().await.unwrap();
+    // MATH: nobody holds it, so its id is unknown: the first subscription is read back to
+    // learn it, then the course's listing gives the rest. NOPE: the first subscription fails
+    // and the other two are not tried.
+    assert_eq!(
+        (r.courses, r.missing, r.made, r.failed),
+        (2, 6, 3, 3),
+        "{r:?}"
+    );
+    assert_eq!(enrolled(&s.chamilo, "MATH"), vec![(3, 5), (4, 5), (5, 5)]);
+    assert_eq!(s.chamilo.calls("subscribe_user_to_course"), 3 + 1);
+    assert_eq!(s.chamilo.calls("get_users_subscribed_to_course"), 1);
+    assert_eq!(
+        s.writes.take(),
+        vec![("enrolment".to_owned(), WriteOutcome::Incomplete)]
+    );
+    let text = logs.text();
+    assert!(
+        text.contains("subscribe user 3 course NOPE")
+            && text.contains("not subscribed")
+            && text.contains("2 other missing subscriptions were not tried"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn reconciliation_takes_back_a_subscription_of_a_member_who_left_meanwhile() {
+    let s = with_courses(rules(
+        vec![rule(Some("Course *"), None, &["MATH"], "student")],
+        false,
+    ))
+    .await;
+    let class = ui_class(&s.chamilo, "Course Race", &[3]);
+    // The subscription is made, then its answer is held past the client's timeout; while it
+    // is held, user 3 leaves the class (the membership write's unsubscription came first).
+    s.chamilo.inject_fault(Fault::nth_of(
+        "subscribe_user_to_course",
+        1,
+        FaultKind::Timeout { applied: true },
+    ));
+    let chamilo = &s.chamilo;
+    let leave = async {
+        while chamilo.calls("subscribe_user_to_course") == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if let Some(g) = chamilo.state().group_mut(class) {
+            g.members.clear();
+        }
+    };
+    let (r, ()) = tokio::join!(s.dir.reconcile_enrolment(), leave);
+    let r = r.unwrap();
+    assert_eq!((r.made, r.withdrawn), (1, 1), "{r:?}");
+    assert!(enrolled(&s.chamilo, "MATH").is_empty());
 }

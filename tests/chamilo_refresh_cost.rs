@@ -74,3 +74,86 @@ async fn refresh_cost_on_chamilo() {
         );
     }
 }
+
+/// Start-up with the real-Chamilo cost model (issue 15 §3): how long after the start until
+/// SCIM answers a lookup by userName and a create, and until the first listing is in (every
+/// request answers, `/readyz` with `scim.ready_requires_backend`). Prints figures.
+///
+/// `CHAMILO_REFRESH_SIZES=1000,10000,100000 cargo test --test chamilo_refresh_cost start_up -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "measurement, prints figures"]
+async fn start_up_time() {
+    use chamilo_scim_proxy::chamilo::Backend;
+    use chamilo_scim_proxy::config::Config;
+    use chamilo_scim_proxy::directory::query::{AttrPath, CompValue, CompareOp, Filter};
+    use chamilo_scim_proxy::directory::{Directory, ListQuery, User};
+    use std::time::{Duration, Instant};
+
+    let sizes: Vec<usize> = std::env::var("CHAMILO_REFRESH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!("| accounts | start checks s | first lookup answered s | first create answered s | index in (ready) s | Chamilo time, every call s |");
+    println!("|---|---|---|---|---|---|");
+    for n in sizes {
+        let chamilo = Standin::start(StandinConfig {
+            seed_users: n,
+            ..StandinConfig::realistic()
+        })
+        .await
+        .unwrap();
+        for f in IndexFields::default().all() {
+            chamilo.state().ensure_extra_field(f);
+        }
+        let text = format!(
+            "[chamilo]\nurl = \"{}\"\nusername = \"admin\"\napi_key = \"{}\"\nindex_refresh = \"1h\"\nenrolment_reconcile = \"0s\"\n",
+            chamilo.base_url, chamilo.admin_api_key
+        );
+        let config: Config = toml::from_str(&text).unwrap();
+        let t0 = Instant::now();
+        let b = Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let refresh = b.start(stop.clone()).await.unwrap();
+        let started = t0.elapsed();
+        let lookup = ListQuery {
+            filter: Some(Filter::Compare {
+                path: AttrPath::new("userName", None),
+                op: CompareOp::Eq,
+                value: CompValue::Str("new.hire@example.org".into()),
+            }),
+            sort: None,
+            start_index: 1,
+            count: 1,
+        };
+        let found = b.directory.find(&lookup).await.unwrap();
+        assert_eq!(found.total, 0);
+        let looked_up = t0.elapsed();
+        b.directory
+            .create(User::from_json(
+                serde_json::json!({"userName": "new.hire@example.org",
+                    "emails": [{"value": "new.hire@example.org"}]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ))
+            .await
+            .unwrap();
+        let created = t0.elapsed();
+        while !b.is_ready() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready = t0.elapsed();
+        let modelled = chamilo.modelled_time();
+        println!(
+            "| {n} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            started.as_secs_f64(),
+            looked_up.as_secs_f64(),
+            created.as_secs_f64(),
+            ready.as_secs_f64(),
+            modelled.as_secs_f64()
+        );
+        stop.cancel();
+        let _ = refresh.await;
+    }
+}

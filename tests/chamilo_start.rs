@@ -189,3 +189,130 @@ async fn start_checks_the_soap_secret_once() {
     b.start(CancellationToken::new()).await.unwrap();
     assert_eq!(chamilo.calls("WSEditUserCredentials"), 2);
 }
+
+/// Issue 15 §3: before the index holds its first listing (which takes minutes at 100k
+/// accounts on a real Chamilo), lookups by userName and externalId and creates answer from
+/// fresh calls, while what needs the index — lists, other filters, requests by id, an
+/// existing login that may be adopted — answers 503 with `Retry-After`.
+#[tokio::test]
+async fn before_the_first_listing_keyed_lookups_and_creates_answer() {
+    use chamilo_scim_proxy::directory::query::{AttrPath, CompValue, CompareOp, Filter};
+    use chamilo_scim_proxy::directory::{DirectoryError, ListQuery, User};
+
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: 5,
+        ..StandinConfig::default()
+    })
+    .await
+    .unwrap();
+    for field in ["scim_user_name", "scim_external_id", "scim_attributes"] {
+        chamilo.state().ensure_extra_field(field);
+    }
+    // Not started: nothing lists, as in the minutes before the first listing is in.
+    let b = backend(&chamilo, "");
+    assert!(!b.lookup.index.is_ready());
+    let dir = b.directory.clone();
+    let query = |attr: &str, value: &str| ListQuery {
+        filter: Some(Filter::Compare {
+            path: AttrPath::new(attr, None),
+            op: CompareOp::Eq,
+            value: CompValue::Str(value.into()),
+        }),
+        sort: None,
+        start_index: 1,
+        count: 10,
+    };
+    let user = |v: serde_json::Value| User::from_json(v.as_object().unwrap().clone());
+    fn waits<T>(r: Result<T, DirectoryError>) -> bool {
+        matches!(
+            r,
+            Err(DirectoryError::Unavailable {
+                retry_after: Some(_)
+            })
+        )
+    }
+
+    let created = dir
+        .create(user(json!({
+            "userName": "new.hire@example.org",
+            "externalId": "hr-77",
+            "name": {"givenName": "New", "familyName": "Hire"},
+            "emails": [{"value": "new.hire@example.org", "primary": true}]
+        })))
+        .await
+        .unwrap();
+    let id = created.id().unwrap().to_owned();
+    let by_name = dir
+        .find(&query("userName", "new.hire@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.total, 1);
+    assert_eq!(by_name.resources[0].id(), Some(id.as_str()));
+    let by_ext = dir.find(&query("externalId", "hr-77")).await.unwrap();
+    assert_eq!(by_ext.total, 1);
+    assert_eq!(
+        dir.find(&query("userName", "nobody")).await.unwrap().total,
+        0
+    );
+    // A second create of the same userName is refused, from Chamilo's fresh answer.
+    let again = dir
+        .create(user(json!({
+            "userName": "new.hire@example.org",
+            "emails": [{"value": "x@example.org"}]
+        })))
+        .await;
+    assert!(
+        matches!(again, Err(DirectoryError::Conflict { .. })),
+        "{again:?}"
+    );
+
+    // An account managed through SCIM (by another replica, before this one started) is found
+    // fresh by its userName, with what Chamilo's answer gives until the listing is in.
+    let four = chamilo.state().user_by_username("user000004").unwrap().id;
+    chamilo
+        .state()
+        .set_extra(four, "scim_user_name", Some("four@example.org"));
+    let found = dir
+        .find(&query("userName", "four@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(found.total, 1);
+    let four_json = found.resources[0].as_json();
+    assert_eq!(four_json["id"], four.to_string());
+    assert_eq!(four_json["userName"], "four@example.org");
+    assert_eq!(four_json["active"], true);
+
+    // An account made in Chamilo may be adopted: only the listing tells whether it is
+    // managed under another userName.
+    assert!(waits(dir.find(&query("userName", "user000002")).await));
+    assert!(waits(
+        dir.create(user(json!({
+            "userName": "user000002",
+            "emails": [{"value": "u2@example.org"}]
+        })))
+        .await
+    ));
+    assert!(waits(dir.find(&query("displayName", "x")).await));
+    assert!(waits(
+        dir.find(&ListQuery {
+            filter: None,
+            sort: None,
+            start_index: 1,
+            count: 10
+        })
+        .await
+    ));
+    assert!(waits(dir.get(&id).await));
+
+    // The listing comes in: everything answers.
+    b.lookup.rebuild().await.unwrap();
+    assert!(b.lookup.index.is_ready());
+    assert!(dir.get(&id).await.unwrap().is_some());
+    assert_eq!(
+        dir.find(&query("userName", "user000002"))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+}

@@ -7,7 +7,7 @@ mod common;
 mod e2e_support;
 mod scim_support;
 
-use e2e_support::{skip_without_soap, start_proxy, toml_str, ChamiloSide};
+use e2e_support::{proxy_config, skip_without_soap, start_proxy, toml_str, ChamiloSide};
 use http::{Method, StatusCode};
 use scim_support::{q, Reply, TestServer};
 use serde_json::{json, Value};
@@ -326,4 +326,52 @@ async fn a_mapped_group_enrols_and_unenrols_its_members() {
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{gone}");
     let now = chamilo.course_users(course).await;
     assert_eq!(enrolled(&now, bob_id), None, "{now:?}");
+}
+
+/// Reconciliation through the binary: a class made in Chamilo before its rule existed is
+/// left alone while the mapping is in dry run (the log says what would be made), and its
+/// members are subscribed once a reload turns the dry run off — no SCIM write involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_mapped_after_the_fact_is_enrolled_by_reconciliation() {
+    let chamilo = ChamiloSide::new("grprecon").await;
+    let test = "a_class_mapped_after_the_fact_is_enrolled_by_reconciliation";
+    let Some((course, code)) = chamilo.course_for_tests(test).await else {
+        return;
+    };
+    let ann = chamilo.create_direct("ann", "Ann", "Before").await;
+    chamilo
+        .make_class("Course group made in Chamilo", &[ann])
+        .await;
+    let keys = |dry_run: bool| {
+        format!(
+            "index_refresh = \"1h\"\nenrolment_dry_run = {dry_run}\n\n[[chamilo.enrolment]]\ndisplay_name = {}\ncourses = [{}]\nrole = \"student\"\n",
+            toml_str(&chamilo.name("Course group *")),
+            toml_str(&code)
+        )
+    };
+    let (proxy, _scim, dir) = start_proxy(&chamilo.creds(), &keys(true)).await;
+    let said = proxy.wait_for_log(std::time::Duration::from_secs(20), |l| {
+        l.contains("enrolment reconciliation dry run") && l.contains(&code)
+    });
+    assert!(said, "{}", proxy.logs().join("\n"));
+    let enrolled = |users: &[(u64, i64)]| users.iter().find(|(u, _)| *u == ann).map(|u| u.1);
+    assert_eq!(enrolled(&chamilo.course_users(course).await), None);
+
+    std::fs::write(
+        dir.path().join("proxy.toml"),
+        proxy_config(&chamilo.creds(), &keys(false)),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now = chamilo.course_users(course).await;
+    while enrolled(&now).is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        now = chamilo.course_users(course).await;
+    }
+    assert_eq!(
+        enrolled(&now),
+        Some(5),
+        "ann is a student of {code} after the reload: {now:?}\n{}",
+        proxy.logs().join("\n")
+    );
 }

@@ -199,3 +199,92 @@ async fn largest_allowed_requests() {
         println!("{label} ÷ small create: {:.0}", ms / small.max(0.001));
     }
 }
+
+/// Issue 11 §1: the largest group requests the limits allow (20,000 members), through the
+/// engine on the in-memory directory, timed against a small group create in the same run.
+#[tokio::test]
+#[ignore = "benchmark: prints figures"]
+async fn largest_group_requests() {
+    let cfg = ScimConfig {
+        tokens: vec![Secret::new("bench")],
+        ..ScimConfig::default()
+    };
+    let svc = ScimService::new(Arc::new(MemoryDirectory::new()));
+    let mut ids = Vec::with_capacity(20_000);
+    for i in 0..20_000 {
+        let created = call(
+            &svc,
+            &cfg,
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": format!("m{i}")})),
+        )
+        .await;
+        ids.push(created["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let members = |range: std::ops::Range<usize>| -> Value {
+        Value::Array(ids[range].iter().map(|id| json!({"value": id})).collect())
+    };
+    let group = "urn:ietf:params:scim:schemas:core:2.0:Group";
+    let timed = async |label: &str, method: Method, path: &str, body: Option<Value>| {
+        let bytes = body.as_ref().map_or(0, |b| b.to_string().len());
+        let t = Instant::now();
+        let r = call(&svc, &cfg, method, path, body).await;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!("{label}: {ms:.2} ms ({bytes} bytes)");
+        (ms, r)
+    };
+    let (small, _) = timed(
+        "create a group with 1 member (reference)",
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [group], "displayName": "small", "members": members(0..1)})),
+    )
+    .await;
+    let (create, created) = timed(
+        "create a group with 20,000 members",
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [group], "displayName": "big", "members": members(0..20_000)})),
+    )
+    .await;
+    let big = created["id"].as_str().unwrap_or_default().to_owned();
+    let (read, _) = timed(
+        "GET it with its 20,000 members",
+        Method::GET,
+        &format!("/Groups/{big}"),
+        None,
+    )
+    .await;
+    let (put, _) = timed(
+        "PUT it with 20,000 members (10,000 changed)",
+        Method::PUT,
+        &format!("/Groups/{big}"),
+        Some(json!({"schemas": [group], "displayName": "big", "members": members(10_000..20_000).as_array().into_iter().flatten().chain(members(0..10_000).as_array().into_iter().flatten()).cloned().collect::<Vec<_>>()})),
+    )
+    .await;
+    let (half, half_created) = timed(
+        "create a group with 10,000 members",
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [group], "displayName": "half", "members": members(0..10_000)})),
+    )
+    .await;
+    let half_id = half_created["id"].as_str().unwrap_or_default().to_owned();
+    let (add, _) = timed(
+        "PATCH adding 10,000 members to 10,000",
+        Method::PATCH,
+        &format!("/Groups/{half_id}"),
+        Some(json!({"Operations": [{"op": "add", "path": "members", "value": members(10_000..20_000)}]})),
+    )
+    .await;
+    for (label, ms) in [
+        ("create with 20,000 members", create),
+        ("GET with 20,000 members", read),
+        ("PUT with 20,000 members", put),
+        ("create with 10,000 members", half),
+        ("PATCH adding 10,000 members", add),
+    ] {
+        println!("{label} ÷ small group create: {:.0}", ms / small.max(0.001));
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod chamilo_metrics;
 pub mod lifecycle;
+pub mod preflight;
 pub mod scim_backend;
 
 pub use lifecycle::{run, StartError};

@@ -71,7 +71,7 @@ pub fn scim_service(
                 stop.clone(),
             ));
             tokio::spawn(start_with_retry(backend.clone(), health.clone(), stop));
-            ScimService::new(Arc::new(StartingDirectory { backend, health }))
+            ScimService::new(Arc::new(StartingDirectory { backend }))
         }
     }
 }
@@ -180,15 +180,17 @@ async fn start_with_retry(backend: Arc<Backend>, health: Arc<Health>, stop: Canc
     }
 }
 
-/// The Chamilo directory, answering 503 until the backend is started and its index loaded.
+/// The Chamilo directory, answering 503 until the backend is started (and, for what needs
+/// the user index, until its first listing is in: the directory says so itself).
 struct StartingDirectory {
     backend: Arc<Backend>,
-    health: Arc<Health>,
 }
 
 impl StartingDirectory {
+    /// Open once Chamilo is checked: the directory itself says 503 for what needs the index
+    /// while the first listing loads.
     fn gate(&self) -> Result<&dyn Directory, DirectoryError> {
-        if self.health.backend_ready() {
+        if self.backend.is_started() {
             Ok(self.backend.directory.as_ref())
         } else {
             Err(DirectoryError::Unavailable {

@@ -274,7 +274,8 @@ impl ChamiloDirectory {
     }
 
     async fn find_users(&self, query: &ListQuery) -> Result<Page, DirectoryError> {
-        self.require_index()?;
+        // Lookups by userName and externalId are confirmed fresh and answer before the index
+        // holds its first listing; anything answered from the index waits for it.
         let str_of = |v: &CompValue| match v {
             CompValue::Str(s) => Some(s.clone()),
             CompValue::Num(n) => Some(n.to_string()),
@@ -310,10 +311,14 @@ impl ChamiloDirectory {
                 } else if let Some(v) = f.equality_on("id").and_then(str_of) {
                     self.account(&v).await?.into_iter().collect()
                 } else {
+                    self.require_index()?;
                     return Ok(self.search(query));
                 }
             }
-            None => return Ok(self.search(query)),
+            None => {
+                self.require_index()?;
+                return Ok(self.search(query));
+            }
         };
         let candidates: Vec<Account> = candidates
             .into_iter()

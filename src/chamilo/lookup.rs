@@ -317,7 +317,9 @@ impl AccountLookup {
 
     /// The account that holds `user_name` as far as a create must know (one fresh call): the
     /// account whose userName field has it, or an account made outside SCIM whose login it is
-    /// when the index knows one (an unknown one shows as a taken login in `save_user`).
+    /// when the index knows one (an unknown one shows as a taken login in `save_user`). Before
+    /// the first listing, an existing login is checked fresh (it may be adopted): 503 when it
+    /// exists, since only the listing tells whether it is managed under another userName.
     pub async fn holder_for_create(
         &self,
         user_name: &str,
@@ -325,10 +327,11 @@ impl AccountLookup {
         match self.managed_by_user_name(user_name).await? {
             Some(a) if self.is_reserved(&a) => Ok(None),
             Some(a) => Ok(Some(a)),
-            None if self
-                .index
-                .by_login(user_name)
-                .is_some_and(|k| k.user_name.is_none()) =>
+            None if !self.index.is_ready()
+                || self
+                    .index
+                    .by_login(user_name)
+                    .is_some_and(|k| k.user_name.is_none()) =>
             {
                 self.by_unmanaged_login(user_name).await
             }

@@ -10,8 +10,10 @@
 //!    ones), makes sure the user extra fields the proxy relies on exist (creating them when
 //!    `chamilo.create_extra_fields` is on), learns the anonymous users, and spawns the
 //!    background index refresh (a listing with extra fields at once and every
-//!    `chamilo.full_refresh`, one without them every `chamilo.index_refresh`) until `stop` is cancelled. An `Err` is a refusal whose message says what is missing:
-//!    stay not ready and log it (retrying `start` later is safe).
+//!    `chamilo.full_refresh`, one without them every `chamilo.index_refresh`) and the course
+//!    enrolment reconciliation (every `chamilo.enrolment_reconcile`) until `stop` is
+//!    cancelled. An `Err` is a refusal whose message says what is missing: stay not ready and
+//!    log it (retrying `start` later is safe).
 //! 3. [`Backend::is_ready`] for `/readyz`: `start` succeeded and the first listing is loaded.
 //! 4. `backend.directory` is the SCIM engine's `Directory`.
 
@@ -47,6 +49,7 @@ pub struct Backend {
     pub directory: Arc<directory::ChamiloDirectory>,
     refresh_every: Duration,
     full_refresh_every: Duration,
+    enrolment_reconcile_every: Duration,
     create_extra_fields: bool,
     started: AtomicBool,
 }
@@ -89,6 +92,7 @@ impl Backend {
             directory,
             refresh_every: config.index_refresh,
             full_refresh_every: config.full_refresh,
+            enrolment_reconcile_every: config.enrolment_reconcile,
             create_extra_fields: config.create_extra_fields,
             started: AtomicBool::new(false),
         })
@@ -110,23 +114,36 @@ impl Backend {
         }
         self.started.store(true, Ordering::Release);
         tracing::info!("Chamilo web services checked; building the user index");
+        // Detached: it ends with `stop`, like the refresh.
+        let _ = self
+            .directory
+            .clone()
+            .spawn_enrolment_reconcile(self.enrolment_reconcile_every, stop.clone());
         Ok(self
             .lookup
             .clone()
             .spawn_refresh(self.refresh_every, self.full_refresh_every, stop))
     }
 
-    /// Whether SCIM requests can be served: [`Backend::start`] succeeded and the user index
-    /// holds a full listing.
+    /// Whether every SCIM request can be served: [`Backend::start`] succeeded and the user
+    /// index holds a full listing.
     pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::Acquire) && self.lookup.index.is_ready()
+        self.is_started() && self.lookup.index.is_ready()
+    }
+
+    /// Whether SCIM requests are served at all: [`Backend::start`] succeeded. Until the index
+    /// holds its first listing, lookups by userName or externalId and creates answer (fresh
+    /// from Chamilo), while lists, other filters and requests by id answer 503.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
     }
 
     /// Makes sure the userName, externalId and attributes extra fields exist. Updates of accounts made
     /// outside SCIM (adoption) fail on a missing field, while `save_user` creates the fields it
     /// is given: the only way through the web services is a short-lived placeholder account
-    /// created with those fields and deleted at once.
-    async fn ensure_extra_fields(&self) -> Result<(), ChamiloError> {
+    /// created with those fields and deleted at once. Public for `check-chamilo
+    /// --create-extra-fields`, which must create them exactly as start-up does.
+    pub async fn ensure_extra_fields(&self) -> Result<(), ChamiloError> {
         let missing = self
             .client
             .missing_extra_fields(&self.lookup.fields.all())

@@ -539,6 +539,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn token_names_tell_tokens_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let (fa, fb) = (a.join("entra.token"), b.join("entra.token"));
+        std::fs::write(&fa, "token-a\n").unwrap();
+        std::fs::write(&fb, "token-b\n").unwrap();
+        // Two files with one stem: the second is told apart by its key.
+        let text = format!(
+            "[scim]\ntoken_files = [{:?}, {:?}]\n",
+            fa.display().to_string(),
+            fb.display().to_string()
+        );
+        let loaded = load_text(&text, EnvSecrets::default()).unwrap();
+        assert_eq!(
+            loaded.config.scim.token_names,
+            ["entra", "entra@token_files[1]"]
+        );
+        // A chosen name that is taken is refused, naming both.
+        let text = format!(
+            "[scim]\ntoken_files = [{:?}]\n\n[[scim.named_tokens]]\nname = \"entra\"\ntoken = \"other\"\n",
+            fa.display().to_string()
+        );
+        let err = load_text(&text, EnvSecrets::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("scim.named_tokens[0]") && err.contains("token_files[0]"),
+            "{err}"
+        );
+        let twice = "[[scim.named_tokens]]\nname = \"okta\"\ntoken = \"one\"\n\n[[scim.named_tokens]]\nname = \"okta\"\ntoken = \"two\"\n";
+        let err = load_text(twice, EnvSecrets::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scim.named_tokens[1]"), "{err}");
+        assert!(
+            !err.contains("one") && !err.contains("two"),
+            "no secret: {err}"
+        );
+    }
+
+    #[test]
     fn chamilo_secret_files_become_the_effective_values_and_are_watched() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("api-key");

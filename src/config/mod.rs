@@ -413,6 +413,11 @@ pub struct ChamiloConfig {
     /// Log the enrolment changes instead of making them. On by default, so that a mapping is
     /// first seen at work (on a test group) before it enrols or unenrols anyone; reloadable.
     pub enrolment_dry_run: bool,
+    /// How often the enrolment of every mapped group is compared with its courses and the
+    /// missing subscriptions made (and at start-up and after a change of the mapping); `0`
+    /// never. Needs a restart.
+    #[serde(with = "humantime_serde")]
+    pub enrolment_reconcile: Duration,
 }
 
 impl Default for ChamiloConfig {
@@ -453,6 +458,7 @@ impl Default for ChamiloConfig {
             create_extra_fields: true,
             enrolment: Vec::new(),
             enrolment_dry_run: true,
+            enrolment_reconcile: Duration::from_secs(3600),
         }
     }
 }

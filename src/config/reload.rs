@@ -476,6 +476,7 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         // Read per operation from the live configuration (`chamilo::enrolment`).
         enrolment: _,
         enrolment_dry_run: _,
+        enrolment_reconcile,
     } = chamilo;
     kept.keep("chamilo.url", &o.url, url);
     kept.keep("chamilo.username", &o.username, username);
@@ -550,6 +551,11 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
     kept.keep("chamilo.group_scope", &o.group_scope, group_scope);
     kept.keep("chamilo.index_refresh", &o.index_refresh, index_refresh);
     kept.keep("chamilo.full_refresh", &o.full_refresh, full_refresh);
+    kept.keep(
+        "chamilo.enrolment_reconcile",
+        &o.enrolment_reconcile,
+        enrolment_reconcile,
+    );
     kept.0
 }
 

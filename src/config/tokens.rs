@@ -11,7 +11,9 @@ use crate::secret::Secret;
 /// Builds the effective token list and its names (for the audit trail): `scim.tokens`
 /// (`tokens[0]`, `tokens[1]`…), then `scim.token_files` (each file's stem), then
 /// `scim.named_tokens` (their `name`), then `SCIM_TOKEN` (`env`), then `SCIM_TOKEN_FILE`
-/// (its stem).
+/// (its stem). Names tell tokens apart in the audit trail, so they are unique: a
+/// `named_tokens` name already taken is refused; a file stem already taken gets its key
+/// appended (`entra@token_files[1]`).
 pub(super) fn resolve_tokens(
     config: &mut Config,
     env: &EnvSecrets,
@@ -21,11 +23,14 @@ pub(super) fn resolve_tokens(
 ) {
     let mut effective = Vec::new();
     let mut names = Vec::new();
+    // Per name: its source's key, and whether the configuration chose it (a named token).
+    let mut origins: Vec<(String, bool)> = Vec::new();
     for (i, token) in config.scim.tokens.iter().enumerate() {
         match Secret::checked(token.expose()) {
             Ok(t) => {
                 effective.push(t);
                 names.push(format!("tokens[{i}]"));
+                origins.push((format!("tokens[{i}]"), false));
             }
             Err(e) => errors.push(doc.error_at(&format!("scim.tokens[{i}]"), e.to_string())),
         }
@@ -35,6 +40,7 @@ pub(super) fn resolve_tokens(
             Ok(t) => {
                 effective.push(t);
                 names.push(file_token_name(path, &format!("token_files[{i}]")));
+                origins.push((format!("token_files[{i}]"), false));
             }
             Err(e) => errors.push(doc.error_at(
                 &format!("scim.token_files[{i}]"),
@@ -57,6 +63,7 @@ pub(super) fn resolve_tokens(
             Ok(t) => {
                 effective.push(t);
                 names.push(name.to_owned());
+                origins.push((key, true));
             }
             Err(message) => errors.push(doc.error_at(&key, message)),
         }
@@ -66,6 +73,7 @@ pub(super) fn resolve_tokens(
             Ok(t) => {
                 effective.push(t);
                 names.push("env".to_owned());
+                origins.push(("SCIM_TOKEN".to_owned(), false));
             }
             Err(e) => errors.push(ConfigError {
                 key: Some("SCIM_TOKEN (environment)".to_owned()),
@@ -79,12 +87,29 @@ pub(super) fn resolve_tokens(
             Ok(t) => {
                 effective.push(t);
                 names.push(file_token_name(path, "env-file"));
+                origins.push(("SCIM_TOKEN_FILE".to_owned(), false));
             }
             Err(e) => errors.push(ConfigError {
                 key: Some("SCIM_TOKEN_FILE (environment)".to_owned()),
                 position: None,
                 message: format!("{}: {e}", path.display()),
             }),
+        }
+    }
+    for (i, (key, explicit)) in origins.iter().enumerate() {
+        let Some(first) = names[..i].iter().position(|n| *n == names[i]) else {
+            continue;
+        };
+        if *explicit {
+            errors.push(doc.error_at(
+                key,
+                format!(
+                    "name '{}' is already the name of {} in the audit trail; give each token its own name",
+                    names[i], origins[first].0
+                ),
+            ));
+        } else {
+            names[i] = format!("{}@{key}", names[i]);
         }
     }
     config.scim.tokens = effective;

@@ -158,11 +158,12 @@ pub(super) fn wants_members(projection: &Projection) -> bool {
 /// A group as sent to clients: each member's `$ref` (`{base}/Users/{id}`) and `type`
 /// generated, then `meta` completed and projected as for users.
 pub(super) fn render_group_json(
-    group: &Group,
+    group: Group,
     base: &str,
     projection: &Projection,
 ) -> Map<String, Value> {
-    let mut json = group.as_json().clone();
+    // By value: a group may carry 20,000 members, which are moved, not copied.
+    let mut json = group.into_json();
     if let Some(Value::Array(members)) = json.get_mut("members") {
         for member in members.iter_mut() {
             let Value::Object(m) = member else { continue };
@@ -178,14 +179,15 @@ pub(super) fn render_group_json(
 
 fn render_group(
     status: StatusCode,
-    group: &Group,
+    group: Group,
     base: &str,
     projection: &Projection,
 ) -> Response<BoxBody> {
+    let version = group.version().map(str::to_owned);
     let body = Value::Object(render_group_json(group, base, projection));
     let mut resp = json_response(status, &body);
-    if let Some(v) = group.version() {
-        set_etag(resp.headers_mut(), v);
+    if let Some(v) = version {
+        set_etag(resp.headers_mut(), &v);
     }
     resp
 }
@@ -234,11 +236,11 @@ async fn create_group(
         .await
         .map_err(backend_error)?;
     outcome.id = created.id().map(str::to_owned);
-    let mut resp = render_group(StatusCode::CREATED, &created, base, projection);
     let location = created
         .id()
         .map(|id| format!("{base}/Groups/{}", encode_id(id)))
         .and_then(|l| HeaderValue::from_str(&l).ok());
+    let mut resp = render_group(StatusCode::CREATED, created, base, projection);
     if let Some(loc) = location {
         resp.headers_mut().insert(http::header::LOCATION, loc);
     }
@@ -261,7 +263,7 @@ async fn get_group(
             return Ok(resp);
         }
     }
-    Ok(render_group(StatusCode::OK, &group, base, projection))
+    Ok(render_group(StatusCode::OK, group, base, projection))
 }
 
 async fn list_groups(
@@ -278,7 +280,7 @@ async fn list_groups(
         .map_err(backend_error)?;
     let resources: Vec<Value> = page
         .resources
-        .iter()
+        .into_iter()
         .take(query.count)
         .map(|g| Value::Object(render_group_json(g, base, &projection)))
         .collect();
@@ -308,7 +310,7 @@ async fn put_group(
         .modify_group(id, &current, Group::from_json(new), current.version())
         .await
         .map_err(backend_error)?;
-    Ok(render_group(StatusCode::OK, &stored, base, projection))
+    Ok(render_group(StatusCode::OK, stored, base, projection))
 }
 
 async fn patch_group(
@@ -337,7 +339,7 @@ async fn patch_group(
             .modify_group(id, &current, Group::from_json(new), current.version())
             .await
         {
-            Ok(stored) => return Ok(render_group(StatusCode::OK, &stored, base, projection)),
+            Ok(stored) => return Ok(render_group(StatusCode::OK, stored, base, projection)),
             Err(DirectoryError::PreconditionFailed) => {
                 last = DirectoryError::PreconditionFailed.into();
             }

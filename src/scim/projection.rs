@@ -17,46 +17,47 @@ pub struct Projection {
 
 impl Projection {
     /// Applies the projection to a canonical resource, also dropping `returned: never`
-    /// attributes and anything the schema does not define.
+    /// attributes and anything the schema does not define. Takes the resource by value: the
+    /// values kept are moved, not copied (a group may carry 20,000 members).
     pub fn apply(
         &self,
         schema: &ResourceSchema,
-        resource: &Map<String, Value>,
+        resource: Map<String, Value>,
     ) -> Map<String, Value> {
         let core = schema.kind.core_urn();
         let mut out = Map::new();
         for (key, value) in resource {
             if key == "schemas" {
-                out.insert(key.clone(), value.clone());
+                out.insert(key, value);
                 continue;
             }
             if key == ENTERPRISE_SCHEMA {
-                let Some(ext) = value.as_object() else {
+                let Value::Object(ext) = value else {
                     continue;
                 };
                 let mut kept = Map::new();
                 for (k, v) in ext {
                     if let Some((Section::Enterprise, def)) =
-                        schema.attr(Some(ENTERPRISE_SCHEMA), k)
+                        schema.attr(Some(ENTERPRISE_SCHEMA), &k)
                     {
                         if let Some(v) = self.project_attr(def, Some(ENTERPRISE_SCHEMA), v, core) {
-                            kept.insert(k.clone(), v);
+                            kept.insert(k, v);
                         }
                     }
                 }
                 if !kept.is_empty() {
-                    out.insert(key.clone(), Value::Object(kept));
+                    out.insert(key, Value::Object(kept));
                 }
                 continue;
             }
-            let Some((section, def)) = schema.attr(None, key) else {
+            let Some((section, def)) = schema.attr(None, &key) else {
                 continue;
             };
             if section == Section::Enterprise {
                 continue;
             }
             if let Some(v) = self.project_attr(def, None, value, core) {
-                out.insert(key.clone(), v);
+                out.insert(key, v);
             }
         }
         out
@@ -73,7 +74,7 @@ impl Projection {
         // depends only on whether the attribute itself is kept.
         section != Section::Enterprise
             && self
-                .project_attr(def, None, &Value::Null, schema.kind.core_urn())
+                .project_attr(def, None, Value::Null, schema.kind.core_urn())
                 .is_some()
     }
 
@@ -88,12 +89,12 @@ impl Projection {
         &self,
         def: &AttrDef,
         urn: Option<&str>,
-        value: &Value,
+        value: Value,
         core: &str,
     ) -> Option<Value> {
         match def.returned {
             Returned::Never => return None,
-            Returned::Always => return Some(value.clone()),
+            Returned::Always => return Some(value),
             _ => {}
         }
         let names = |p: &AttrPath| {
@@ -114,10 +115,10 @@ impl Projection {
                         full.eq_ignore_ascii_case(u)
                     })
                 });
-                return whole_schema.then(|| value.clone());
+                return whole_schema.then_some(value);
             }
             if wanted.iter().any(|p| p.sub_attr.is_none()) || def.kind != AttrKind::Complex {
-                return Some(value.clone());
+                return Some(value);
             }
             let subs: Vec<&str> = wanted
                 .iter()
@@ -133,7 +134,7 @@ impl Projection {
             return None;
         }
         if excluded.is_empty() {
-            return Some(value.clone());
+            return Some(value);
         }
         let subs: Vec<&str> = excluded
             .iter()
@@ -143,12 +144,9 @@ impl Projection {
     }
 }
 
-fn keep_subs(value: &Value, keep: impl Fn(&str) -> bool) -> Option<Value> {
-    let filter_obj = |o: &Map<String, Value>| -> Map<String, Value> {
-        o.iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+fn keep_subs(value: Value, keep: impl Fn(&str) -> bool) -> Option<Value> {
+    let filter_obj = |o: Map<String, Value>| -> Map<String, Value> {
+        o.into_iter().filter(|(k, _)| keep(k)).collect()
     };
     match value {
         Value::Object(o) => {
@@ -157,14 +155,17 @@ fn keep_subs(value: &Value, keep: impl Fn(&str) -> bool) -> Option<Value> {
         }
         Value::Array(items) => {
             let kept: Vec<Value> = items
-                .iter()
-                .filter_map(|i| i.as_object().map(filter_obj))
+                .into_iter()
+                .filter_map(|i| match i {
+                    Value::Object(o) => Some(filter_obj(o)),
+                    _ => None,
+                })
                 .filter(|m| !m.is_empty())
                 .map(Value::Object)
                 .collect();
             (!kept.is_empty()).then_some(Value::Array(kept))
         }
-        other => Some(other.clone()),
+        other => Some(other),
     }
 }
 
@@ -190,7 +191,7 @@ mod tests {
             attributes: attrs.iter().map(|a| parse_attr_path(a).unwrap()).collect(),
             excluded: excl.iter().map(|a| parse_attr_path(a).unwrap()).collect(),
         };
-        let all = Value::Object(p(&[], &[]).apply(&schema, user));
+        let all = Value::Object(p(&[], &[]).apply(&schema, user.clone()));
         assert!(all.get("password").is_none(), "returned: never");
         assert_eq!(all["meta"]["version"], "1");
         let some = Value::Object(
@@ -201,17 +202,18 @@ mod tests {
                 ],
                 &[],
             )
-            .apply(&schema, user),
+            .apply(&schema, user.clone()),
         );
         assert_eq!(
             some,
             json!({"schemas": ["s"], "id": "1", "emails": [{"value": "a@x"}], ENTERPRISE_SCHEMA: {"department": "d"}})
         );
-        let ext = Value::Object(p(&[ENTERPRISE_SCHEMA], &[]).apply(&schema, user));
+        let ext = Value::Object(p(&[ENTERPRISE_SCHEMA], &[]).apply(&schema, user.clone()));
         assert_eq!(ext[ENTERPRISE_SCHEMA]["costCenter"], "c");
         assert!(ext.get("userName").is_none());
-        let excl =
-            Value::Object(p(&[], &["name.givenName", "id", "department"]).apply(&schema, user));
+        let excl = Value::Object(
+            p(&[], &["name.givenName", "id", "department"]).apply(&schema, user.clone()),
+        );
         assert_eq!(excl["name"], json!({"familyName": "f"}));
         assert_eq!(excl["id"], "1", "returned: always cannot be excluded");
         assert!(excl[ENTERPRISE_SCHEMA].get("department").is_none());

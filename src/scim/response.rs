@@ -79,7 +79,7 @@ pub(super) fn render_resource(
         }
     }
     ordered.extend(json);
-    projection.apply(schema, &ordered)
+    projection.apply(schema, ordered)
 }
 
 /// RFC 3986 unreserved characters stay as they are in a path segment.

@@ -410,7 +410,7 @@ impl ScimService {
         resources.extend(
             groups
                 .resources
-                .iter()
+                .into_iter()
                 .take(group_query.count)
                 .map(|g| Value::Object(render_group_json(g, base, &projection))),
         );

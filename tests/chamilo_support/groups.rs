@@ -56,6 +56,16 @@ impl Stack {
 /// A stand-in with `users` seeded students (ids 3 and up; 1 is admin, 2 anonymous) and a
 /// replica whose client gives up on a call after 400 ms.
 pub async fn stack_of(users: usize, mapping: ChamiloMapping) -> Stack {
+    stack_timing_out(users, mapping, Duration::from_millis(400)).await
+}
+
+/// [`stack_of`] with the client giving up on a call after `request_timeout` (benchmarks: a
+/// 10,000-member listing may take longer than 400 ms in a debug build on a loaded machine).
+pub async fn stack_timing_out(
+    users: usize,
+    mapping: ChamiloMapping,
+    request_timeout: Duration,
+) -> Stack {
     let chamilo = Standin::start(StandinConfig {
         seed_users: users,
         ..StandinConfig::default()
@@ -64,7 +74,7 @@ pub async fn stack_of(users: usize, mapping: ChamiloMapping) -> Stack {
     .unwrap();
     let writes = Arc::new(Writes::default());
     let mut settings = admin_settings(&chamilo);
-    settings.request_timeout = Duration::from_millis(400);
+    settings.request_timeout = request_timeout;
     let client = Arc::new(
         ChamiloClient::new(settings)
             .unwrap()

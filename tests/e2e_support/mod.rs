@@ -434,6 +434,36 @@ impl ChamiloSide {
             .insert(id);
     }
 
+    /// Makes a class directly in Chamilo (as its UI would: no SCIM line in the description),
+    /// named `<prefix><local>` (removed with the test's accounts), with `members`.
+    pub async fn make_class(&self, local: &str, members: &[u64]) -> u64 {
+        let name = self.name(local);
+        let data = self
+            .rest("add_group", &[("name", name.as_str()), ("description", "")])
+            .await
+            .unwrap_or_else(|e| panic!("add_group {name}: {e}"));
+        let id = match &data {
+            Value::Array(a) => a.first().and_then(id_of),
+            v => id_of(&v["id"]),
+        }
+        .unwrap_or_else(|| panic!("add_group {name} answered {data}"));
+        let g = id.to_string();
+        for m in members {
+            let u = m.to_string();
+            self.rest(
+                "add_group_sub_user",
+                &[
+                    ("group_id", g.as_str()),
+                    ("user_id", u.as_str()),
+                    ("role", "2"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("add_group_sub_user {g} {u}: {e}"));
+        }
+        id
+    }
+
     /// Creates an account directly in Chamilo (not through SCIM): login `<prefix><local>`,
     /// e-mail `<login>@example.org`, a student with a random password.
     pub async fn create_direct(&self, local: &str, firstname: &str, lastname: &str) -> u64 {

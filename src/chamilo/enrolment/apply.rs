@@ -23,18 +23,33 @@ pub const OP_ENROLMENT: &str = "enrolment";
 /// Calls made for one change at most, the first included (a lost answer is sent again).
 const CHANGE_ATTEMPTS: u32 = 3;
 /// Enrolment calls in flight at once for one write (as for memberships).
-const CALLS_AT_ONCE: usize = 4;
+pub(crate) const CALLS_AT_ONCE: usize = 4;
 /// Writes of a class that try an owed change again before it is given up (and logged).
 pub const OWED_ROUNDS: u32 = 3;
 /// Failed changes listed in full in the ERROR line (the counts are always there).
-const LISTED_AT_MOST: usize = 200;
+pub(crate) const LISTED_AT_MOST: usize = 200;
 
 /// The enrolment state of a directory: the rules in force (swapped on reload) and the
 /// changes owed per class.
-#[derive(Default)]
 pub struct Enrolment {
     rules: arc_swap::ArcSwap<EnrolmentRules>,
     owed: Mutex<HashMap<u64, Vec<(Change, u32)>>>,
+    /// Course code (upper case) → id, learnt from `user_courses` answers: Chamilo has no
+    /// web service that maps a code to its id, which `get_users_subscribed_to_course` needs.
+    course_ids: Mutex<HashMap<String, u64>>,
+    /// Bumped by every change of the rules: reconciliation runs again.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Enrolment {
+    fn default() -> Self {
+        Self {
+            rules: Default::default(),
+            owed: Default::default(),
+            course_ids: Default::default(),
+            generation: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Enrolment {
@@ -46,6 +61,36 @@ impl Enrolment {
     /// New rules (configuration reload).
     pub fn set_rules(&self, rules: EnrolmentRules) {
         self.rules.store(Arc::new(rules));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Follows changes of the rules (see [`Enrolment::set_rules`]).
+    pub fn rule_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Remembers the id of every course in `courses`.
+    pub(crate) fn learn(&self, courses: &[crate::chamilo::client::courses::CourseRef]) {
+        if let Ok(mut ids) = self.course_ids.lock() {
+            for c in courses {
+                ids.insert(c.code.to_ascii_uppercase(), c.id);
+            }
+        }
+    }
+
+    /// Forgets the id of course `code` (its listing failed: it may be gone).
+    pub(crate) fn forget_course(&self, code: &str) {
+        if let Ok(mut ids) = self.course_ids.lock() {
+            ids.remove(&code.to_ascii_uppercase());
+        }
+    }
+
+    /// The id of course `code`, when an answer has shown it.
+    pub(crate) fn course_id(&self, code: &str) -> Option<u64> {
+        self.course_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(&code.to_ascii_uppercase()).copied())
     }
 
     fn take_owed(&self, gid: u64) -> Vec<(Change, u32)> {
@@ -78,8 +123,13 @@ impl Enrolment {
 }
 
 /// How one change ended.
-enum Made {
-    Done { repaired: bool },
+pub(crate) enum Made {
+    /// Made by this call (`repaired`: after a lost answer).
+    Done {
+        repaired: bool,
+    },
+    /// Nothing to make: the user was already subscribed (read back after Chamilo's `[false]`).
+    Already,
     Failed(String),
 }
 
@@ -225,6 +275,10 @@ impl ChamiloDirectory {
                         made += 1;
                         repaired |= r || *rounds > 0;
                     }
+                    Made::Already => {
+                        made += 1;
+                        repaired |= *rounds > 0;
+                    }
                     Made::Failed(why) => failed.push((change.clone(), rounds + 1, why)),
                 }
             }
@@ -271,7 +325,7 @@ impl ChamiloDirectory {
     }
 
     /// One subscription or unsubscription, sent again while its answer is lost.
-    async fn make_one(&self, change: &Change) -> Made {
+    pub(crate) async fn make_one(&self, change: &Change) -> Made {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -291,24 +345,45 @@ impl ChamiloDirectory {
                         repaired: attempt > 1,
                     }
                 }
-                // `[false]` is every failure; after a lost answer it may also be the first
-                // call's success ("already subscribed"), which no web service can confirm
-                // by course code: reported, not guessed.
-                Ok(false) => return Made::Failed(match change {
-                    Change::Subscribe { .. } => {
-                        "Chamilo answered [false] (no such course or user, or already subscribed)"
-                            .into()
+                // `[false]` is every failure, and also "already subscribed" (after a lost
+                // answer, the first call's own success): the user's courses tell which.
+                Ok(false) => {
+                    return match change {
+                        Change::Subscribe { user, course, .. } => {
+                            match self.is_subscribed(*user, course).await {
+                                Ok(true) if attempt > 1 => Made::Done { repaired: true },
+                                Ok(true) => Made::Already,
+                                Ok(false) => Made::Failed(
+                                    "Chamilo answered [false] and the user is not subscribed (no such course or user)"
+                                        .into(),
+                                ),
+                                Err(e) => Made::Failed(format!(
+                                    "Chamilo answered [false] and the user's courses could not be read: {e}"
+                                )),
+                            }
+                        }
+                        Change::Unsubscribe { .. } => {
+                            Made::Failed("Chamilo answered [false] (no such course)".into())
+                        }
                     }
-                    Change::Unsubscribe { .. } => {
-                        "Chamilo answered [false] (no such course)".into()
-                    }
-                }),
+                }
                 Err(e) if e.is_ambiguous() && attempt < CHANGE_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(150 * u64::from(attempt))).await;
                 }
                 Err(e) => return Made::Failed(e.to_string()),
             }
         }
+    }
+
+    /// Whether `user` is subscribed to `course`: one `user_courses` (whose ids are learnt).
+    pub(crate) async fn is_subscribed(
+        &self,
+        user: u64,
+        course: &str,
+    ) -> Result<bool, ChamiloError> {
+        let courses = self.client.user_courses(user).await?;
+        self.enrolment.learn(&courses);
+        Ok(courses.iter().any(|c| c.code.eq_ignore_ascii_case(course)))
     }
 }
 

@@ -6,6 +6,7 @@
 //! them.
 
 pub mod apply;
+pub mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -248,6 +249,44 @@ pub fn plan(before: &Side<'_>, after: &Side<'_>, kept: impl Fn(u64, &str) -> boo
     changes
 }
 
+/// Who the groups entitle to each course: course code → user → role (teacher wins where two
+/// groups give one course different roles), from each group's grants and members.
+pub fn entitlements<'a>(
+    groups: impl IntoIterator<Item = (&'a Grants, &'a [u64])>,
+) -> BTreeMap<String, BTreeMap<u64, CourseRole>> {
+    let mut out: BTreeMap<String, BTreeMap<u64, CourseRole>> = BTreeMap::new();
+    for (grants, members) in groups {
+        for (course, role) in grants {
+            let users = out.entry(course.clone()).or_default();
+            for user in members {
+                let held = users.entry(*user).or_insert(*role);
+                *held = (*held).max(*role);
+            }
+        }
+    }
+    out
+}
+
+/// The subscriptions that bring `course` up to its entitled users: each one it does not list
+/// (`subscribed`), with the entitled role. Reconciliation only adds: Chamilo does not record
+/// who subscribed a user, so a subscription no group grants may be a teacher's own doing, and
+/// an unsubscription deletes course data; a role is not changed for the same reason.
+pub fn missing(
+    course: &str,
+    entitled: &BTreeMap<u64, CourseRole>,
+    subscribed: &BTreeSet<u64>,
+) -> Vec<Change> {
+    entitled
+        .iter()
+        .filter(|(user, _)| !subscribed.contains(user))
+        .map(|(user, role)| Change::Subscribe {
+            user: *user,
+            course: course.to_owned(),
+            role: *role,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +454,62 @@ mod tests {
             members: &[2],
         };
         assert!(plan(&a, &b, |_, _| false).is_empty());
+    }
+
+    #[test]
+    fn entitlements_join_groups_and_teacher_wins() {
+        let a: Grants = [
+            ("MATH".to_owned(), CourseRole::Student),
+            ("PHYS".to_owned(), CourseRole::Student),
+        ]
+        .into();
+        let b: Grants = [("MATH".to_owned(), CourseRole::Teacher)].into();
+        let none = Grants::new();
+        let e = entitlements([
+            (&a, &[1u64, 2][..]),
+            (&b, &[2u64, 3][..]),
+            (&none, &[9u64][..]),
+        ]);
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e["MATH"].clone().into_iter().collect::<Vec<_>>(),
+            vec![
+                (1, CourseRole::Student),
+                (2, CourseRole::Teacher),
+                (3, CourseRole::Teacher)
+            ]
+        );
+        assert_eq!(e["PHYS"].keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        // The order of the groups does not change the outcome.
+        let e2 = entitlements([(&b, &[2u64, 3][..]), (&a, &[1u64, 2][..])]);
+        assert_eq!(e, e2);
+    }
+
+    #[test]
+    fn missing_only_adds_and_keeps_roles() {
+        let entitled: BTreeMap<u64, CourseRole> = [
+            (1, CourseRole::Student),
+            (2, CourseRole::Teacher),
+            (3, CourseRole::Student),
+        ]
+        .into();
+        // 2 is subscribed (whatever its role there), 7 is subscribed without any grant.
+        let subscribed: BTreeSet<u64> = [2, 7].into();
+        assert_eq!(
+            missing("MATH", &entitled, &subscribed),
+            vec![
+                Change::Subscribe {
+                    user: 1,
+                    course: "MATH".into(),
+                    role: CourseRole::Student
+                },
+                Change::Subscribe {
+                    user: 3,
+                    course: "MATH".into(),
+                    role: CourseRole::Student
+                },
+            ]
+        );
+        assert!(missing("MATH", &BTreeMap::new(), &subscribed).is_empty());
     }
 }

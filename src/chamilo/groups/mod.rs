@@ -176,7 +176,7 @@ impl ChamiloDirectory {
     }
 
     /// The classes `/Groups` shows: one `get_groups`.
-    async fn classes(&self) -> Result<Vec<Class>, DirectoryError> {
+    pub(crate) async fn classes(&self) -> Result<Vec<Class>, DirectoryError> {
         let mut all = self.all_classes().await?;
         all.retain(|c| self.in_scope(c));
         Ok(all)

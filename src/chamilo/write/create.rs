@@ -57,7 +57,6 @@ impl ChamiloDirectory {
             .email
             .clone()
             .ok_or_else(|| invalid("emails", "Chamilo requires an e-mail address"))?;
-        self.require_index()?;
         if self.lookup.is_reserved_login(&m.user_name) {
             return Err(DirectoryError::Conflict {
                 detail: format!(
@@ -252,11 +251,14 @@ impl ChamiloDirectory {
     async fn existing_for_create(&self, m: &Mapped) -> Result<Option<Revivable>, DirectoryError> {
         let fields = &self.mapping.fields;
         let index = &self.lookup.index;
+        // Before the first listing the index knows nothing: every fresh check is made.
+        let unlisted = !index.is_ready();
         // A value the index knows, live or tombstoned, that is no longer live in Chamilo may
         // have been tombstoned by another replica since: then the tombstone is looked up.
-        let mut dead_un_possible = index
-            .by_user_name(&deprovisioned::tombstone(&m.user_name))
-            .is_some()
+        let mut dead_un_possible = unlisted
+            || index
+                .by_user_name(&deprovisioned::tombstone(&m.user_name))
+                .is_some()
             || index.by_user_name(&m.user_name).is_some();
         match self
             .lookup
@@ -276,10 +278,11 @@ impl ChamiloDirectory {
         };
         let mut dead_ext_possible = false;
         if let Some(ext) = m.external_id.as_deref() {
-            dead_ext_possible = index
-                .by_external_id(&deprovisioned::tombstone(ext))
-                .is_some();
-            if index.by_external_id(ext).is_some() {
+            dead_ext_possible = unlisted
+                || index
+                    .by_external_id(&deprovisioned::tombstone(ext))
+                    .is_some();
+            if unlisted || index.by_external_id(ext).is_some() {
                 match self
                     .lookup
                     .by_external_id(ext)

@@ -53,6 +53,9 @@ impl State {
             return Ok(());
         };
         let mut out: Vec<Value> = Vec::with_capacity(members.len());
+        // Linear: a group may have 20,000 members.
+        let mut seen: std::collections::HashSet<String> =
+            std::collections::HashSet::with_capacity(members.len());
         for member in members {
             let Some(id) = member.get("value").and_then(Value::as_str) else {
                 continue;
@@ -63,7 +66,7 @@ impl State {
                     detail: format!("no user has the id {id}"),
                 });
             }
-            if out.iter().any(|m| m["value"] == id) {
+            if !seen.insert(id.to_owned()) {
                 continue;
             }
             out.push(json!({"value": id, "type": "User"}));

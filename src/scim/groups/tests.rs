@@ -202,7 +202,11 @@ fn members_are_read_only_when_the_response_carries_them() {
 fn rendering_generates_member_refs_and_meta() {
     let base_url = format!("https://lms.example{MOUNT_PATH}");
     let group = Group::from_json(base());
-    let out = Value::Object(render_group_json(&group, &base_url, &projection(&[], &[])));
+    let out = Value::Object(render_group_json(
+        group.clone(),
+        &base_url,
+        &projection(&[], &[]),
+    ));
     assert_eq!(
         out["members"][0],
         json!({"value": "u1", "type": "User", "$ref": format!("{base_url}/Users/u1")})
@@ -215,14 +219,14 @@ fn rendering_generates_member_refs_and_meta() {
         json!(["urn:ietf:params:scim:schemas:core:2.0:Group"])
     );
     let slim = Value::Object(render_group_json(
-        &group,
+        group.clone(),
         &base_url,
         &projection(&[], &["members"]),
     ));
     assert!(slim.get("members").is_none());
     assert_eq!(slim["displayName"], "Staff");
     let only_name = Value::Object(render_group_json(
-        &group,
+        group.clone(),
         &base_url,
         &projection(&["displayName"], &[]),
     ));

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{err, ok, Caller, NOT_ALLOWED};
+use super::{err, ok, Caller, Site, NOT_ALLOWED};
 use crate::standin::form::FormPairs;
 use crate::standin::state::{
     fold, php_int, ChamiloState, Group, User, STATUS_STUDENT, STATUS_TEACHER,
@@ -252,6 +252,58 @@ pub(super) fn get_users_subscribed_to_course(state: &ChamiloState, p: &FormPairs
         .into_iter()
         .map(|(u, s)| {
             json!({"user_id": u.id, "username": u.username, "firstname": u.firstname, "lastname": u.lastname, "status_rel": s})
+        })
+        .collect();
+    ok(Value::Array(data))
+}
+
+/// `user_courses`: the courses a user is subscribed to, from `course_rel_user` (read from the
+/// current 1.11.x `Rest::getUserCourses`; no transcript shows it). Without `user_id` (or with
+/// 0) the caller's own; another user's only for a platform admin. A user that does not exist
+/// has no courses (`[]`). Ordered by title, as `get_courses_list_by_user_id` sorts them.
+pub(super) fn user_courses(
+    state: &ChamiloState,
+    ctx: &Caller,
+    p: &FormPairs,
+    site: &Site,
+) -> Reply {
+    let asked = php_int(p.get("user_id").unwrap_or("0"));
+    let uid = if asked <= 0 { ctx.id } else { asked as u64 };
+    if uid != ctx.id && !ctx.admin {
+        return err(NOT_ALLOWED);
+    }
+    let mut courses: Vec<&crate::standin::state::Course> = state
+        .courses()
+        .filter(|c| c.users.iter().any(|(u, _)| *u == uid))
+        .collect();
+    courses.sort_by_cached_key(|c| (fold(&c.title), c.id));
+    let data: Vec<Value> = courses
+        .into_iter()
+        .map(|c| {
+            let teachers: Vec<String> = c
+                .users
+                .iter()
+                .filter(|(_, s)| *s == STATUS_TEACHER)
+                .filter_map(|(u, _)| state.user(*u))
+                .map(|u| {
+                    format!("{} {}", u.firstname.as_deref().unwrap_or(""), u.lastname)
+                        .trim()
+                        .to_owned()
+                })
+                .collect();
+            json!({
+                "id": c.id,
+                "title": c.title,
+                "code": c.code,
+                "directory": c.code,
+                "urlPicture": format!("{}/main/img/session_default.png", site.base_url),
+                "teachers": teachers.join(", "),
+                "isSpecial": false,
+                "url": format!(
+                    "{}/main/webservices/api/v2.php?action=view_course_home&api_key={}&username={}&course={}",
+                    site.base_url, ctx.api_key, ctx.username, c.id
+                ),
+            })
         })
         .collect();
     ok(Value::Array(data))

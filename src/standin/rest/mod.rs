@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use self::classes::{
     add_group, add_group_sub_user, delete_group, delete_group_sub_user, get_group_sub_users,
     get_groups, get_users_subscribed_to_course, save_course, subscribe_user_to_course,
-    unsubscribe_user_from_course,
+    unsubscribe_user_from_course, user_courses,
 };
 use self::keys::{get_user_api_key, get_users_api_keys, update_user_apikey};
 
@@ -186,6 +186,7 @@ pub fn handle(state: &mut ChamiloState, site: &Site, req: &RestRequest, now: u64
         "subscribe_user_to_course" => subscribe_user_to_course(state, &ctx, p),
         "unsubscribe_user_from_course" => unsubscribe_user_from_course(state, &ctx, p),
         "get_users_subscribed_to_course" => get_users_subscribed_to_course(state, p),
+        "user_courses" => user_courses(state, &ctx, p, site),
         _ => err("Invalid action"),
     };
     (reply, work)
@@ -256,12 +257,14 @@ fn get_users(state: &ChamiloState, ctx: &Caller, p: &FormPairs, work: &mut Work)
             fields.push((name.to_owned(), stored.to_owned()));
         }
     }
-    work.listed_users = state.user_count();
-    work.extra_fields = fields.len();
     let mut users: Vec<&User> = state
         .users()
         .filter(|u| wanted.is_none_or(|s| u.status == s))
         .collect();
+    // Chamilo builds a row, and reads each requested extra field, for the users it returns:
+    // a listing of one status costs what that status holds.
+    work.listed_users = users.len();
+    work.extra_fields = fields.len();
     users.sort_by_cached_key(|u| (u.firstname.as_deref().map(fold), u.id));
     let data: Vec<Value> = users
         .into_iter()
@@ -986,6 +989,54 @@ mod tests {
         );
         assert_eq!(r, refused("No data available"));
         assert_eq!(extra(&state, "name").0.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn user_courses_lists_a_users_courses_for_an_admin_only() {
+        let (mut state, key) = with_ann();
+        let maths = state.insert_course("MATH", "Maths").unwrap();
+        state.insert_course("ART", "Art").unwrap();
+        let zoo = state.insert_course("ZOO", "Zoology").unwrap();
+        for body in [
+            "action=subscribe_user_to_course&course_code=zoo&user_id=3",
+            "action=subscribe_user_to_course&course_id=1&user_id=3&status=1",
+        ] {
+            assert_eq!(call(&mut state, &key, T, body), ok_true());
+        }
+        let listed = call(&mut state, &key, T, "action=user_courses&user_id=3");
+        let rows: Vec<(u64, String)> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_u64().unwrap(),
+                    c["code"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        // By title; ann is the only teacher of Maths.
+        assert_eq!(rows, vec![(maths, "MATH".into()), (zoo, "ZOO".into())]);
+        assert_eq!(listed["data"][0]["teachers"], "Ann Lee");
+        // Without user_id: the caller's own (the admin has none); an unknown user has none.
+        for body in ["action=user_courses", "action=user_courses&user_id=999"] {
+            assert_eq!(
+                call(&mut state, &key, T, body),
+                json!({"error": false, "data": []})
+            );
+        }
+        // Another user's courses only for an admin.
+        let ann_key = state.ensure_api_key(3);
+        let req = RestRequest {
+            query: FormPairs::default(),
+            body: FormPairs::parse(&format!(
+                "username=ann1&api_key={ann_key}&action=user_courses&user_id=1"
+            )),
+        };
+        assert!(matches!(
+            handle(&mut state, &site(), &req, T).0,
+            Reply::Json(v) if v == refused(NOT_ALLOWED)
+        ));
     }
 
     #[test]

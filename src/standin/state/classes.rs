@@ -74,6 +74,11 @@ impl ChamiloState {
         self.groups.remove(&id).is_some()
     }
 
+    /// Every course in id order.
+    pub fn courses(&self) -> impl Iterator<Item = &Course> {
+        self.courses.values()
+    }
+
     /// A course by id.
     pub fn course(&self, id: u64) -> Option<&Course> {
         self.courses.get(&id)
