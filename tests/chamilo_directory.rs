@@ -6,6 +6,7 @@ mod chamilo_support;
 use std::time::Duration;
 
 use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
+use chamilo_scim_proxy::chamilo::kept::KeptAttributes;
 use chamilo_scim_proxy::chamilo::mapping::{ChamiloMapping, Deprovision, ListScope};
 use chamilo_scim_proxy::directory::{Directory, DirectoryError, ListQuery, User};
 use chamilo_scim_proxy::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
@@ -179,6 +180,13 @@ async fn validation_happens_before_any_call() {
         DirectoryError::InvalidValue { attr, .. } => assert_eq!(attr, "name.givenName"),
         other => panic!("{other}"),
     }
+    // With the strict switch (`chamilo.refuse_unmapped_languages`), an unmapped tag too.
+    dir.mapping().language_policy.store(std::sync::Arc::new(
+        chamilo_scim_proxy::chamilo::mapping::LanguagePolicy {
+            refuse_unmapped: true,
+            ..Default::default()
+        },
+    ));
     let mut bad = ann();
     bad.as_json_mut()
         .insert("preferredLanguage".into(), json!("tlh"));
@@ -702,10 +710,10 @@ async fn languages_and_roles_come_back_as_sent_and_chamilo_wins_on_status() {
     ] {
         assert_eq!(got.get_str("preferredLanguage"), Some("fr-CA"), "{label}");
         assert_eq!(got.get_str("locale"), Some("de_DE"), "{label}");
-        // The primary role, as spelt.
+        // Every role as sent; the primary one sets Chamilo's status.
         assert_eq!(
             got.get("roles"),
-            Some(&json!([{"value": "Teacher"}])),
+            Some(&json!([{"value": "student"}, {"value": "Teacher", "primary": true}])),
             "{label}"
         );
     }
@@ -714,12 +722,9 @@ async fn languages_and_roles_come_back_as_sent_and_chamilo_wins_on_status() {
         let u = state.user(uid).unwrap();
         assert_eq!(u.language, "french", "preferredLanguage sets the language");
         assert_eq!(u.status, STATUS_TEACHER);
-        assert_eq!(
-            u.extra.get("scim_attributes"),
-            Some(&Some(
-                "preferredLanguage=fr-CA;locale=de_DE;roles=Teacher".to_owned()
-            ))
-        );
+        let kept = KeptAttributes::decode(u.extra["scim_attributes"].as_deref().unwrap());
+        assert_eq!(kept.get_str("preferredLanguage"), Some("fr-CA"));
+        assert_eq!(kept.get_str("locale"), Some("de_DE"));
     }
 
     // Another replica reads them from its own index listing.
@@ -739,12 +744,19 @@ async fn languages_and_roles_come_back_as_sent_and_chamilo_wins_on_status() {
         .unwrap();
     assert_eq!(listed.get_str("preferredLanguage"), Some("fr-CA"));
     assert_eq!(listed.get_str("locale"), Some("de_DE"));
-    assert_eq!(listed.get("roles"), Some(&json!([{"value": "Teacher"}])));
+    assert_eq!(
+        listed.get("roles"),
+        Some(&json!([{"value": "student"}, {"value": "Teacher", "primary": true}]))
+    );
 
     // An administrator makes the teacher a student in Chamilo's UI: a fresh lookup says so.
     chamilo.state().user_mut(uid).unwrap().status = 5;
     let now = dir.get(&id).await.unwrap().unwrap();
-    assert_eq!(now.get("roles"), Some(&json!([{"value": "student"}])));
+    assert_eq!(
+        now.get("roles"),
+        Some(&json!([{"value": "student"}, {"value": "student", "primary": true}])),
+        "the role that set the status, as Chamilo holds it now"
+    );
 
     // Without preferredLanguage, locale sets the language; without roles the status stays
     // and no role is returned; nothing unreadable is invented.
@@ -799,8 +811,15 @@ async fn an_unassigned_active_round_trips_and_a_deactivation_still_shows() {
 }
 
 #[tokio::test]
-async fn both_language_tags_must_be_configured() {
-    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+async fn with_the_strict_switch_both_language_tags_must_be_configured() {
+    let mapping = ChamiloMapping::default();
+    mapping.language_policy.store(std::sync::Arc::new(
+        chamilo_scim_proxy::chamilo::mapping::LanguagePolicy {
+            refuse_unmapped: true,
+            ..Default::default()
+        },
+    ));
+    let (chamilo, dir) = setup(mapping).await;
     let mut u = ann();
     u.as_json_mut()
         .insert("preferredLanguage".into(), json!("en"));
@@ -839,17 +858,43 @@ async fn the_schema_promises_what_chamilo_returns() {
             .map(|s| s["name"].as_str().unwrap().to_owned())
             .collect()
     };
+    // Every attribute of the schema is kept (issue 10): the whole of the multi-valued ones.
     let emails = attr("emails");
     assert_eq!(emails["required"], true);
-    assert_eq!(subs(&emails), ["value", "type"]);
+    assert_eq!(subs(&emails), ["value", "display", "type", "primary"]);
     assert_eq!(emails["subAttributes"][0]["required"], true);
     assert_eq!(
-        emails["subAttributes"][1]["canonicalValues"],
-        json!(["work"])
+        subs(&attr("phoneNumbers")),
+        ["value", "display", "type", "primary"]
     );
-    assert_eq!(subs(&attr("phoneNumbers")), ["value", "type"]);
+    for name in [
+        "displayName",
+        "nickName",
+        "title",
+        "userType",
+        "profileUrl",
+        "timezone",
+        "addresses",
+        "ims",
+        "photos",
+        "entitlements",
+        "x509Certificates",
+    ] {
+        attr(name);
+    }
+    assert_eq!(
+        subs(&attr("name")),
+        [
+            "formatted",
+            "familyName",
+            "givenName",
+            "middleName",
+            "honorificPrefix",
+            "honorificSuffix"
+        ]
+    );
     let role = attr("roles");
-    assert_eq!(subs(&role), ["value"]);
+    assert_eq!(subs(&role), ["value", "display", "type", "primary"]);
     assert_eq!(role["subAttributes"][0]["canonicalValues"], json!(roles));
     assert_eq!(attr("preferredLanguage")["canonicalValues"], json!(tags));
     assert_eq!(attr("locale")["canonicalValues"], json!(tags));
@@ -1093,10 +1138,9 @@ async fn a_create_revives_the_deleted_account() {
         extra(&chamilo, uid, "scim_external_id").as_deref(),
         Some("new-object-id")
     );
-    assert_eq!(
-        extra(&chamilo, uid, "scim_attributes").as_deref(),
-        Some("preferredLanguage=fr")
-    );
+    let kept = KeptAttributes::decode(&extra(&chamilo, uid, "scim_attributes").unwrap());
+    assert_eq!(kept.get_str("preferredLanguage"), Some("fr"));
+    assert!(kept.last_modified.is_some());
 
     // A, whose index holds the account as deleted, finds it again by every route.
     // (Learned from fresh lookups until its next listing, so with the spelling it was
@@ -1210,4 +1254,32 @@ async fn a_revival_that_would_merge_two_accounts_is_a_conflict() {
     // Unambiguous: Ann comes back.
     let back = dir.create(mk("ann", "E-ann")).await.unwrap();
     assert_eq!(back.id(), Some(ann_id.as_str()));
+}
+
+/// `replace`/`modify` with an expected version: when the write reads the account again (no
+/// confirmation of the engine's read to reuse), a change since that read is
+/// `PreconditionFailed` and nothing is written; the same version is written.
+#[tokio::test]
+async fn a_write_that_reads_again_checks_the_expected_version() {
+    let (chamilo, dir) = setup(ChamiloMapping::default()).await;
+    let created = dir.create(ann()).await.unwrap();
+    let id = created.id().unwrap().to_owned();
+    let uid: u64 = id.parse().unwrap();
+    let v1 = created.version().unwrap().to_owned();
+    // Changed in Chamilo since the version was read.
+    chamilo
+        .state()
+        .edit_user(uid, |u| u.phone = "555-0123".into());
+    let mut next = created.clone();
+    next.set("title", json!("Dr"));
+    let err = dir.replace(&id, next.clone(), Some(&v1)).await.unwrap_err();
+    assert_eq!(err, DirectoryError::PreconditionFailed);
+    assert!(dir.get(&id).await.unwrap().unwrap().get("title").is_none());
+    // With the version of a fresh read (a lookup by id, which leaves no confirmation for
+    // the write to reuse: it reads again and compares), written.
+    let page = dir.find(&eq("id", &id)).await.unwrap();
+    let v2 = page.resources[0].version().unwrap().to_owned();
+    assert_ne!(v2, v1);
+    let stored = dir.replace(&id, next, Some(&v2)).await.unwrap();
+    assert_eq!(stored.get_str("title"), Some("Dr"));
 }

@@ -167,8 +167,9 @@ async fn entra_sequence_against_the_chamilo_stand_in() {
     );
 }
 
-/// Entra's value-path PATCHes still work with a schema that advertises neither `primary` nor
-/// other types than `work` (what Chamilo keeps), and end up in Chamilo.
+/// Entra's value-path PATCHes end up in Chamilo, and every value comes back as sent (issue 10:
+/// the whole of `emails`, `phoneNumbers` and `roles` is kept; Chamilo's column holds the
+/// chosen one).
 #[tokio::test]
 async fn entra_value_paths_against_the_round_trip_schema() {
     let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
@@ -197,7 +198,7 @@ async fn entra_value_paths_against_the_round_trip_schema() {
             .iter()
             .map(|a| a["name"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        ["value", "type"]
+        ["value", "display", "type", "primary"]
     );
 
     let created = s
@@ -210,7 +211,7 @@ async fn entra_value_paths_against_the_round_trip_schema() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(
         created.body["emails"],
-        json!([{"value": "kim@example.org", "type": "work"}])
+        json!([{"value": "kim@example.org", "type": "work", "primary": true}])
     );
     let id = created.body["id"].as_str().unwrap().to_owned();
     let uid: u64 = id.parse().unwrap();
@@ -232,7 +233,7 @@ async fn entra_value_paths_against_the_round_trip_schema() {
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
         assert_eq!(
             r.body["emails"],
-            json!([{"value": value, "type": "work"}]),
+            json!([{"value": value, "type": "work", "primary": true}]),
             "{path}"
         );
         assert_eq!(chamilo.state().user(uid).unwrap().email, value, "{path}");
@@ -245,7 +246,10 @@ async fn entra_value_paths_against_the_round_trip_schema() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["roles"], json!([{"value": "teacher"}]));
+    assert_eq!(
+        r.body["roles"],
+        json!([{"value": "teacher", "primary": true}])
+    );
     assert_eq!(chamilo.state().user(uid).unwrap().status, 1);
     let r = s
         .call(
@@ -258,8 +262,8 @@ async fn entra_value_paths_against_the_round_trip_schema() {
     assert_eq!(chamilo.state().user(uid).unwrap().phone, "555-0101");
     assert_eq!(
         r.body["phoneNumbers"],
-        json!([{"value": "555-0101", "type": "work"}]),
-        "the one number Chamilo keeps comes back as the work number"
+        json!([{"value": "555-0101", "type": "mobile"}]),
+        "the number comes back as sent"
     );
 
     let found = s
@@ -275,6 +279,6 @@ async fn entra_value_paths_against_the_round_trip_schema() {
     assert_eq!(found.body["totalResults"], 1, "{}", found.body);
     assert_eq!(
         found.body["Resources"][0]["roles"],
-        json!([{"value": "teacher"}])
+        json!([{"value": "teacher", "primary": true}])
     );
 }

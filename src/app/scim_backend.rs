@@ -14,6 +14,7 @@ use super::chamilo_metrics::ChamiloCallMetrics;
 use crate::admin::Health;
 use crate::chamilo::directory::ChamiloDirectory;
 use crate::chamilo::enrolment::EnrolmentRules;
+use crate::chamilo::mapping::LanguagePolicy;
 use crate::chamilo::{Backend, ChamiloClient, Credentials};
 use crate::config::{ChamiloConfig, DirectoryKind, Live};
 use crate::directory::memory::MemoryDirectory;
@@ -93,8 +94,9 @@ fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
         && exposed(&a.security_key) == exposed(&b.security_key)
 }
 
-/// Hands rotated Chamilo secrets (files re-read by the configuration reload) to the client
-/// and the enrolment mapping to the directory (each operation takes a snapshot); other
+/// Hands rotated Chamilo secrets (files re-read by the configuration reload) to the client,
+/// and the enrolment mapping and the language policy to the directory (each operation takes
+/// a snapshot); other
 /// `[chamilo]` settings need a restart, which the reload already reports.
 async fn follow_credentials(
     live: Live,
@@ -127,6 +129,16 @@ async fn follow_credentials(
                     Ok(_) => {}
                     // The loader validated it; keep the rules in force.
                     Err(e) => tracing::error!(error = %e, "SCIM: course enrolment mapping not reloaded"),
+                }
+                let policy = LanguagePolicy::from_config(&config.chamilo);
+                let languages = &directory.mapping.language_policy;
+                if **languages.load() != policy {
+                    tracing::info!(
+                        refuse_unmapped = policy.refuse_unmapped,
+                        default_language = %policy.default_folder,
+                        "SCIM: language policy reloaded"
+                    );
+                    languages.store(Arc::new(policy));
                 }
                 let next = credentials_of(&config.chamilo);
                 if !same_credentials(&current, &next) {
@@ -376,6 +388,33 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "not reloaded");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_reload_hands_the_language_policy_to_the_directory() {
+        let mut config = Config::default();
+        config.chamilo.api_key = Some(Secret::new("k".to_owned()));
+        let backend = Backend::from_config(&config.chamilo, "http://127.0.0.1:9").unwrap();
+        let live = Live::new(&loaded(config.clone()));
+        let stop = CancellationToken::new();
+        tokio::spawn(follow_credentials(
+            live.clone(),
+            backend.client.clone(),
+            backend.directory.clone(),
+            stop.clone(),
+        ));
+        let policy = || (**backend.directory.mapping.language_policy.load()).clone();
+        assert!(!policy().refuse_unmapped);
+        config.chamilo.refuse_unmapped_languages = true;
+        config.chamilo.default_language = "french".into();
+        live.install(config, None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !policy().refuse_unmapped {
+            assert!(std::time::Instant::now() < deadline, "not reloaded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(policy().default_folder, "french");
         stop.cancel();
     }
 }

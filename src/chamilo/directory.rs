@@ -139,6 +139,11 @@ impl ChamiloDirectory {
         }
     }
 
+    /// The mapping in force (its language policy follows reloads).
+    pub fn mapping(&self) -> &ChamiloMapping {
+        &self.mapping
+    }
+
     /// The SCIM representation of an account.
     pub fn to_user(&self, a: &Account) -> User {
         self.mapping.to_user(a)
@@ -249,12 +254,23 @@ impl ChamiloDirectory {
                 resources,
             };
         }
+        // A scan may look at every account and return a page: the version (a digest of the
+        // whole resource) only for what is returned.
         let chunks = self
             .lookup
             .index
             .chunks(keep, SEARCH_CHUNK)
-            .map(|accounts| accounts.iter().map(|a| self.to_user(a)).collect());
-        query.select_chunks(chunks)
+            .map(|accounts| {
+                accounts
+                    .iter()
+                    .map(|a| self.mapping.to_user_unversioned(a))
+                    .collect()
+            });
+        let mut page = query.select_chunks(chunks);
+        for user in &mut page.resources {
+            super::mapping::set_version(user);
+        }
+        page
     }
 
     async fn find_users(&self, query: &ListQuery) -> Result<Page, DirectoryError> {
@@ -353,10 +369,9 @@ impl Directory for ChamiloDirectory {
         &'a self,
         id: &'a str,
         user: User,
-        _expected_version: Option<&'a str>,
+        expected_version: Option<&'a str>,
     ) -> DirFuture<'a, User> {
-        // `versions: false`: the engine sends no precondition.
-        Box::pin(self.update_user(id, user, None))
+        Box::pin(self.update_user(id, user, None, expected_version))
     }
 
     fn modify<'a>(
@@ -364,9 +379,9 @@ impl Directory for ChamiloDirectory {
         id: &'a str,
         base: &'a User,
         user: User,
-        _expected_version: Option<&'a str>,
+        expected_version: Option<&'a str>,
     ) -> DirFuture<'a, User> {
-        Box::pin(self.update_user(id, user, Some(base)))
+        Box::pin(self.update_user(id, user, Some(base), expected_version))
     }
 
     fn delete<'a>(&'a self, id: &'a str) -> DirFuture<'a, ()> {

@@ -1,73 +1,152 @@
-//! SCIM attributes that Chamilo applies but cannot give back, kept verbatim in one user extra
-//! field (`chamilo.attributes_field`, default `scim_attributes`) so that Chamilo stays the only
-//! store and the identity provider gets back exactly what it sent.
+//! The SCIM attributes Chamilo has no column for, or cannot give back, kept as the identity
+//! provider sent them in one user extra field (`chamilo.attributes_field`, default
+//! `scim_attributes`), so that Chamilo stays the only store and every attribute comes back as
+//! sent (issue 10).
 //!
-//! - `preferredLanguage` and `locale`: Chamilo's `language` cannot be read through the web
-//!   services, and it holds a folder name (`french`), not the tag the IdP sent (`fr-CA`).
-//! - `roles`: Chamilo's `status` says which role applies, but not whether the IdP assigned
-//!   one (an account without roles keeps the status Chamilo gives it) nor how it spelt it.
-//! - `active`, only when the IdP unassigned it (a PUT without it, a PATCH `remove`): Chamilo
-//!   has no "unassigned", so the account is active, and the attribute is not returned while
-//!   it stays so.
+//! What is kept (see `super::mapping::ChamiloMapping::kept_of`): every attribute of the core
+//! User schema and of the enterprise extension except those with a place of their own
+//! (`id`, `userName` and `externalId` in their fields, `name.givenName`/`name.familyName` and
+//! `active` in columns; `password`, `groups` and `meta` are never kept). The multi-valued
+//! attributes Chamilo holds one value of (`emails`, `phoneNumbers`, `roles`) and the enterprise
+//! `employeeNumber` are kept whole too: Chamilo's column holds the chosen value, and a change
+//! made to it in Chamilo wins when the resource is read (`ChamiloMapping::to_user`). Besides:
+//! - `active` unassigned by the identity provider (a PUT without it, a PATCH `remove`):
+//!   Chamilo has no "unassigned", so the account is active, and the attribute is not returned
+//!   while it stays so;
+//! - `meta.created` and `meta.lastModified` of the writes made through the proxy (Chamilo's
+//!   own dates cannot be read through its web services).
 //!
 //! One field rather than one per attribute because every extra field named in `get_users`
 //! costs Chamilo one database query per user on the index listing.
 //!
-//! Encoding: `preferredLanguage=fr-CA;locale=fr_CA;roles=teacher;active=unassigned`, values percent-encoded
-//! outside `[A-Za-z0-9._~-]`. It holds none of the characters HTML filters rewrite (`<>&"'`),
-//! nor any outside ASCII (Chamilo mangles those outside the Basic Multilingual Plane).
+//! Encoding: `json64:` then the compact JSON document in base64url without padding
+//! (RFC 4648 §5). It holds none of the characters HTML filters rewrite (`<>&"'`), nor any
+//! outside ASCII (Chamilo mangles those outside the Basic Multilingual Plane), whatever the
+//! values. Fields written before issue 10 (`preferredLanguage=fr-CA;locale=fr_CA;roles=teacher;
+//! active=unassigned`, values percent-encoded) are still read.
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use base64::Engine as _;
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Map, Value};
 
-/// Everything but RFC 3986's unreserved characters is encoded.
-const VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+/// The prefix of the current encoding.
+const JSON64: &str = "json64:";
 
-const PREFERRED_LANGUAGE: &str = "preferredLanguage";
-const LOCALE: &str = "locale";
-const ROLES: &str = "roles";
-const ACTIVE: &str = "active";
-const UNASSIGNED: &str = "unassigned";
+/// The longest field value written, in bytes (ASCII). Chamilo 1.11 stores extra-field values
+/// as `LONGTEXT`, so the bound is the proxy's: every full index listing carries this field
+/// for every account (10k accounts at the bound are 80 MB of listing) and the index keeps it
+/// in memory. A user with Entra ID's default mapping takes about 0.9 KB; one with every
+/// attribute of both schemas (the tests' maximal Entra ID user) about 2 KB.
+pub const MAX_FIELD_BYTES: usize = 8192;
 
-/// The attributes kept in the extra field, as the identity provider sent them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Room kept under [`MAX_FIELD_BYTES`] for the dates and flags the proxy adds to what the
+/// identity provider sent.
+const META_ROOM: usize = 160;
+
+const KEY_USER: &str = "user";
+const KEY_CREATED: &str = "created";
+const KEY_LAST_MODIFIED: &str = "lastModified";
+const KEY_ACTIVE_UNASSIGNED: &str = "activeUnassigned";
+
+/// Now, as `meta` dates are written (RFC 3339, UTC, milliseconds).
+pub fn timestamp_now() -> String {
+    timestamp(chrono::Utc::now())
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `meta.lastModified` for a write after one made at `previous`: now, or a millisecond after
+/// `previous` when the clock has not passed it (two writes in one millisecond, a clock set
+/// back, another replica's clock ahead). So the field never gets the value it holds — which
+/// a real Chamilo refuses within the same second — and the date never goes back.
+pub fn timestamp_after(previous: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let previous = previous
+        .and_then(|p| chrono::DateTime::parse_from_rfc3339(p).ok())
+        .map(|p| p.with_timezone(&chrono::Utc));
+    match previous {
+        Some(p) if now <= p => timestamp(p + chrono::Duration::milliseconds(1)),
+        _ => timestamp(now),
+    }
+}
+
+/// The attributes kept in the extra field.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeptAttributes {
-    pub preferred_language: Option<String>,
-    pub locale: Option<String>,
-    /// The one role Chamilo's status was set from (primary, else first).
-    pub role: Option<String>,
+    /// The attributes as sent, canonical (core ones at the top, the enterprise extension's
+    /// under its URN), without those Chamilo holds elsewhere (see the module documentation).
+    pub attributes: Map<String, Value>,
     /// The identity provider unassigned `active` (Chamilo keeps the account active).
     pub active_unassigned: bool,
+    /// `meta.created` (RFC 3339), for accounts the proxy created.
+    pub created: Option<String>,
+    /// `meta.lastModified` (RFC 3339), of the last write through the proxy.
+    pub last_modified: Option<String>,
 }
 
 impl KeptAttributes {
     /// The field's value; empty when nothing is kept (which clears the field).
     pub fn encode(&self) -> String {
-        [
-            (PREFERRED_LANGUAGE, &self.preferred_language),
-            (LOCALE, &self.locale),
-            (ROLES, &self.role),
-            (
-                ACTIVE,
-                &self.active_unassigned.then(|| UNASSIGNED.to_owned()),
-            ),
-        ]
-        .iter()
-        .filter_map(|(k, v)| {
-            v.as_deref()
-                .map(|v| format!("{k}={}", utf8_percent_encode(v, VALUE)))
-        })
-        .collect::<Vec<_>>()
-        .join(";")
+        if self.is_empty() {
+            return String::new();
+        }
+        let mut doc = Map::new();
+        if !self.attributes.is_empty() {
+            doc.insert(KEY_USER.into(), Value::Object(self.attributes.clone()));
+        }
+        if self.active_unassigned {
+            doc.insert(KEY_ACTIVE_UNASSIGNED.into(), Value::Bool(true));
+        }
+        if let Some(c) = &self.created {
+            doc.insert(KEY_CREATED.into(), json!(c));
+        }
+        if let Some(m) = &self.last_modified {
+            doc.insert(KEY_LAST_MODIFIED.into(), json!(m));
+        }
+        let bytes = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
+        format!(
+            "{JSON64}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        )
     }
 
-    /// Reads a field value. What cannot be read (an unknown key, a value that is not UTF-8
-    /// once decoded, a pair without `=`) is left out rather than failing the account: the
-    /// field can be edited by an administrator.
+    /// Reads a field value. What cannot be read (a value that is not the encoding, a pair
+    /// without `=` in the older one) is left out rather than failing the account: the field
+    /// can be edited by an administrator.
     pub fn decode(field: &str) -> Self {
+        match field.trim().strip_prefix(JSON64) {
+            Some(encoded) => Self::decode_json64(encoded),
+            None => Self::decode_pairs(field),
+        }
+    }
+
+    fn decode_json64(encoded: &str) -> Self {
+        let Some(Value::Object(mut doc)) = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        else {
+            return Self::default();
+        };
+        let text = |v: Option<Value>| match v {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        };
+        Self {
+            attributes: match doc.remove(KEY_USER) {
+                Some(Value::Object(a)) => a,
+                _ => Map::new(),
+            },
+            active_unassigned: doc.remove(KEY_ACTIVE_UNASSIGNED) == Some(Value::Bool(true)),
+            created: text(doc.remove(KEY_CREATED)),
+            last_modified: text(doc.remove(KEY_LAST_MODIFIED)),
+        }
+    }
+
+    /// The encoding before issue 10: `preferredLanguage=fr-CA;locale=fr_CA;roles=teacher;
+    /// active=unassigned`, values percent-encoded.
+    fn decode_pairs(field: &str) -> Self {
         let mut kept = Self::default();
         for pair in field.split(';') {
             let Some((key, value)) = pair.split_once('=') else {
@@ -79,27 +158,64 @@ impl KeptAttributes {
             if value.is_empty() {
                 continue;
             }
-            let slot = match key.trim() {
-                ACTIVE => {
-                    kept.active_unassigned = value == UNASSIGNED;
-                    continue;
+            match key.trim() {
+                "active" => kept.active_unassigned = value == "unassigned",
+                key @ ("preferredLanguage" | "locale") => {
+                    kept.attributes.insert(key.to_owned(), json!(value));
                 }
-                PREFERRED_LANGUAGE => &mut kept.preferred_language,
-                LOCALE => &mut kept.locale,
-                ROLES => &mut kept.role,
-                _ => continue,
-            };
-            *slot = Some(value.into_owned());
+                "roles" => {
+                    kept.attributes
+                        .insert("roles".to_owned(), json!([{ "value": value }]));
+                }
+                _ => {}
+            }
         }
         kept
     }
 
     /// Whether nothing is kept.
     pub fn is_empty(&self) -> bool {
-        self.preferred_language.is_none()
-            && self.locale.is_none()
-            && self.role.is_none()
+        self.attributes.is_empty()
             && !self.active_unassigned
+            && self.created.is_none()
+            && self.last_modified.is_none()
+    }
+
+    /// Whether `self` and `other` keep the same attributes, whatever their dates: what
+    /// decides that a write changes the field.
+    pub fn same_content(&self, other: &Self) -> bool {
+        self.attributes == other.attributes && self.active_unassigned == other.active_unassigned
+    }
+
+    /// A kept string attribute (`preferredLanguage`, `locale`).
+    pub fn get_str(&self, attr: &str) -> Option<&str> {
+        self.attributes.get(attr).and_then(Value::as_str)
+    }
+
+    /// `Ok` when the field fits [`MAX_FIELD_BYTES`] with room for the dates; otherwise the
+    /// attribute taking the most room and the size, for a 400 that says what to shorten.
+    pub fn check_size(&self) -> Result<(), (String, usize)> {
+        let size = self.encode().len();
+        if size + META_ROOM <= MAX_FIELD_BYTES {
+            return Ok(());
+        }
+        let weight = |v: &Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+        let mut largest = (String::new(), 0);
+        for (k, v) in &self.attributes {
+            match v {
+                // The extension is one key here but several attributes for the client.
+                Value::Object(ext) if k.starts_with("urn:") => {
+                    for (sub, v) in ext {
+                        if weight(v) > largest.1 {
+                            largest = (format!("{k}:{sub}"), weight(v));
+                        }
+                    }
+                }
+                v if weight(v) > largest.1 => largest = (k.clone(), weight(v)),
+                _ => {}
+            }
+        }
+        Err((largest.0, size))
     }
 }
 
@@ -107,21 +223,34 @@ impl KeptAttributes {
 mod tests {
     use super::*;
 
+    fn attrs(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
-    fn round_trips_verbatim() {
+    fn round_trips_verbatim_in_characters_no_filter_touches() {
         let k = KeptAttributes {
-            preferred_language: Some("fr-CA".into()),
-            locale: Some("fr_CA".into()),
-            role: Some("Course Teacher; <b>&\"x\"=1 😀".into()),
+            attributes: attrs(json!({
+                "preferredLanguage": "fr-CA",
+                "displayName": "Zoë <b>&\"x\"='1' 😀",
+                "addresses": [{"type": "work", "locality": "Montréal", "primary": true}],
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                    "department": "R&D", "manager": {"value": "42"}
+                }
+            })),
             active_unassigned: true,
+            created: Some("2026-01-02T03:04:05.000Z".into()),
+            last_modified: Some("2026-01-03T03:04:05.000Z".into()),
         };
         let field = k.encode();
+        assert!(field.starts_with("json64:"), "{field}");
         assert!(
-            field.is_ascii() && !field.contains(['<', '>', '&', '"', '\'', ' ']),
+            field.is_ascii() && !field.contains(['<', '>', '&', '"', '\'', ' ', '=', ';', '+']),
             "{field}"
         );
-        assert!(field.starts_with("preferredLanguage=fr-CA;locale=fr_CA;roles=Course%20"));
-        assert!(field.ends_with(";active=unassigned"));
         assert_eq!(KeptAttributes::decode(&field), k);
     }
 
@@ -129,22 +258,87 @@ mod tests {
     fn nothing_kept_is_an_empty_field() {
         assert_eq!(KeptAttributes::default().encode(), "");
         assert!(KeptAttributes::decode("").is_empty());
-        let only_locale = KeptAttributes {
-            locale: Some("en-US".into()),
-            ..KeptAttributes::default()
-        };
-        assert_eq!(only_locale.encode(), "locale=en-US");
+        assert!(KeptAttributes::decode("json64:").is_empty());
+        assert!(KeptAttributes::decode("json64:!!not base64").is_empty());
     }
 
     #[test]
-    fn unreadable_parts_are_left_out() {
-        let k = KeptAttributes::decode("junk;colour=red;locale=%FF%FE;roles=;preferredLanguage=de");
-        assert_eq!(
-            k,
-            KeptAttributes {
-                preferred_language: Some("de".into()),
-                ..KeptAttributes::default()
-            }
+    fn fields_written_before_issue_10_are_read() {
+        let k = KeptAttributes::decode(
+            "preferredLanguage=fr-CA;locale=fr_CA;roles=Course%20Teacher;active=unassigned",
         );
+        assert_eq!(k.get_str("preferredLanguage"), Some("fr-CA"));
+        assert_eq!(k.get_str("locale"), Some("fr_CA"));
+        assert_eq!(k.attributes["roles"], json!([{"value": "Course Teacher"}]));
+        assert!(k.active_unassigned);
+        let k = KeptAttributes::decode("junk;colour=red;locale=%FF%FE;roles=;preferredLanguage=de");
+        assert_eq!(k.attributes, attrs(json!({"preferredLanguage": "de"})));
+    }
+
+    #[test]
+    fn content_ignores_dates_and_key_order() {
+        let a = KeptAttributes {
+            attributes: attrs(json!({"title": "T", "nickName": "N"})),
+            last_modified: Some("2026-01-01T00:00:00.000Z".into()),
+            ..KeptAttributes::default()
+        };
+        let b = KeptAttributes {
+            attributes: attrs(json!({"nickName": "N", "title": "T"})),
+            ..KeptAttributes::default()
+        };
+        assert!(a.same_content(&b));
+        let c = KeptAttributes {
+            active_unassigned: true,
+            ..b.clone()
+        };
+        assert!(!b.same_content(&c));
+    }
+
+    #[test]
+    fn last_modified_always_moves_forward() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let now = at("2026-12-03T13:00:00.000Z");
+        assert_eq!(timestamp_after(None, now), "2026-12-03T13:00:00.000Z");
+        assert_eq!(
+            timestamp_after(Some("2026-12-03T12:00:00.000Z"), now),
+            "2026-12-03T13:00:00.000Z"
+        );
+        assert_eq!(
+            timestamp_after(Some("2026-12-03T13:00:00.000Z"), now),
+            "2026-12-03T13:00:00.001Z",
+            "same millisecond"
+        );
+        assert_eq!(
+            timestamp_after(Some("2026-12-03T14:00:00.000Z"), now),
+            "2026-12-03T14:00:00.001Z",
+            "a clock behind"
+        );
+        assert_eq!(
+            timestamp_after(Some("not a date"), now),
+            "2026-12-03T13:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn the_size_bound_names_the_largest_attribute() {
+        let mut k = KeptAttributes {
+            attributes: attrs(json!({"title": "T", "nickName": "x".repeat(4000)})),
+            ..KeptAttributes::default()
+        };
+        assert_eq!(k.check_size(), Ok(()));
+        k.attributes.insert(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".into(),
+            json!({"department": "d".repeat(4500)}),
+        );
+        let (attr, size) = k.check_size().unwrap_err();
+        assert_eq!(
+            attr,
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
+        );
+        assert!(size > MAX_FIELD_BYTES - META_ROOM, "{size}");
     }
 }

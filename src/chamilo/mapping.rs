@@ -5,27 +5,33 @@
 //! | `id` | user id |
 //! | `userName` | extra field `scim_user_name` (verbatim); the login is derived from it (see `username`). Accounts made outside SCIM answer to their login until the first SCIM write sets the field (adoption) |
 //! | `name.givenName` / `name.familyName` | `firstname` / `lastname` (60 characters) |
-//! | primary (else first) `emails` | `email` (100 characters; required) |
-//! | work (else first) `phoneNumbers` | `phone` (30 characters) |
+//! | primary (else first) `emails` | `email` (100 characters; required); all of them as sent in `scim_attributes` |
+//! | primary, else work, else first `phoneNumbers` | `phone` (30 characters); all of them as sent in `scim_attributes` |
 //! | `active` | `active` |
-//! | `preferredLanguage` (else `locale`) | `language`, through a table (`en` → `english`…); both tags verbatim in the extra field `scim_attributes` |
+//! | `preferredLanguage` (else `locale`) | `language`, through a table (`en` → `english`…); both tags verbatim in `scim_attributes` |
 //! | `externalId` | extra field `scim_external_id` |
-//! | enterprise `employeeNumber` | `official_code` (40 characters) |
-//! | `roles[].value` (primary or first) | `status`, through a table (default student, 5); the value verbatim in `scim_attributes` |
+//! | enterprise `employeeNumber` | `official_code` (40 characters); as sent in `scim_attributes` |
+//! | `roles[].value` (primary or first) | `status`, through a table (default student, 5); all roles as sent in `scim_attributes` |
+//! | every other attribute of the User schema and the enterprise extension | `scim_attributes`, as sent (see `super::kept`) |
+//! | `meta.created` / `meta.lastModified` | `scim_attributes`: the proxy's create and last write (none for accounts made outside SCIM until then) |
 //! | `password` | password (never returned; a long random one when none is given) |
 //!
-//! Values Chamilo would truncate or mangle (too long, outside the Basic Multilingual Plane),
-//! an unknown language or role are refused with 400 `invalidValue` naming the attribute,
-//! before any call. Accounts named in `protected_logins` (the service account, administrators)
-//! cannot be changed or deleted through SCIM.
+//! Values Chamilo would truncate or mangle (too long, outside the Basic Multilingual Plane)
+//! and an unknown role are refused with 400 `invalidValue` naming the attribute, before any
+//! call. A language tag the table does not map (nor its base language) never blocks an
+//! account: it is kept as sent and Chamilo gets the default language, with a WARN line
+//! ([`LanguagePolicy`]; the strict 400 on request). The attributes kept in `scim_attributes`
+//! are bounded (`super::kept::MAX_FIELD_BYTES`, 400 above it). Accounts named in
+//! `protected_logins` (the service account, administrators) cannot be changed or deleted
+//! through SCIM.
 //!
 //! `DELETE` under the default policy is a soft delete (`super::deprovisioned`): the account is
 //! deactivated and hidden from SCIM on every replica; a later create with its userName or
 //! externalId revives it under its old id.
 //!
-//! `/Schemas` advertises only what comes back as it was sent (see [`ChamiloDirectory`]'s
-//! capabilities): one work e-mail and one work phone number, one role. `primary` is accepted
-//! (it picks the value kept) but not returned. `password` is never returned.
+//! `/Schemas` advertises the whole User schema and enterprise extension: every attribute comes
+//! back as it was sent, a column's current value in the place it was taken from (a change made
+//! in Chamilo wins). `password` is never returned.
 
 use rand::Rng;
 use serde_json::{json, Map, Value};
@@ -71,6 +77,39 @@ pub enum GroupScope {
     Managed,
 }
 
+/// What a `preferredLanguage`/`locale` tag with no entry in the language table leads to
+/// (`chamilo.refuse_unmapped_languages`, `chamilo.default_language`; both follow reloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguagePolicy {
+    /// Refuse it (400 `invalidValue`), as before issue 10.
+    pub refuse_unmapped: bool,
+    /// Otherwise the tag is kept verbatim and Chamilo gets this folder.
+    pub default_folder: String,
+}
+
+impl Default for LanguagePolicy {
+    fn default() -> Self {
+        Self {
+            refuse_unmapped: false,
+            default_folder: "english".to_owned(),
+        }
+    }
+}
+
+impl LanguagePolicy {
+    /// The policy the `[chamilo]` section describes.
+    pub fn from_config(c: &crate::config::ChamiloConfig) -> Self {
+        Self {
+            refuse_unmapped: c.refuse_unmapped_languages,
+            default_folder: c.default_language.clone(),
+        }
+    }
+}
+
+/// The language policy in force, shared by every clone of a mapping so that a reload reaches
+/// the directory without rebuilding it.
+pub type SharedLanguagePolicy = std::sync::Arc<arc_swap::ArcSwap<LanguagePolicy>>;
+
 /// The configurable part of the mapping.
 #[derive(Debug, Clone)]
 pub struct ChamiloMapping {
@@ -83,6 +122,8 @@ pub struct ChamiloMapping {
     pub role_status: Vec<(String, i64)>,
     /// Language tag (lower case; `en-us` falls back to `en`) → Chamilo language folder.
     pub languages: Vec<(String, String)>,
+    /// What a tag without an entry in `languages` leads to (follows reloads).
+    pub language_policy: SharedLanguagePolicy,
     /// `auth_source` of created users (`platform`, or an SSO source name).
     pub auth_source: String,
     pub deprovision: Deprovision,
@@ -123,6 +164,7 @@ impl Default for ChamiloMapping {
                 .iter()
                 .map(|(t, f)| ((*t).to_owned(), (*f).to_owned()))
                 .collect(),
+            language_policy: Default::default(),
             auth_source: "platform".into(),
             deprovision: Deprovision::default(),
             protected_logins: vec!["admin".into()],
@@ -202,6 +244,9 @@ impl ChamiloMapping {
                     .map(|(k, v)| (k.to_lowercase(), v.clone()))
                     .collect()
             },
+            language_policy: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+                LanguagePolicy::from_config(c),
+            )),
             auth_source: c.auth_source.clone(),
             deprovision,
             protected_logins,
@@ -211,8 +256,30 @@ impl ChamiloMapping {
     }
 }
 
-/// The Chamilo fields a SCIM user maps to, validated.
+/// A language tag the table does not map, and the folder Chamilo got instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedLanguage {
+    /// `preferredLanguage` or `locale`.
+    pub attr: &'static str,
+    pub tag: String,
+    pub folder: String,
+}
+
+impl UnmappedLanguage {
+    /// The WARN line a write that gives Chamilo the default language logs.
+    pub(crate) fn warn(&self, user_id: u64) {
+        tracing::warn!(
+            chamilo.user_id = user_id,
+            scim.attribute = self.attr,
+            scim.language = %self.tag,
+            chamilo.language = %self.folder,
+            "no Chamilo language is configured for this tag: the account gets the default language (the tag is kept as sent)"
+        );
+    }
+}
+
+/// The Chamilo fields a SCIM user maps to, validated.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
     pub user_name: String,
     /// `None` when the user has no `name.givenName` (and likewise below): on create Chamilo
@@ -225,6 +292,8 @@ pub struct Mapped {
     pub external_id: Option<String>,
     pub official_code: Option<String>,
     pub language: Option<String>,
+    /// Set when `language` is the default one given for a tag the table does not map.
+    pub unmapped_language: Option<UnmappedLanguage>,
     /// `preferredLanguage`, `locale` and the role as sent, for the attributes extra field.
     pub kept: KeptAttributes,
     /// `None` when the user has no `roles`: keep Chamilo's status on updates (a PATCH round
@@ -284,19 +353,65 @@ fn plausible_email(email: &str) -> bool {
     }
 }
 
-fn pick_typed<'a>(user: &'a User, attr: &str, wanted_type: &str) -> Option<&'a str> {
-    let items = user.get(attr)?.as_array()?;
+/// Which of the values of a multi-valued attribute Chamilo's one column holds: the primary,
+/// else the first of `wanted_type`, else the first.
+fn chosen(items: &[Value], wanted_type: &str) -> Option<usize> {
     items
         .iter()
-        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
+        .position(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
         .or_else(|| {
             items
                 .iter()
-                .find(|e| e.get("type").and_then(Value::as_str) == Some(wanted_type))
+                .position(|e| e.get("type").and_then(Value::as_str) == Some(wanted_type))
         })
-        .or_else(|| items.first())?
+        .or_else(|| (!items.is_empty()).then_some(0))
+}
+
+fn pick_typed<'a>(user: &'a User, attr: &str, wanted_type: &str) -> Option<&'a str> {
+    let items = user.get(attr)?.as_array()?;
+    items
+        .get(chosen(items, wanted_type)?)?
         .get("value")?
         .as_str()
+}
+
+/// The type whose first value Chamilo's column holds when none is primary (`roles`: none).
+const EMAIL_TYPE: &str = "";
+const PHONE_TYPE: &str = "work";
+const ROLE_TYPE: &str = "";
+
+/// Top-level attributes with a place of their own in Chamilo, or never kept (see `kept`).
+const NOT_KEPT: &[&str] = &[
+    "id",
+    "meta",
+    "schemas",
+    "userName",
+    "externalId",
+    "password",
+    "groups",
+    "active",
+];
+
+/// The attributes of `user` kept in the attributes field: all but those with a place of
+/// their own (`NOT_KEPT`, and the names Chamilo has columns for).
+fn kept_attributes(user: &User) -> Map<String, Value> {
+    let mut kept = Map::new();
+    for (k, v) in user.as_json() {
+        if NOT_KEPT.contains(&k.as_str()) {
+            continue;
+        }
+        if k == "name" {
+            let mut name = v.as_object().cloned().unwrap_or_default();
+            name.remove("givenName");
+            name.remove("familyName");
+            if !name.is_empty() {
+                kept.insert(k.clone(), Value::Object(name));
+            }
+            continue;
+        }
+        kept.insert(k.clone(), v.clone());
+    }
+    kept
 }
 
 impl ChamiloMapping {
@@ -318,14 +433,14 @@ impl ChamiloMapping {
         if let Some(l) = &lastname {
             storable("name.familyName", l, Some(60))?;
         }
-        let email = user.primary_email().map(str::to_owned);
+        let email = pick_typed(user, "emails", EMAIL_TYPE).map(str::to_owned);
         if let Some(e) = &email {
             storable("emails", e, Some(100))?;
             if !plausible_email(e) {
                 return Err(invalid("emails", "not an e-mail address Chamilo accepts"));
             }
         }
-        let phone = pick_typed(user, "phoneNumbers", "work").map(str::to_owned);
+        let phone = pick_typed(user, "phoneNumbers", PHONE_TYPE).map(str::to_owned);
         if let Some(p) = &phone {
             storable("phoneNumbers", p, Some(30))?;
         }
@@ -341,23 +456,43 @@ impl ChamiloMapping {
         if let Some(o) = &official_code {
             storable(&employee, o, Some(40))?;
         }
-        // Both tags must name a configured language, whichever sets Chamilo's: a client
-        // gets the same answer for a tag wherever it puts it. `locale` is a separate
-        // attribute (RFC 7643 §4.1.1) and sets the language only without `preferredLanguage`.
+        // A tag with no entry in the table (itself or its base language) never blocks an
+        // account: it is kept verbatim and Chamilo gets the default language, as Chamilo
+        // itself does with an unknown language (unless the site asks for the strict 400).
+        // Both tags are checked alike, whichever sets Chamilo's: a client gets the same answer
+        // for a tag wherever it puts it. `locale` is a separate attribute (RFC 7643 §4.1.1)
+        // and sets the language only without `preferredLanguage`.
+        let policy = self.language_policy.load();
         let mut languages = Vec::new();
+        let mut unmapped_language = None;
         for attr in ["preferredLanguage", "locale"] {
             if let Some(tag) = user.get_str(attr) {
-                let folder = self.language(tag).ok_or_else(|| {
-                    invalid(
-                        attr,
-                        format!("no Chamilo language is configured for '{tag}'"),
-                    )
-                })?;
-                languages.push(folder);
+                let folder = match self.language(tag) {
+                    Some(folder) => folder,
+                    None if policy.refuse_unmapped => {
+                        return Err(invalid(
+                            attr,
+                            format!("no Chamilo language is configured for '{tag}'"),
+                        ))
+                    }
+                    None => {
+                        unmapped_language.get_or_insert_with(|| (attr, tag.to_owned()));
+                        policy.default_folder.clone()
+                    }
+                };
+                languages.push((attr, folder));
             }
         }
-        let language = languages.into_iter().next();
-        let role = pick_typed(user, "roles", "").map(str::to_owned);
+        let (language_from, language) = languages.into_iter().next().unzip();
+        // Worth a WARN only when the tag that sets Chamilo's language is the unmapped one.
+        let unmapped_language = unmapped_language
+            .filter(|(attr, _)| Some(*attr) == language_from)
+            .map(|(attr, tag)| UnmappedLanguage {
+                attr,
+                tag,
+                folder: policy.default_folder.clone(),
+            });
+        let role = pick_typed(user, "roles", ROLE_TYPE).map(str::to_owned);
         let status = match &role {
             Some(role) => Some(self.status_of_role(role).ok_or_else(|| {
                 invalid(
@@ -368,13 +503,23 @@ impl ChamiloMapping {
             None => None,
         };
         let kept = KeptAttributes {
-            preferred_language: user.get_str("preferredLanguage").map(str::to_owned),
-            locale: user.get_str("locale").map(str::to_owned),
-            role,
+            attributes: kept_attributes(user),
             // Set by `replace_user`: a create without `active` gets Chamilo's default, active,
             // and returns it like any value the service provider assigns.
             active_unassigned: false,
+            // Set by the write, which knows whether it changes anything.
+            created: None,
+            last_modified: None,
         };
+        if let Err((attr, size)) = kept.check_size() {
+            return Err(invalid(
+                &attr,
+                format!(
+                    "the attributes Chamilo has no column for take {size} bytes once encoded; at most {} fit its attributes field (the largest is this one)",
+                    super::kept::MAX_FIELD_BYTES
+                ),
+            ));
+        }
         Ok(Mapped {
             user_name,
             firstname,
@@ -385,6 +530,7 @@ impl ChamiloMapping {
             external_id,
             official_code,
             language,
+            unmapped_language,
             kept,
             status,
             password: user.password().map(str::to_owned),
@@ -443,37 +589,27 @@ impl ChamiloMapping {
         }
     }
 
-    /// What `/Schemas` may promise for Chamilo, and the values that make a round trip.
+    /// What `/Schemas` may promise for Chamilo: every attribute of the User schema and the
+    /// enterprise extension (what Chamilo has no column for is kept as sent, see `kept`),
+    /// and the values that map to a Chamilo language or status.
     pub(crate) fn capabilities(&self) -> Capabilities {
         let tags: Vec<String> = self.languages.iter().map(|(t, _)| t.clone()).collect();
         let roles: Vec<String> = self.role_status.iter().map(|(r, _)| r.clone()).collect();
         Capabilities {
-            attributes: Some(
-                STORED_ATTRIBUTES
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .chain(std::iter::once(format!(
-                        "{ENTERPRISE_SCHEMA}:employeeNumber"
-                    )))
-                    .collect(),
-            ),
+            attributes: None,
             max_user_name_length: None,
             change_password: true,
-            versions: false,
+            // `meta.version` digests the resource as returned (`to_user`): it changes with any
+            // returned attribute, and the engine checks preconditions against a fresh read.
+            versions: true,
             // Chamilo refuses an account without a valid e-mail address.
             required: vec!["emails".to_owned(), "emails.value".to_owned()],
             canonical_values: vec![
-                // Only the one address and number Chamilo keeps; they come back as work ones.
-                ("emails.type".to_owned(), vec!["work".to_owned()]),
-                ("phoneNumbers.type".to_owned(), vec!["work".to_owned()]),
                 ("preferredLanguage".to_owned(), tags.clone()),
                 ("locale".to_owned(), tags),
                 ("roles.value".to_owned(), roles),
             ],
-            accepted: ACCEPTED_ATTRIBUTES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            accepted: Vec::new(),
         }
     }
 
@@ -506,10 +642,24 @@ pub(crate) fn random_password() -> String {
 }
 
 impl ChamiloMapping {
-    /// The SCIM representation of an account.
+    /// The SCIM representation of an account: the attributes kept as sent, with what
+    /// Chamilo's columns hold now in their place (a change made in Chamilo wins), and `meta`.
     pub fn to_user(&self, a: &Account) -> User {
+        let mut user = self.to_user_unversioned(a);
+        set_version(&mut user);
+        user
+    }
+
+    /// [`ChamiloMapping::to_user`] without `meta.version`, for scans that filter many
+    /// accounts and return few: [`set_version`] completes the ones returned.
+    pub(crate) fn to_user_unversioned(&self, a: &Account) -> User {
+        let kept = a
+            .attributes
+            .as_deref()
+            .map(KeptAttributes::decode)
+            .unwrap_or_default();
+        let mut doc = kept.attributes;
         let mut m = Map::new();
-        let mut schemas = vec![json!(USER_SCHEMA)];
         m.insert("id".into(), json!(a.id.to_string()));
         m.insert(
             "userName".into(),
@@ -518,77 +668,144 @@ impl ChamiloMapping {
         if let Some(ext) = &a.external_id {
             m.insert("externalId".into(), json!(ext));
         }
-        let mut name = Map::new();
+        let mut name = match doc.shift_remove("name") {
+            Some(Value::Object(n)) => n,
+            _ => Map::new(),
+        };
         if let Some(f) = a.firstname.as_ref().filter(|f| !f.is_empty()) {
             name.insert("givenName".into(), json!(f));
         }
         if !a.lastname.is_empty() {
+            // An account learned from a fresh lookup has only Chamilo's full name.
             let key = if a.partial { "formatted" } else { "familyName" };
-            name.insert(key.into(), json!(a.lastname));
+            name.entry(key).or_insert_with(|| json!(a.lastname));
         }
         if !name.is_empty() {
             m.insert("name".into(), Value::Object(name));
         }
-        if !a.email.is_empty() {
-            m.insert("emails".into(), json!([{"value": a.email, "type": "work"}]));
+        // The e-mail column is always known (listed); phone, official code and status only
+        // after a fresh lookup: until then the values as sent stand.
+        let email = Some(a.email.as_str());
+        let columns = [
+            ("emails", EMAIL_TYPE, email),
+            ("phoneNumbers", PHONE_TYPE, a.phone.as_deref()),
+        ];
+        for (attr, wanted_type, column) in columns {
+            let items = match doc.shift_remove(attr) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            let items = with_column(items, wanted_type, column);
+            if !items.is_empty() {
+                m.insert(attr.into(), Value::Array(items));
+            }
         }
-        if let Some(p) = a.phone.as_ref().filter(|p| !p.is_empty()) {
-            m.insert("phoneNumbers".into(), json!([{"value": p, "type": "work"}]));
+        let mut roles = match doc.shift_remove("roles") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        if let Some(i) = chosen(&roles, ROLE_TYPE) {
+            let sent = roles[i].get("value").and_then(Value::as_str);
+            if let Some(now) = self.returned_role(sent, a.status) {
+                if sent != Some(now.as_str()) {
+                    roles[i]["value"] = json!(now);
+                }
+            }
         }
-        if let Some(o) = a.official_code.as_ref().filter(|o| !o.is_empty()) {
-            schemas.push(json!(ENTERPRISE_SCHEMA));
-            m.insert(ENTERPRISE_SCHEMA.into(), json!({"employeeNumber": o}));
+        let mut enterprise = match doc.shift_remove(ENTERPRISE_SCHEMA) {
+            Some(Value::Object(e)) => e,
+            _ => Map::new(),
+        };
+        match a.official_code.as_deref() {
+            Some("") => {
+                enterprise.shift_remove("employeeNumber");
+            }
+            Some(o) => {
+                enterprise.insert("employeeNumber".into(), json!(o));
+            }
+            None => {}
         }
-        let kept = a
-            .attributes
-            .as_deref()
-            .map(KeptAttributes::decode)
-            .unwrap_or_default();
-        if let Some(tag) = kept.preferred_language {
-            m.insert("preferredLanguage".into(), json!(tag));
+        // What remains was kept as sent, in the order sent (a field edited by hand cannot
+        // override what has a place of its own).
+        for (k, v) in doc {
+            if !NOT_KEPT.contains(&k.as_str()) && !m.contains_key(&k) {
+                m.insert(k, v);
+            }
         }
-        if let Some(tag) = kept.locale {
-            m.insert("locale".into(), json!(tag));
-        }
-        if let Some(role) = self.returned_role(kept.role.as_deref(), a.status) {
-            m.insert("roles".into(), json!([{ "value": role }]));
+        if !roles.is_empty() {
+            m.insert("roles".into(), Value::Array(roles));
         }
         // Unassigned by the identity provider and still active: Chamilo's default, not a value
         // the IdP set. A deactivation is always returned.
         if !(kept.active_unassigned && a.active) {
             m.insert("active".into(), json!(a.active));
         }
+        let mut schemas = vec![json!(USER_SCHEMA)];
+        if !enterprise.is_empty() {
+            schemas.push(json!(ENTERPRISE_SCHEMA));
+            m.insert(ENTERPRISE_SCHEMA.into(), Value::Object(enterprise));
+        }
         m.insert("schemas".into(), Value::Array(schemas));
+        let mut meta = Map::new();
+        if let Some(c) = kept.created {
+            meta.insert("created".into(), json!(c));
+        }
+        if let Some(l) = kept.last_modified {
+            meta.insert("lastModified".into(), json!(l));
+        }
+        if !meta.is_empty() {
+            m.insert("meta".into(), Value::Object(meta));
+        }
         User::from_json(m)
     }
 }
 
-/// The core attributes `ChamiloMapping::map` reads and `ChamiloDirectory::to_user` returns:
-/// the engine drops every other one before the directory sees it, so each source of the
-/// mapping table above must be listed. Sub-attributes Chamilo does not keep (`display`, the
-/// type of a role) are left out, so `/Schemas` promises only what comes back.
-const STORED_ATTRIBUTES: &[&str] = &[
-    "userName",
-    "externalId",
-    "name.givenName",
-    "name.familyName",
-    "emails.value",
-    "emails.type",
-    "phoneNumbers.value",
-    "phoneNumbers.type",
-    "active",
-    "preferredLanguage",
-    "locale",
-    "roles.value",
-    "password",
-    // Read-only: the classes the account belongs to (`GroupStore::groups_of`).
-    "groups",
-];
+/// Sets `meta.version` of a user `to_user_unversioned` made: a digest of everything returned
+/// (attributes and dates, never the version itself), so any change of a returned attribute,
+/// also one made in Chamilo's UI and seen by a read, gives another version, and the same
+/// state has the same version on every replica.
+pub(crate) fn set_version(user: &mut User) {
+    use sha2::Digest;
+    let mut resource = user.as_json().clone();
+    let mut meta = match resource.shift_remove("meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    meta.shift_remove("version");
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(serde_json::to_vec(&resource).unwrap_or_default());
+    hasher.update(serde_json::to_vec(&meta).unwrap_or_default());
+    let version = hex::encode(&hasher.finalize()[..12]);
+    meta.insert("version".into(), json!(version));
+    user.as_json_mut()
+        .insert("meta".into(), Value::Object(meta));
+}
 
-/// Read to choose the one value Chamilo keeps (the primary e-mail, phone number or role),
-/// not kept themselves: accepted, also in PATCH paths and filters such as Entra's
-/// `emails[primary eq true].value`, but neither advertised nor returned.
-const ACCEPTED_ATTRIBUTES: &[&str] = &["emails.primary", "phoneNumbers.primary", "roles.primary"];
+/// The values of a multi-valued attribute as sent, with Chamilo's one column in the place it
+/// was taken from: `None`, the column is not known (the values as sent stand); empty, Chamilo
+/// holds none (the value it held is gone); another value, it was changed in Chamilo.
+fn with_column(mut items: Vec<Value>, wanted_type: &str, column: Option<&str>) -> Vec<Value> {
+    let Some(column) = column else {
+        return items;
+    };
+    match chosen(&items, wanted_type) {
+        Some(i) if column.is_empty() => {
+            items.remove(i);
+        }
+        Some(i) if items[i].get("value").and_then(Value::as_str) != Some(column) => {
+            if let Some(item) = items[i].as_object_mut() {
+                item.insert("value".into(), json!(column));
+            } else {
+                items[i] = json!({"value": column, "type": "work"});
+            }
+        }
+        Some(_) => {}
+        // Nothing kept (an account made outside SCIM, or before issue 10): the column alone.
+        None if !column.is_empty() => items.push(json!({"value": column, "type": "work"})),
+        None => {}
+    }
+    items
+}
 
 #[cfg(test)]
 mod tests {
@@ -602,17 +819,8 @@ mod tests {
     }
 
     #[test]
-    fn every_mapped_source_attribute_is_stored() {
-        // `locale` was missing: Okta's create sends only `locale`, and its language was lost.
-        for attr in [
-            "preferredLanguage",
-            "locale",
-            "phoneNumbers.value",
-            "roles.value",
-            "password",
-        ] {
-            assert!(STORED_ATTRIBUTES.contains(&attr), "{attr}");
-        }
+    fn locale_alone_sets_the_language() {
+        // Okta's create sends only `locale`, and its language was once lost.
         let m = ChamiloMapping::default()
             .map(&user(
                 json!({"userName": "a", "emails": [{"value": "a@b.org"}], "locale": "fr-FR"}),
@@ -654,7 +862,14 @@ mod tests {
         assert!(
             matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "name.familyName")
         );
-        let err = mapping
+        let strict = ChamiloMapping::default();
+        strict
+            .language_policy
+            .store(std::sync::Arc::new(LanguagePolicy {
+                refuse_unmapped: true,
+                ..LanguagePolicy::default()
+            }));
+        let err = strict
             .map(&user(json!({"userName": "a", "emails": [{"value": "a@b.org"}], "preferredLanguage": "xx"})))
             .unwrap_err();
         assert!(
@@ -666,6 +881,59 @@ mod tests {
             ))
             .unwrap_err();
         assert!(matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "emails"));
+    }
+
+    #[test]
+    fn an_unmapped_language_gets_the_best_match_and_is_kept() {
+        let mapping = ChamiloMapping::default();
+        let map = |v: Value| mapping.map(&user(v)).unwrap();
+        let base = json!({"userName": "a", "emails": [{"value": "a@b.org"}]});
+        let with = |k: &str, tag: &str| {
+            let mut v = base.clone();
+            v[k] = json!(tag);
+            v
+        };
+        // The language, then its base language: mapped, nothing to warn about.
+        let m = map(with("preferredLanguage", "fr-CA"));
+        assert_eq!(m.language.as_deref(), Some("french"));
+        assert_eq!(m.unmapped_language, None);
+        // Then the default language; the tag is kept as sent.
+        let m = map(with("preferredLanguage", "xh"));
+        assert_eq!(m.language.as_deref(), Some("english"));
+        assert_eq!(m.kept.get_str("preferredLanguage"), Some("xh"));
+        let u = m.unmapped_language.unwrap();
+        assert_eq!((u.attr, u.tag.as_str()), ("preferredLanguage", "xh"));
+        let m = map(with("locale", "en-ZA"));
+        assert_eq!(m.language.as_deref(), Some("english"));
+        assert_eq!(m.unmapped_language, None, "en-ZA falls back to en");
+        // An unmapped locale beside a mapped preferredLanguage sets nothing: no warning.
+        let mut both = with("preferredLanguage", "de");
+        both["locale"] = json!("zu_ZA");
+        let m = map(both);
+        assert_eq!(m.language.as_deref(), Some("german"));
+        assert_eq!(m.kept.get_str("locale"), Some("zu_ZA"));
+        assert_eq!(m.unmapped_language, None);
+        // The configured default, and the strict switch, follow the shared policy.
+        let clone = mapping.clone();
+        clone
+            .language_policy
+            .store(std::sync::Arc::new(LanguagePolicy {
+                refuse_unmapped: false,
+                default_folder: "dutch".into(),
+            }));
+        assert_eq!(
+            map(with("locale", "xh")).language.as_deref(),
+            Some("dutch"),
+            "a reload reaches every clone"
+        );
+        clone
+            .language_policy
+            .store(std::sync::Arc::new(LanguagePolicy {
+                refuse_unmapped: true,
+                default_folder: "dutch".into(),
+            }));
+        let err = mapping.map(&user(with("locale", "xh"))).unwrap_err();
+        assert!(matches!(&err, DirectoryError::InvalidValue { attr, .. } if attr == "locale"));
     }
 
     #[test]
@@ -702,6 +970,62 @@ mod tests {
         let c: crate::config::Config =
             toml::from_str("[chamilo]\ngroup_scope = \"scim\"\n").unwrap();
         assert!(ChamiloMapping::from_config(&c.chamilo).is_err());
+    }
+
+    #[test]
+    fn the_version_follows_every_returned_attribute() {
+        let mapping = ChamiloMapping::default();
+        let kept = |v: Value| {
+            Some(
+                KeptAttributes {
+                    attributes: v.as_object().cloned().unwrap(),
+                    ..KeptAttributes::default()
+                }
+                .encode(),
+            )
+        };
+        let a = Account {
+            id: 7,
+            login: "ann".into(),
+            email: "ann@example.org".into(),
+            lastname: "Lee".into(),
+            active: true,
+            attributes: kept(json!({"title": "T", "addresses": [{"locality": "X"}]})),
+            ..Account::default()
+        };
+        let v = |a: &Account| mapping.to_user(a).version().unwrap().to_owned();
+        assert_eq!(v(&a), v(&a.clone()), "the same state, the same version");
+        let mut scanned = mapping.to_user_unversioned(&a);
+        assert_eq!(scanned.version(), None);
+        set_version(&mut scanned);
+        assert_eq!(
+            scanned.version(),
+            Some(v(&a).as_str()),
+            "one digest, two paths"
+        );
+        let changes: [fn(&mut Account); 5] = [
+            |a| a.active = false,
+            |a| a.lastname = "Li".into(),
+            |a| a.phone = Some("555".into()),
+            |a| a.external_id = Some("e".into()),
+            |a| {
+                a.attributes = Some(
+                    KeptAttributes {
+                        attributes: json!({"title": "T", "addresses": [{"locality": "Y"}]})
+                            .as_object()
+                            .cloned()
+                            .unwrap(),
+                        ..KeptAttributes::default()
+                    }
+                    .encode(),
+                )
+            },
+        ];
+        for change in changes {
+            let mut b = a.clone();
+            change(&mut b);
+            assert_ne!(v(&b), v(&a), "{b:?}");
+        }
     }
 
     #[test]

@@ -318,6 +318,19 @@ fn validate(
     }
 
     super::enrolment::validate(&config.chamilo, doc, errors);
+    // A Chamilo language folder (`english`, `brazilian`, `simpl_chinese`): Chamilo refuses any
+    // other on update, and the fallback would then fail every user with an unmapped tag.
+    let folder = &config.chamilo.default_language;
+    if folder.is_empty()
+        || !folder
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        errors.push(doc.error_at(
+            "chamilo.default_language",
+            "must be a Chamilo language folder name (lower-case letters, digits, '_')",
+        ));
+    }
 
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
         errors.push(doc.error_at("log.level", format!("not a valid level or filter: {e}")));

@@ -381,6 +381,13 @@ pub struct ChamiloConfig {
     pub roles: std::collections::BTreeMap<String, i64>,
     /// Language tag → Chamilo language folder; empty means the built-in table.
     pub languages: std::collections::BTreeMap<String, String>,
+    /// A `preferredLanguage`/`locale` tag with no entry in `languages` (neither itself nor its
+    /// base language): `false` (default) keeps the tag verbatim and gives Chamilo
+    /// `default_language`, with a WARN line; `true` refuses the request (400). Reloadable.
+    pub refuse_unmapped_languages: bool,
+    /// The Chamilo language folder an unmapped tag gets (Chamilo's own default platform
+    /// language is `english`; set the site's). Reloadable.
+    pub default_language: String,
     /// Logins SCIM may never change or delete (the service account is always protected).
     pub protected_logins: Vec<String>,
     /// How often the user index reloads the full listing in the background.
@@ -441,6 +448,8 @@ impl Default for ChamiloConfig {
             default_status: 5,
             roles: std::collections::BTreeMap::new(),
             languages: std::collections::BTreeMap::new(),
+            refuse_unmapped_languages: false,
+            default_language: "english".to_owned(),
             protected_logins: vec!["admin".to_owned()],
             index_refresh: Duration::from_secs(300),
             full_refresh: Duration::from_secs(6 * 3600),

@@ -464,6 +464,9 @@ pub fn keep_static_settings(old: &Config, new: &mut Config) -> Vec<&'static str>
         default_status,
         roles,
         languages,
+        // Read per operation from the directory's language policy, which follows reloads.
+        refuse_unmapped_languages: _,
+        default_language: _,
         protected_logins,
         index_refresh,
         full_refresh,

@@ -48,7 +48,11 @@ enum Saved {
 impl ChamiloDirectory {
     /// SCIM `POST /Users`.
     pub(crate) async fn create_user(&self, user: User) -> Result<User, DirectoryError> {
-        let m = self.mapping.map(&user)?;
+        let mut m = self.mapping.map(&user)?;
+        // `meta.created`: the proxy makes the account now (a revival keeps the first date).
+        let now = crate::chamilo::kept::timestamp_now();
+        m.kept.created = Some(now.clone());
+        m.kept.last_modified = Some(now);
         let email = m
             .email
             .clone()
@@ -107,6 +111,9 @@ impl ChamiloDirectory {
         };
         self.lookup.index.upsert(account.clone());
         tracing::info!(chamilo.user_id = id, "created user");
+        if let Some(u) = &m.unmapped_language {
+            u.warn(id);
+        }
         Ok(self.to_user(&account))
     }
 

@@ -143,6 +143,9 @@ impl ChamiloDirectory {
             chamilo.user_id = current.id,
             "reactivated a user deleted through SCIM"
         );
+        if let Some(u) = &m.unmapped_language {
+            u.warn(current.id);
+        }
         Ok(self.to_user(&after))
     }
 }

@@ -34,7 +34,8 @@ pub(crate) struct Touched {
     pub active: bool,
     pub user_name: bool,
     pub external_id: bool,
-    /// The attributes extra field (language tags, role, unassigned `active`).
+    /// The attributes kept in the attributes extra field (everything Chamilo has no column
+    /// for, as sent, and an unassigned `active`).
     pub kept: bool,
 }
 
@@ -57,7 +58,12 @@ impl Touched {
     /// What a PATCH changed: the attributes whose mapped value differs between the state the
     /// engine read and the state after its operations.
     pub fn between(before: &Mapped, after: &Mapped) -> Self {
-        let tags = |m: &Mapped| (m.kept.preferred_language.clone(), m.kept.locale.clone());
+        let tags = |m: &Mapped| {
+            (
+                m.kept.get_str("preferredLanguage").map(str::to_owned),
+                m.kept.get_str("locale").map(str::to_owned),
+            )
+        };
         Self {
             firstname: before.firstname != after.firstname,
             lastname: before.lastname != after.lastname,
@@ -69,7 +75,7 @@ impl Touched {
             active: before.active != after.active,
             user_name: before.user_name != after.user_name,
             external_id: before.external_id != after.external_id,
-            kept: before.kept != after.kept,
+            kept: !before.kept.same_content(&after.kept),
         }
     }
 }
@@ -88,11 +94,15 @@ fn names_are_current(a: &Account) -> bool {
 
 impl ChamiloDirectory {
     /// PUT (`base: None`) or PATCH (`base`: the state the engine read and patched).
+    /// `expected_version`: the version the engine read (and checked `If-Match` against); when
+    /// this write has to read the account again (the engine's read is no longer fresh), a
+    /// change since is `PreconditionFailed` (the engine retries a PATCH without `If-Match`).
     pub(crate) async fn update_user(
         &self,
         id: &str,
         user: User,
         base: Option<&User>,
+        expected_version: Option<&str>,
     ) -> Result<User, DirectoryError> {
         let mut m = self.mapping.map(&user)?;
         // Without `active` (PUT without it, PATCH remove) the account is active, Chamilo's only
@@ -108,8 +118,15 @@ impl ChamiloDirectory {
             _ => Touched::ALL,
         };
         let mut current = match self.confirmed.take(id) {
+            // The read the engine checked the version of.
             Some(current) => current,
-            None => self.account(id).await?.ok_or(DirectoryError::NotFound)?,
+            None => {
+                let current = self.account(id).await?.ok_or(DirectoryError::NotFound)?;
+                if expected_version.is_some_and(|v| self.to_user(&current).version() != Some(v)) {
+                    return Err(DirectoryError::PreconditionFailed);
+                }
+                current
+            }
         };
         if self.mapping.is_protected(&current.login) || self.lookup.is_reserved(&current) {
             return Err(reserved_account());
@@ -141,6 +158,11 @@ impl ChamiloDirectory {
         let names = change.names();
         self.apply_after("update", current.id, &after.login, change, &earlier)
             .await?;
+        if let Some(u) = m.unmapped_language.as_ref() {
+            if names.iter().any(|n| n == "language") {
+                u.warn(current.id);
+            }
+        }
         if !names.is_empty() {
             tracing::info!(chamilo.user_id = current.id, changed = ?names, "updated user");
         }
@@ -241,8 +263,9 @@ impl ChamiloDirectory {
                 .as_deref()
                 .map(KeptAttributes::decode)
                 .unwrap_or_default();
-            let same_tags = kept.preferred_language == m.kept.preferred_language
-                && kept.locale == m.kept.locale;
+            let same_tags = ["preferredLanguage", "locale"]
+                .iter()
+                .all(|t| kept.get_str(t) == m.kept.get_str(t));
             if revive || current.attributes.is_none() || !same_tags {
                 columns.push(("language", l.clone()));
             }
@@ -268,24 +291,45 @@ impl ChamiloDirectory {
             }
             after.external_id = m.external_id.clone();
         }
-        if touched.kept {
-            let attributes = m.kept.encode();
-            let have = current.attributes.as_deref().unwrap_or("");
-            // Like the names above, what a partial account holds is unknown and not cleared
-            // by a state that lacks it, except by a revival, whose state is the create's alone.
-            let write = if revive && current.partial {
-                true
-            } else if keep_unknown && current.attributes.is_none() {
-                !attributes.is_empty()
-            } else {
-                have != attributes
-            };
-            if write {
-                extras.push((fields.attributes.clone(), attributes.clone()));
-            }
+        let user_name_write =
+            touched.user_name && (revive || current.user_name.as_deref() != Some(&m.user_name));
+        // The attributes field: what Chamilo has no column for, as sent, and the dates of the
+        // proxy's writes. It is written when its content changes, and by every write that
+        // changes anything else (for `meta.lastModified`); never with the value it holds (a
+        // rewrite in the same second fails on a real Chamilo).
+        let have = current
+            .attributes
+            .as_deref()
+            .map(KeptAttributes::decode)
+            .unwrap_or_default();
+        let mut kept = if touched.kept {
+            m.kept.clone()
+        } else {
+            have.clone()
+        };
+        kept.created = have.created.clone();
+        let write = if revive {
+            true
+        } else if keep_unknown && current.attributes.is_none() {
+            // Like the names above, what a partial account holds is unknown: not cleared by a
+            // state that lacks it, nor rewritten for a date alone.
+            touched.kept && !m.kept.attributes.is_empty()
+        } else {
+            (touched.kept && !have.same_content(&m.kept))
+                || !columns.is_empty()
+                || !extras.is_empty()
+                || user_name_write
+        };
+        if write {
+            kept.last_modified = Some(crate::chamilo::kept::timestamp_after(
+                have.last_modified.as_deref(),
+                chrono::Utc::now(),
+            ));
+            let attributes = kept.encode();
+            extras.push((fields.attributes.clone(), attributes.clone()));
             after.attributes = Some(attributes).filter(|a| !a.is_empty());
         }
-        if touched.user_name && (revive || current.user_name.as_deref() != Some(&m.user_name)) {
+        if user_name_write {
             extras.push((fields.user_name.clone(), m.user_name.clone()));
         }
         if touched.user_name {
