@@ -294,6 +294,29 @@ async fn unknown_languages_and_roles_are_named() {
 }
 
 #[tokio::test]
+async fn a_default_language_chamilo_lacks_is_named() {
+    let chamilo = healthy_standin().await;
+    let report = preflight(&config_text(&chamilo, "default_language = \"klingon\"\n")).await;
+    only_failure(&report, names::LANGUAGES);
+    let line = report.check(names::LANGUAGES).unwrap();
+    assert!(
+        line.detail.contains("chamilo.default_language 'klingon'"),
+        "{report}"
+    );
+    // With unmapped tags refused, the fallback is never given: nothing to check.
+    let strict = preflight(&config_text(
+        &chamilo,
+        "default_language = \"klingon\"\nrefuse_unmapped_languages = true\n",
+    ))
+    .await;
+    assert_eq!(
+        verdict(&strict, names::LANGUAGES),
+        Verdict::Pass,
+        "{strict}"
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_chamilo_is_named() {
     // A port nothing listens on: bound, then released.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -565,7 +565,13 @@ async fn languages(report: &mut Report, client: &ChamiloClient, config: &Config)
         }
     };
     let configured = !config.chamilo.languages.is_empty();
-    let folders: BTreeSet<&str> = mapping.languages.iter().map(|(_, f)| f.as_str()).collect();
+    let fallback = config.chamilo.default_language.trim();
+    let mut folders: BTreeSet<&str> = mapping.languages.iter().map(|(_, f)| f.as_str()).collect();
+    // Unmapped tags fall back to it (unless refused): Chamilo refuses an update naming a
+    // folder it does not have.
+    if !config.chamilo.refuse_unmapped_languages && !fallback.is_empty() {
+        folders.insert(fallback);
+    }
     let mut present = Vec::new();
     let mut absent = Vec::new();
     for folder in folders {
@@ -588,6 +594,17 @@ async fn languages(report: &mut Report, client: &ChamiloClient, config: &Config)
             names::LANGUAGES,
             Verdict::Pass,
             format!("installed: {}", present.join(", ")),
+        );
+        return;
+    }
+    if absent.contains(&fallback) && !config.chamilo.refuse_unmapped_languages {
+        report.push_fix(
+            names::LANGUAGES,
+            Verdict::Fail,
+            format!(
+                "chamilo.default_language '{fallback}' (given to users whose language tag has no entry) is not installed in this Chamilo"
+            ),
+            "make it available in Administration > Languages, or set chamilo.default_language to an installed folder (english, french…)",
         );
         return;
     }
