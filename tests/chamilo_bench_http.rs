@@ -384,7 +384,18 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
-    assert_eq!(chamilo.calls("get_users"), 1, "one refresh");
+    assert_eq!(
+        chamilo.calls("get_users"),
+        1,
+        "one refresh; the binary's index log:\n{}",
+        proxy
+            .logs()
+            .iter()
+            .filter(|l| l.contains("index") || l.contains("refresh"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     memory.push(format!(
         "| {accounts} | after a refresh of the whole index ({:.1} s) | {:.1} MiB | {:.1} MiB |",
         t.elapsed().as_secs_f64(),

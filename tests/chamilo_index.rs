@@ -592,3 +592,45 @@ async fn the_periodic_refresh_lists_without_extra_fields() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// Requests answered 503 while the first listing runs ask for a listing; that listing answers
+/// them, so no second full listing follows it (at 100k accounts on a real Chamilo, two minutes
+/// of a PHP worker each).
+#[tokio::test]
+async fn asks_made_during_the_first_listing_do_not_order_a_second() {
+    let (chamilo, lookup) = setup(200).await;
+    // A listing that takes long enough (200 users × 2 ms) for the asks to arrive during it.
+    chamilo.set_cost(Cost {
+        listing_cost_per_user: std::time::Duration::from_millis(2),
+        ..Cost::default()
+    });
+    let lookup = Arc::new(
+        AccountLookup::new(
+            lookup.index.clone(),
+            lookup.client.clone(),
+            IndexFields::default(),
+        )
+        .with_min_rebuild_interval(std::time::Duration::from_millis(50)),
+    );
+    chamilo.reset_calls();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let refresh = lookup.clone().spawn_refresh(
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(3600),
+        stop.clone(),
+    );
+    while chamilo.calls("get_users") == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for _ in 0..5 {
+        lookup.request_refresh();
+    }
+    while !lookup.index.is_ready() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Well past the shortest interval between two listings.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(chamilo.calls("get_users"), 1);
+    stop.cancel();
+    refresh.await.unwrap();
+}

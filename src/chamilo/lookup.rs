@@ -3,6 +3,7 @@
 //! or `username_exist` for accounts made outside SCIM), so a stale index never makes the
 //! identity provider create a duplicate, miss a deactivation or see another user's data.
 
+use futures_util::FutureExt;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -263,6 +264,11 @@ impl AccountLookup {
                         Ok(_) => {
                             last_full = Some(Instant::now());
                             unknown_pending = false;
+                            // Asks made while this listing ran are answered by it (a lookup
+                            // that still misses asks again): without this, the requests
+                            // answered 503 during the first listing would order a second
+                            // full listing at once.
+                            let _ = self.refresh_hint.notified().now_or_never();
                         }
                         Err(e) => tracing::warn!(error = %e, "user index rebuild failed"),
                     }
