@@ -13,6 +13,29 @@ use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::{Standin, StandinConfig, StandinHandle};
 
+/// The sizes to measure: `CHAMILO_REFRESH_SIZES` (comma-separated), 1k and 10k by default.
+fn sizes() -> Vec<usize> {
+    std::env::var("CHAMILO_REFRESH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// A stand-in of `n` accounts with the real-Chamilo cost model and the proxy's extra fields.
+async fn realistic_standin(n: usize) -> StandinHandle {
+    let chamilo = Standin::start(StandinConfig {
+        seed_users: n,
+        ..StandinConfig::realistic()
+    })
+    .await
+    .unwrap();
+    for f in IndexFields::default().all() {
+        chamilo.state().ensure_extra_field(f);
+    }
+    chamilo
+}
+
 /// Chamilo time (the stand-in's modelled cost) and queries of one step.
 async fn measure<F, T>(chamilo: &StandinHandle, step: F) -> (f64, u64)
 where
@@ -26,23 +49,11 @@ where
 #[tokio::test]
 #[ignore = "measurement, prints figures"]
 async fn refresh_cost_on_chamilo() {
-    let sizes: Vec<usize> = std::env::var("CHAMILO_REFRESH_SIZES")
-        .unwrap_or_else(|_| "1000,10000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes = sizes();
     println!("| accounts | bare get_users s / queries | bare refresh s / queries | full refresh (before issue 15, first listing) s / queries | ratio bare refresh / bare get_users | ratio full / bare refresh |");
     println!("|---|---|---|---|---|---|");
     for n in sizes {
-        let chamilo = Standin::start(StandinConfig {
-            seed_users: n,
-            ..StandinConfig::realistic()
-        })
-        .await
-        .unwrap();
-        for f in IndexFields::default().all() {
-            chamilo.state().ensure_extra_field(f);
-        }
+        let chamilo = realistic_standin(n).await;
         let client = Arc::new(
             ChamiloClient::new(ClientSettings::new(
                 chamilo.base_url.clone(),
@@ -89,23 +100,11 @@ async fn start_up_time() {
     use chamilo_scim_proxy::directory::{Directory, ListQuery, User};
     use std::time::{Duration, Instant};
 
-    let sizes: Vec<usize> = std::env::var("CHAMILO_REFRESH_SIZES")
-        .unwrap_or_else(|_| "1000,10000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes = sizes();
     println!("| accounts | start checks s | first lookup answered s | first create answered s | index in (ready) s | Chamilo time, every call s |");
     println!("|---|---|---|---|---|---|");
     for n in sizes {
-        let chamilo = Standin::start(StandinConfig {
-            seed_users: n,
-            ..StandinConfig::realistic()
-        })
-        .await
-        .unwrap();
-        for f in IndexFields::default().all() {
-            chamilo.state().ensure_extra_field(f);
-        }
+        let chamilo = realistic_standin(n).await;
         let text = format!(
             "[chamilo]\nurl = \"{}\"\nusername = \"admin\"\napi_key = \"{}\"\nindex_refresh = \"1h\"\nenrolment_reconcile = \"0s\"\n",
             chamilo.base_url, chamilo.admin_api_key

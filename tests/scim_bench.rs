@@ -38,6 +38,23 @@ async fn call(
     serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
+/// One request, timed and printed with its size: the time in ms and the answer.
+async fn timed_call(
+    svc: &ScimService,
+    cfg: &ScimConfig,
+    label: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (f64, Value) {
+    let bytes = body.as_ref().map_or(0, |b| b.to_string().len());
+    let t = Instant::now();
+    let r = call(svc, cfg, method, path, body).await;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!("{label}: {ms:.2} ms ({bytes} bytes)");
+    (ms, r)
+}
+
 #[tokio::test]
 #[ignore = "benchmark: prints figures"]
 async fn engine_cost_per_operation() {
@@ -130,12 +147,7 @@ async fn largest_allowed_requests() {
     };
     let svc = ScimService::new(Arc::new(MemoryDirectory::new()));
     let timed = async |label: &str, method: Method, path: &str, body: Option<Value>| {
-        let bytes = body.as_ref().map_or(0, |b| b.to_string().len());
-        let t = Instant::now();
-        let r = call(&svc, &cfg, method, path, body).await;
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        println!("{label}: {ms:.2} ms ({bytes} bytes)");
-        (ms, r)
+        timed_call(&svc, &cfg, label, method, path, body).await
     };
     let (small, _) = timed(
         "small create (reference)",
@@ -227,12 +239,7 @@ async fn largest_group_requests() {
     };
     let group = "urn:ietf:params:scim:schemas:core:2.0:Group";
     let timed = async |label: &str, method: Method, path: &str, body: Option<Value>| {
-        let bytes = body.as_ref().map_or(0, |b| b.to_string().len());
-        let t = Instant::now();
-        let r = call(&svc, &cfg, method, path, body).await;
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        println!("{label}: {ms:.2} ms ({bytes} bytes)");
-        (ms, r)
+        timed_call(&svc, &cfg, label, method, path, body).await
     };
     let (small, _) = timed(
         "create a group with 1 member (reference)",
