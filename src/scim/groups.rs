@@ -14,7 +14,9 @@ use serde_json::{json, Map, Value};
 use super::error::ScimError;
 use super::projection::Projection;
 use super::request::{check_if_match, etag_matches, read_json, QueryParams, SearchParams};
-use super::response::{encode_id, json_response, render_resource, set_etag, LIST_RESPONSE};
+use super::response::{
+    encode_id, encode_id_parts, json_response, render_resource, set_etag, LIST_RESPONSE,
+};
 use super::routes::method_not_allowed;
 use super::{audit, backend_error, normalize, patch, Outcome, ScimService};
 use crate::body::{empty, BoxBody, BoxError};
@@ -165,11 +167,15 @@ pub(super) fn render_group_json(
     // By value: a group may carry 20,000 members, which are moved, not copied.
     let mut json = group.into_json();
     if let Some(Value::Array(members)) = json.get_mut("members") {
+        let users = format!("{base}/Users/");
         for member in members.iter_mut() {
             let Value::Object(m) = member else { continue };
             if let Some(id) = m.get("value").and_then(Value::as_str) {
-                let reference = format!("{base}/Users/{}", encode_id(id));
-                m.insert("$ref".into(), json!(reference));
+                // One allocation per member.
+                let mut reference = String::with_capacity(users.len() + id.len() + 8);
+                reference.push_str(&users);
+                reference.extend(encode_id_parts(id));
+                m.insert("$ref".into(), Value::String(reference));
             }
             m.entry("type").or_insert_with(|| json!("User"));
         }

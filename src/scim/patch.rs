@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::error::{ScimError, ScimType};
 use super::filter::{parse_patch_path, PatchPath};
 use super::normalize::{
-    coerce, display_path, finish, flatten_keys, identity, keep_one_primary, with_container,
+    coerce, display_path, finish, flatten_keys, keep_one_primary, with_container, write_identity,
 };
 use crate::directory::json::get_ci;
 use crate::directory::query::{matches, AttrKind, AttrPath, CompValue, CompareOp, Filter};
@@ -301,10 +301,16 @@ fn path_text(pp: &PatchPath) -> String {
     s
 }
 
-fn items_of(c: &Map<String, Value>, name: &str) -> Vec<Value> {
-    match c.get(name) {
-        Some(Value::Array(a)) => a.clone(),
-        Some(v @ Value::Object(_)) => vec![v.clone()],
+/// Takes the values of `name` out of `c` (the working copy of the resource), to be put back
+/// by [`store_items`]: moved, not copied (a group may have 20,000 members). Every path that
+/// takes them stores them back or fails the whole PATCH.
+fn take_items(c: &mut Map<String, Value>, name: &str) -> Vec<Value> {
+    // Taken in place (a `null` left behind), so the attribute keeps its position.
+    match c.get_mut(name) {
+        Some(v @ (Value::Array(_) | Value::Object(_))) => match std::mem::take(v) {
+            Value::Array(a) => a,
+            other => vec![other],
+        },
         _ => Vec::new(),
     }
 }
@@ -327,10 +333,18 @@ fn store_items(c: &mut Map<String, Value>, def: &AttrDef, items: Vec<Value>) {
 /// (`members`, `emails`), else the whole element. Equal keys are the same element; keyed so
 /// that adding or removing 10,000 values is linear, not pairwise (issue 11 §1).
 fn member_key(v: &Value) -> String {
+    let mut key = String::with_capacity(48);
     match v.get("value") {
-        Some(value) => format!("v{}", identity(value)),
-        None => format!("w{}", identity(v)),
+        Some(value) => {
+            key.push('v');
+            write_identity(value, &mut key);
+        }
+        None => {
+            key.push('w');
+            write_identity(v, &mut key);
+        }
     }
+    key
 }
 
 fn apply_target(
@@ -348,7 +362,7 @@ fn apply_target(
         }
         match (t.sub, kind) {
             (Some(sub), OpKind::Remove) => {
-                let mut items = items_of(c, def.name);
+                let mut items = take_items(c, def.name);
                 for el in &mut items {
                     if let Value::Object(o) = el {
                         o.remove(sub.name);
@@ -361,7 +375,7 @@ fn apply_target(
                     Some(v) => coerce(sub, v, &label)?,
                     None => None,
                 };
-                let mut items = items_of(c, def.name);
+                let mut items = take_items(c, def.name);
                 match v {
                     None => {
                         for el in &mut items {
@@ -390,7 +404,7 @@ fn apply_target(
                         return Ok(());
                     };
                     let gone: HashSet<String> = gone.iter().map(member_key).collect();
-                    let mut items = items_of(c, def.name);
+                    let mut items = take_items(c, def.name);
                     items.retain(|el| !gone.contains(&member_key(el)));
                     store_items(c, def, items);
                 }
@@ -412,7 +426,7 @@ fn apply_target(
                 };
                 match (def.multi_valued, def.kind, v) {
                     (true, _, Value::Array(new)) if kind == OpKind::Add => {
-                        let mut items = items_of(c, def.name);
+                        let mut items = take_items(c, def.name);
                         let mut index: HashMap<String, usize> = items
                             .iter()
                             .enumerate()
@@ -524,7 +538,7 @@ fn apply_filtered(
     label: &str,
 ) -> Result<(), ScimError> {
     let def = t.def;
-    let mut items = items_of(c, def.name);
+    let mut items = take_items(c, def.name);
     let matched: Vec<usize> = items
         .iter()
         .enumerate()
@@ -612,7 +626,10 @@ fn apply_filtered(
         let mut made = match coerce(def, &Value::Object(el), label)? {
             Some(Value::Array(a)) => a,
             Some(v) => vec![v],
-            None => return Ok(()),
+            None => {
+                store_items(c, def, items);
+                return Ok(());
+            }
         };
         if !def.multi_valued {
             items.clear();
@@ -670,6 +687,29 @@ mod tests {
 
     fn err(ops: Value) -> ScimType {
         patch(ops).unwrap_err().scim_type.unwrap()
+    }
+
+    #[test]
+    fn values_taken_out_for_an_operation_are_put_back_in_place() {
+        // Each operation takes the attribute's values out of the working copy; every path
+        // must put them back where they were, changed or not.
+        let keys = |r: &Value| -> Vec<String> { r.as_object().unwrap().keys().cloned().collect() };
+        let before = keys(&Value::Object(base()));
+        for ops in [
+            json!([{"op": "add", "path": "emails", "value": [{"value": "x@example.org"}]}]),
+            json!([{"op": "replace", "path": "emails.type", "value": "other"}]),
+            json!([{"op": "remove", "path": "emails", "value": [{"value": "nobody@example.org"}]}]),
+            json!([{"op": "replace", "path": "emails[type eq \"home\"].display", "value": "H"}]),
+            // A filtered target whose value normalises to nothing.
+            json!([{"op": "add", "path": "emails[type eq \"other\"]", "value": {"display": null}}]),
+        ] {
+            let r = ok(ops.clone());
+            assert_eq!(keys(&r), before, "{ops}");
+            assert!(
+                r["emails"].as_array().is_some_and(|a| a.len() >= 2),
+                "{ops}: {r}"
+            );
+        }
     }
 
     #[test]

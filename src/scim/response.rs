@@ -90,7 +90,12 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'~');
 
 pub(super) fn encode_id(id: &str) -> String {
-    percent_encoding::utf8_percent_encode(id, PATH_SEGMENT).to_string()
+    encode_id_parts(id).collect()
+}
+
+/// [`encode_id`] as pieces, to append to a string being built.
+pub(super) fn encode_id_parts(id: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(id, PATH_SEGMENT)
 }
 
 pub(super) fn weak_etag(version: &str) -> String {

@@ -57,7 +57,10 @@ impl State {
         let mut seen: std::collections::HashSet<String> =
             std::collections::HashSet::with_capacity(members.len());
         for member in members {
-            let Some(id) = member.get("value").and_then(Value::as_str) else {
+            let Value::Object(mut m) = member else {
+                continue;
+            };
+            let Some(id) = m.get("value").and_then(Value::as_str) else {
                 continue;
             };
             if !self.users.contains_key(id) {
@@ -69,7 +72,10 @@ impl State {
             if !seen.insert(id.to_owned()) {
                 continue;
             }
-            out.push(json!({"value": id, "type": "User"}));
+            // The member's own map, trimmed: no copy per member.
+            m.retain(|k, _| k == "value");
+            m.insert("type".to_owned(), json!("User"));
+            out.push(Value::Object(m));
         }
         if !out.is_empty() {
             group
@@ -143,11 +149,19 @@ fn group_of(value: Value) -> Group {
 
 /// The group as a read returns it: without `members` unless asked for.
 fn as_read(value: &Value, with_members: bool) -> Group {
-    let mut group = group_of(value.clone());
-    if !with_members {
-        group.as_json_mut().remove("members");
+    if with_members {
+        return group_of(value.clone());
     }
-    group
+    // Without copying the members only to drop them.
+    let Value::Object(map) = value else {
+        return Group::default();
+    };
+    let json = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != "members")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Group::from_json(json)
 }
 
 impl GroupStore for MemoryDirectory {
