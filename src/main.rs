@@ -13,12 +13,6 @@ use clap::{Args, Parser, Subcommand};
 use chamilo_scim_proxy::config::load::{load, EnvSecrets, Overrides, Source};
 use chamilo_scim_proxy::standin::{Standin, StandinConfig};
 
-/// mimalloc rather than glibc's allocator: a large SCIM request (a 20,000-member group) makes
-/// and frees about a million small JSON values, and glibc's consolidation of its free lists
-/// made such requests 2–5× slower (bench/scim.md, session 10).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// SCIM 2.0 provisioning sidecar for Chamilo LMS: answers /scim/v2, passes everything else
 /// through to Chamilo.
 #[derive(Parser, Debug)]

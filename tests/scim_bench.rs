@@ -2,10 +2,6 @@
 //! against the in-memory directory. Run with
 //! `cargo test --release --test scim_bench -- --ignored --nocapture`.
 
-/// The binary's allocator (`src/main.rs`), so the figures are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::sync::Arc;
 use std::time::Instant;
 
