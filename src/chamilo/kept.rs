@@ -71,6 +71,26 @@ pub fn timestamp_after(previous: Option<&str>, now: chrono::DateTime<chrono::Utc
     }
 }
 
+/// The field value holding the compact JSON document `doc` (see the module documentation).
+pub fn json64_encode(doc: &[u8]) -> String {
+    let mut field = String::with_capacity(JSON64.len() + doc.len().div_ceil(3) * 4);
+    field.push_str(JSON64);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(doc, &mut field);
+    field
+}
+
+/// The document a field value in the current encoding holds, exactly as written: `None` for
+/// anything else (the older encoding, surrounding spaces, non-canonical base64), so that
+/// [`json64_encode`] of the result gives `field` back byte for byte. The bytes are not checked
+/// to be JSON.
+pub fn json64_decode(field: &str) -> Option<Vec<u8>> {
+    let encoded = field.strip_prefix(JSON64)?;
+    // The engine refuses padding and non-zero trailing bits: one encoding per document.
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+}
+
 /// The attributes kept in the extra field.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeptAttributes {
@@ -105,10 +125,7 @@ impl KeptAttributes {
             doc.insert(KEY_LAST_MODIFIED.into(), json!(m));
         }
         let bytes = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
-        format!(
-            "{JSON64}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        )
+        json64_encode(&bytes)
     }
 
     /// Reads a field value. What cannot be read (a value that is not the encoding, a pair
