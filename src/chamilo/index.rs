@@ -185,10 +185,10 @@ const SCIM_DICTIONARY: &[u8] = include_bytes!("index_dictionary.txt");
 /// `kept::MAX_FIELD_BYTES`) are held as stored.
 const MAX_PACKED_DOCUMENT: usize = 1 << 20;
 
-/// On 2,000 Entra-mapped documents: 313 bytes at zstd's default level 3, 295 at 7 (no
-/// smaller above), for ~24 µs instead of ~13 µs per document packed (once per write or
-/// changed account); unpacking is as fast.
-const PACK_LEVEL: i32 = 7;
+/// zstd's default level. On 2,000 Entra-mapped documents level 7 holds 295 bytes instead of
+/// 313, but measured at 100k accounts its larger contexts and 50 % more packing time cost more
+/// (peak +3.4 MiB, 1.7 MiB less index) than it saves (`bench/chamilo.md`, session 10).
+const PACK_LEVEL: i32 = 3;
 
 thread_local! {
     /// One compression and one decompression context per thread, each loaded with
