@@ -187,7 +187,7 @@ const MAX_PACKED_DOCUMENT: usize = 1 << 20;
 
 /// zstd's default level. On 2,000 Entra-mapped documents level 7 holds 295 bytes instead of
 /// 313, but measured at 100k accounts its larger contexts and 50 % more packing time cost more
-/// (peak +3.4 MiB, 1.7 MiB less index) than it saves (`bench/chamilo.md`, session 10).
+/// (peak +1 to +3 MiB, 1.7 MiB less index) than it saves (`bench/chamilo.md`, session 10).
 const PACK_LEVEL: i32 = 3;
 
 thread_local! {
