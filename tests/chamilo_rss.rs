@@ -1,6 +1,9 @@
 //! Peak memory of the proxy's side during a user-index rebuild at 100k accounts, with the
 //! stand-in in a separate process (this same test binary, re-run as a child) so that its
-//! 100k users do not count. Prints figures, asserts nothing about size.
+//! 100k users do not count. Every account carries the kept attributes of a user sent with
+//! Entra ID's default mapping (`chamilo_bench_support::entra_kept_field`, about 0.9 KB of
+//! JSON); `CHAMILO_RSS_KEPT=0` leaves them out (the figures before issue 10). Prints figures,
+//! asserts nothing about size.
 //!
 //! `cargo test --release --test chamilo_rss -- --ignored --nocapture index_rebuild_peak_rss`
 
@@ -19,6 +22,12 @@ use chamilo_scim_proxy::config::Secret;
 use chamilo_scim_proxy::standin::{Standin, StandinConfig};
 
 const CHILD: &str = "CHAMILO_RSS_STANDIN_USERS";
+const KEPT: &str = "CHAMILO_RSS_KEPT";
+
+/// Whether the accounts carry kept attributes (unless `CHAMILO_RSS_KEPT=0`).
+fn with_kept() -> bool {
+    std::env::var(KEPT).map_or(true, |v| v != "0")
+}
 
 fn status_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -28,6 +37,22 @@ fn status_kib(key: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time (user + system, every thread) this process has used: the proxy's side only, the
+/// stand-in being another process. Clock ticks of 10 ms.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')'): utime is the 12th, stime
+    // the 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 /// The child: serves a stand-in seeded like a real install (every account SCIM-managed, so
@@ -42,7 +67,11 @@ async fn serve_standin() {
         return;
     };
     let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
-    chamilo_bench_support::seed_managed(&chamilo, n);
+    if with_kept() {
+        chamilo_bench_support::seed_managed_kept(&chamilo, n);
+    } else {
+        chamilo_bench_support::seed_managed(&chamilo, n);
+    }
     println!("STANDIN {} {}", chamilo.base_url, chamilo.admin_api_key);
     // Until the parent closes stdin (bounded by the parent's own run).
     tokio::task::spawn_blocking(|| {
@@ -61,6 +90,7 @@ async fn index_rebuild_peak_rss() {
     let mut child = Command::new(exe)
         .args(["--ignored", "--exact", "serve_standin", "--nocapture"])
         .env(CHILD, N.to_string())
+        .env(KEPT, if with_kept() { "1" } else { "0" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -90,6 +120,19 @@ async fn index_rebuild_peak_rss() {
     );
     let lookup = AccountLookup::new(Arc::new(UserIndex::new()), client, IndexFields::default());
     let mib = |kib: u64| kib as f64 / 1024.0;
+    if with_kept() {
+        let sizes: Vec<usize> = (1..=1000)
+            .map(|i| chamilo_bench_support::entra_kept_field(i).len())
+            .collect();
+        println!(
+            "kept attributes field (Entra default mapping): {:.0} bytes on average as stored (json64), {}..{}",
+            sizes.iter().sum::<usize>() as f64 / sizes.len() as f64,
+            sizes.iter().min().unwrap_or(&0),
+            sizes.iter().max().unwrap_or(&0)
+        );
+    } else {
+        println!("no kept attributes (CHAMILO_RSS_KEPT=0)");
+    }
     // Reset the peak ("5" clears VmHWM) so that it covers the step measured only.
     let reset_peak = || {
         let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -97,12 +140,14 @@ async fn index_rebuild_peak_rss() {
     reset_peak();
     let before = status_kib("VmRSS:");
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let n = lookup.rebuild().await.unwrap();
     let took = started.elapsed();
+    let cpu = cpu_seconds() - cpu;
     let peak = status_kib("VmHWM:");
     let after = status_kib("VmRSS:");
     println!(
-        "first build of {n} accounts (stand-in in another process): RSS before {:.1} MiB, peak during {:.1} MiB, after {:.1} MiB ({took:?}); index estimate {:.1} MiB",
+        "first build of {n} accounts (stand-in in another process): RSS before {:.1} MiB, peak during {:.1} MiB, after {:.1} MiB ({took:?}, CPU here {cpu:.2} s); index estimate {:.1} MiB",
         mib(before),
         mib(peak),
         mib(after),
@@ -111,9 +156,25 @@ async fn index_rebuild_peak_rss() {
     for round in 1..=2 {
         reset_peak();
         let again = Instant::now();
+        let cpu = cpu_seconds();
         lookup.rebuild().await.unwrap();
+        let cpu = cpu_seconds() - cpu;
         println!(
-            "refresh {round} (diffed into the live index): peak {:.1} MiB, after {:.1} MiB ({:?})",
+            "refresh {round} (diffed into the live index, nothing changed): peak {:.1} MiB, after {:.1} MiB ({:?}, CPU here {cpu:.2} s)",
+            mib(status_kib("VmHWM:")),
+            mib(status_kib("VmRSS:")),
+            again.elapsed()
+        );
+    }
+    // The periodic refresh: a listing without extra fields, diffed into the index.
+    for round in 1..=2 {
+        reset_peak();
+        let again = Instant::now();
+        let cpu = cpu_seconds();
+        lookup.refresh_bare().await.unwrap();
+        let cpu = cpu_seconds() - cpu;
+        println!(
+            "bare refresh {round} (no extra fields listed, nothing changed): peak {:.1} MiB, after {:.1} MiB ({:?}, CPU here {cpu:.2} s)",
             mib(status_kib("VmHWM:")),
             mib(status_kib("VmRSS:")),
             again.elapsed()

@@ -17,14 +17,16 @@
 //! independent of the number of accounts. Several replicas stay correct without talking to each
 //! other because every answer that matters is confirmed against Chamilo itself.
 //!
-//! Memory (about 220 bytes per account with both extra fields: 21.6 MiB at 100k): entries sit
-//! in one vector sorted by id and pack their strings into one allocation each (a userName
-//! equal to the e-mail or the login is a flag, not a copy); the three key tables hold 4-byte
-//! ids, not strings or
-//! case-folded copies (a probe compares the entry's own field). A refresh diffs the streamed
+//! Memory (about 230 bytes per account with the userName and externalId fields: 22.6 MiB at
+//! 100k; about 550 with an Entra-mapped `scim_attributes` document too: 52.5 MiB): entries sit
+//! in one vector sorted by id and pack their fields into one allocation each (a userName
+//! equal to the e-mail or the login is a flag, not a copy; the attributes document compressed
+//! against a SCIM dictionary, see `HeldAttributes`); the three key tables hold 4-byte ids, not
+//! strings or case-folded copies (a probe compares the entry's own field). A refresh diffs the streamed
 //! listing into this one generation instead of building a second one, and paging copies only
 //! the page, so the peak stays about one index plus the listing's current row.
 
+use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 
 use super::client::ListedUser;
+use super::kept;
 
 /// The extra fields that carry the SCIM identity in Chamilo.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,15 +129,19 @@ const FIELDS: usize = 7;
 const USER_NAME_IS_EMAIL: u16 = 1 << 14;
 /// `present` flag: the userName is the login field.
 const USER_NAME_IS_LOGIN: u16 = 1 << 15;
+/// `present` flag: the attributes are held packed (see [`HeldAttributes`]).
+const ATTRIBUTES_PACKED: u16 = 1 << 13;
 
-/// One account packed into one string allocation (48 bytes plus the text).
+/// One account packed into one allocation (48 bytes plus the bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     id: u64,
-    text: Box<str>,
-    /// End of field i in `text`, for every field but the last (which ends with `text`).
+    /// The text fields (UTF-8), then the attributes field as held (see [`HeldAttributes`]).
+    bytes: Box<[u8]>,
+    /// End of field i in `bytes`, for every field but the last (which ends with `bytes`).
     ends: [u32; FIELDS - 1],
-    /// Bit i set: field i is present (for the optional ones); plus the userName flags.
+    /// Bit i set: field i is present (for the optional ones); plus the userName flags and
+    /// [`ATTRIBUTES_PACKED`].
     present: u16,
     active: bool,
     partial: bool,
@@ -168,23 +175,139 @@ fn stored_fields(a: &Account) -> ([Option<&str>; FIELDS], u16) {
     (fields, flags)
 }
 
+/// SCIM text the kept attributes are compressed against (see [`HeldAttributes`]): attribute
+/// names, the enterprise URN, common type values and the kept document's own keys, laid out as
+/// documents written by the proxy look (the likeliest one, Entra ID's default mapping, last).
+/// Only ever in memory: changing it needs no migration.
+const SCIM_DICTIONARY: &[u8] = include_bytes!("index_dictionary.txt");
+
+/// Larger documents (only ever a value edited by hand: the proxy writes at most
+/// `kept::MAX_FIELD_BYTES`) are held as stored.
+const MAX_PACKED_DOCUMENT: usize = 1 << 20;
+
+/// zstd's default level. On 2,000 Entra-mapped documents level 7 holds 295 bytes instead of
+/// 313, but measured at 100k accounts its larger contexts and 50 % more packing time cost more
+/// (peak +1 to +3 MiB, 1.7 MiB less index) than it saves (`bench/chamilo.md`, session 10).
+const PACK_LEVEL: i32 = 3;
+
+thread_local! {
+    /// One compression and one decompression context per thread, each loaded with
+    /// [`SCIM_DICTIONARY`] once (`None` if zstd could not allocate one: nothing is packed).
+    static PACKER: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(packer().ok());
+    static UNPACKER: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        RefCell::new(zstd::bulk::Decompressor::with_dictionary(SCIM_DICTIONARY).ok());
+    /// Buffers for [`Entry::holds`], which each refresh calls for every account: the listed
+    /// document and the held one, reused rather than allocated per account.
+    static COMPARED: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn packer() -> std::io::Result<zstd::bulk::Compressor<'static>> {
+    let mut c = zstd::bulk::Compressor::with_dictionary(PACK_LEVEL, SCIM_DICTIONARY)?;
+    // The frame keeps the document's length (to unpack and to compare without unpacking);
+    // no checksum and no dictionary id (there is one dictionary, in memory only).
+    c.include_checksum(false)?;
+    c.include_dictid(false)?;
+    c.include_contentsize(true)?;
+    Ok(c)
+}
+
+/// How the attributes field (`super::kept`, about 1.2 KB as stored for a user with Entra ID's
+/// default mapping) is held in an entry: the field's JSON document, decoded from its `json64:`
+/// encoding and compressed (a zstd frame) against [`SCIM_DICTIONARY`], when that is smaller
+/// and gives the field back byte for byte; otherwise the field as stored (the older `k=v;`
+/// encoding, a value edited by hand, a value that is not canonical base64, a tiny document).
+#[derive(Debug, PartialEq, Eq)]
+enum HeldAttributes<'a> {
+    Packed(Vec<u8>),
+    Raw(&'a str),
+}
+
+impl<'a> HeldAttributes<'a> {
+    fn of(field: &'a str) -> Self {
+        let Some(doc) = kept::json64_decode(field).filter(|d| d.len() <= MAX_PACKED_DOCUMENT)
+        else {
+            return Self::Raw(field);
+        };
+        let packed = PACKER.with_borrow_mut(|p| p.as_mut().and_then(|p| p.compress(&doc).ok()));
+        match packed {
+            // Packed only when smaller and exact: the field must come back as it was stored.
+            Some(packed)
+                if packed.len() < field.len()
+                    && unpack_document(&packed).is_some_and(|d| d == doc)
+                    && kept::json64_encode(&doc) == field =>
+            {
+                Self::Packed(packed)
+            }
+            _ => Self::Raw(field),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Packed(b) => b,
+            Self::Raw(s) => s.as_bytes(),
+        }
+    }
+}
+
+/// The length of the document a packed attributes field holds, as its frame says.
+fn packed_length(packed: &[u8]) -> Option<usize> {
+    let len = zstd::zstd_safe::get_frame_content_size(packed).ok()??;
+    usize::try_from(len).ok()
+}
+
+/// The JSON document of a packed attributes field; `None` if `packed` does not decompress
+/// (never for what [`HeldAttributes::of`] packed, which checks).
+fn unpack_document(packed: &[u8]) -> Option<Vec<u8>> {
+    let mut doc = Vec::new();
+    unpack_document_into(packed, &mut doc).then_some(doc)
+}
+
+/// As [`unpack_document`], into `doc` (cleared first): whether it decompressed.
+fn unpack_document_into(packed: &[u8], doc: &mut Vec<u8>) -> bool {
+    doc.clear();
+    let Some(len) = packed_length(packed) else {
+        return false;
+    };
+    // A damaged frame may claim any length.
+    if len > MAX_PACKED_DOCUMENT {
+        return false;
+    }
+    doc.reserve(len);
+    UNPACKER.with_borrow_mut(|u| {
+        u.as_mut()
+            .is_some_and(|u| u.decompress_to_buffer(packed, doc).is_ok())
+    }) && doc.len() == len
+}
+
 impl Entry {
     fn pack(a: &Account) -> Self {
         let (fields, mut present) = stored_fields(a);
-        let mut text = String::with_capacity(fields.iter().flatten().map(|s| s.len()).sum());
+        let held = a.attributes.as_deref().map(HeldAttributes::of);
+        if let Some(HeldAttributes::Packed(_)) = held {
+            present |= ATTRIBUTES_PACKED;
+        }
+        let text = fields[..F_ATTRIBUTES].iter().flatten().map(|s| s.len());
+        let held_len = held.as_ref().map_or(0, |h| h.bytes().len());
+        let mut bytes = Vec::with_capacity(text.sum::<usize>() + held_len);
         let mut ends = [0u32; FIELDS - 1];
         for (i, f) in fields.iter().enumerate() {
-            if let Some(s) = f {
-                text.push_str(s);
+            let field = match i {
+                F_ATTRIBUTES => held.as_ref().map(HeldAttributes::bytes),
+                _ => f.map(str::as_bytes),
+            };
+            if let Some(b) = field {
+                bytes.extend_from_slice(b);
                 present |= 1 << i;
             }
             if let Some(end) = ends.get_mut(i) {
-                *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+                *end = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
             }
         }
         Self {
             id: a.id,
-            text: text.into_boxed_str(),
+            bytes: bytes.into_boxed_slice(),
             ends,
             present,
             active: a.active,
@@ -192,18 +315,43 @@ impl Entry {
         }
     }
 
-    /// Whether this entry already holds `a` exactly (a refresh then leaves it alone).
+    /// Whether this entry already holds `a` exactly (a refresh then leaves it alone). The
+    /// attributes are compared as documents, byte for byte.
     fn holds(&self, a: &Account) -> bool {
         let (fields, flags) = stored_fields(a);
         self.id == a.id
             && self.active == a.active
             && self.partial == a.partial
             && self.present & (USER_NAME_IS_EMAIL | USER_NAME_IS_LOGIN) == flags
-            && fields.iter().enumerate().all(|(i, f)| self.stored(i) == *f)
+            && fields[..F_ATTRIBUTES]
+                .iter()
+                .enumerate()
+                .all(|(i, f)| self.stored(i) == *f)
+            && self.holds_attributes(a.attributes.as_deref())
     }
 
-    /// Field i as stored (without following the userName flags).
-    fn stored(&self, i: usize) -> Option<&str> {
+    fn holds_attributes(&self, field: Option<&str>) -> bool {
+        let (held, field) = match (self.slot(F_ATTRIBUTES), field) {
+            (None, None) => return true,
+            (Some(held), Some(field)) => (held, field),
+            _ => return false,
+        };
+        if self.present & ATTRIBUTES_PACKED == 0 {
+            // A field packs whenever it can, so a raw one equals only a raw one.
+            return held == field.as_bytes();
+        }
+        // A packed one equals only a field whose document is the same (a document has one
+        // encoding, see `kept::json64_decode`).
+        COMPARED.with_borrow_mut(|(listed, ours)| {
+            kept::json64_decode_into(field, listed)
+                && packed_length(held) == Some(listed.len())
+                && unpack_document_into(held, ours)
+                && listed == ours
+        })
+    }
+
+    /// The bytes of field i (without following the userName flags).
+    fn slot(&self, i: usize) -> Option<&[u8]> {
         if self.present & (1 << i) == 0 {
             return None;
         }
@@ -211,8 +359,16 @@ impl Entry {
             Some(prev) => self.ends[prev] as usize,
             None => 0,
         };
-        let end = self.ends.get(i).map_or(self.text.len(), |e| *e as usize);
-        self.text.get(start..end)
+        let end = self.ends.get(i).map_or(self.bytes.len(), |e| *e as usize);
+        self.bytes.get(start..end)
+    }
+
+    /// Text field i as stored (without following the userName flags); not the attributes.
+    fn stored(&self, i: usize) -> Option<&str> {
+        if i == F_ATTRIBUTES {
+            return None;
+        }
+        self.slot(i).and_then(|b| std::str::from_utf8(b).ok())
     }
 
     fn field(&self, i: usize) -> Option<&str> {
@@ -223,6 +379,15 @@ impl Entry {
             return self.stored(F_LOGIN);
         }
         self.stored(i)
+    }
+
+    /// The attributes field as stored in Chamilo.
+    fn attributes(&self) -> Option<String> {
+        let held = self.slot(F_ATTRIBUTES)?;
+        if self.present & ATTRIBUTES_PACKED == 0 {
+            return std::str::from_utf8(held).ok().map(str::to_owned);
+        }
+        unpack_document(held).map(|doc| kept::json64_encode(&doc))
     }
 
     fn unpack(&self) -> Account {
@@ -236,15 +401,27 @@ impl Entry {
             firstname: s(F_FIRSTNAME),
             lastname: s(F_LASTNAME).unwrap_or_default(),
             email: s(F_EMAIL).unwrap_or_default(),
-            attributes: s(F_ATTRIBUTES),
+            attributes: self.attributes(),
             partial: self.partial,
             ..Account::default()
         }
     }
 
-    /// Heap bytes of the text as the allocator rounds it (8 bytes of header, 16-byte steps).
-    fn text_bytes(&self) -> usize {
-        (self.text.len() + 8).div_ceil(16) * 16
+    /// Whether the fields a listing without extra fields carries are as `listed` has them
+    /// (see [`UserIndex::apply_listed_bare`]).
+    fn holds_bare(&self, listed: &Account) -> bool {
+        self.id == listed.id
+            && self.active == listed.active
+            && self.partial == listed.partial
+            && self.stored(F_LOGIN) == Some(listed.login.as_str())
+            && self.stored(F_FIRSTNAME) == listed.firstname.as_deref()
+            && self.stored(F_LASTNAME) == Some(listed.lastname.as_str())
+            && self.stored(F_EMAIL) == Some(listed.email.as_str())
+    }
+
+    /// Heap bytes as the allocator rounds them (8 bytes of header, 16-byte steps).
+    fn heap_bytes(&self) -> usize {
+        (self.bytes.len() + 8).div_ceil(16) * 16
     }
 }
 
@@ -667,22 +844,24 @@ impl UserIndex {
         {
             return false;
         }
-        let Some(old) = inner.maps.get(listed.id).map(Entry::unpack) else {
+        let Some(entry) = inner.maps.get(listed.id) else {
             // Not added: without its userName it would answer as an account made outside
             // SCIM. Left out, a lookup by its id asks for a listing with the extra fields,
             // and lookups by userName or externalId find it fresh, as before it was listed.
             refresh.extras_unknown += 1;
             return true;
         };
+        // The usual case, checked without unpacking the attributes.
+        if entry.holds_bare(listed) {
+            return false;
+        }
+        let old = entry.unpack();
         let merged = Account {
             user_name: old.user_name,
             external_id: old.external_id,
             attributes: old.attributes,
             ..listed.clone()
         };
-        if inner.maps.get(merged.id).is_some_and(|e| e.holds(&merged)) {
-            return false;
-        }
         inner.maps.upsert(&merged);
         refresh.changed += 1;
         false
@@ -725,7 +904,7 @@ impl UserIndex {
         let inner = self.read();
         let m = &inner.maps;
         let entries = m.entries.capacity() * std::mem::size_of::<Entry>()
-            + m.entries.iter().map(Entry::text_bytes).sum::<usize>();
+            + m.entries.iter().map(Entry::heap_bytes).sum::<usize>();
         let keys: usize = m.keys.iter().map(HashTable::allocation_size).sum();
         entries + keys
     }
@@ -931,6 +1110,165 @@ mod tests {
         idx.upsert(acc(5, "b", None, Some("OTHER")));
         assert_eq!(idx.by_external_id("SHARED").map(|a| a.id), Some(6));
         assert_eq!(idx.by_external_id("OTHER").map(|a| a.id), Some(5));
+    }
+
+    /// The attributes field of a user sent with Entra ID's default mapping.
+    fn entra_field(title: &str) -> String {
+        let serde_json::Value::Object(attributes) = serde_json::json!({
+            "displayName": "Amélie Tremblay",
+            "title": title,
+            "preferredLanguage": "fr-CA",
+            "name": {"formatted": "Amélie Tremblay"},
+            "emails": [{"value": "amelie.tremblay@example.org", "type": "work", "primary": true}],
+            "addresses": [{"type": "work", "formatted": "2900 Boulevard Édouard-Montpetit\nMontréal QC H3T 1J4",
+                "streetAddress": "2900 Boulevard Édouard-Montpetit", "locality": "Montréal",
+                "region": "QC", "postalCode": "H3T 1J4", "country": "CA", "primary": true}],
+            "phoneNumbers": [{"value": "+1 514 343 6111", "type": "work"},
+                {"value": "+1 438 555 0199", "type": "mobile"}, {"value": "+1 514 343 2098", "type": "fax"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "employeeNumber": "0042317", "department": "Chemistry",
+                "manager": {"value": "26118915-6090-4d6a-b6b2-2fe5f1e6a6d0"}}
+        }) else {
+            unreachable!()
+        };
+        kept::KeptAttributes {
+            attributes,
+            created: Some("2026-03-01T08:15:42.123Z".into()),
+            last_modified: Some("2026-11-20T17:02:09.456Z".into()),
+            ..kept::KeptAttributes::default()
+        }
+        .encode()
+    }
+
+    fn with_attributes(field: &str) -> Account {
+        Account {
+            attributes: Some(field.to_owned()),
+            ..acc(7, "amelie", Some("amelie@x.org"), Some("E-7"))
+        }
+    }
+
+    #[test]
+    fn kept_documents_are_held_compressed_and_given_back_exactly() {
+        let field = entra_field("Associate Professor");
+        let a = with_attributes(&field);
+        let e = Entry::pack(&a);
+        assert_ne!(e.present & ATTRIBUTES_PACKED, 0, "packed");
+        let held = e.slot(F_ATTRIBUTES).unwrap().len();
+        assert!(
+            held * 2 < field.len(),
+            "{held} bytes held for {}",
+            field.len()
+        );
+        assert_eq!(e.unpack(), a, "the field comes back as stored");
+        assert!(e.holds(&a));
+        let idx = UserIndex::new();
+        idx.upsert(a.clone());
+        assert_eq!(idx.by_external_id("E-7"), Some(a.clone()));
+        assert_eq!(idx.page(|_| true, 0, 1).accounts, vec![a]);
+    }
+
+    #[test]
+    fn other_attribute_values_are_held_as_stored() {
+        let doc = entra_field("Lecturer");
+        for field in [
+            // The encoding before issue 10, and values edited by hand.
+            "preferredLanguage=fr-CA;locale=fr_CA;roles=Course%20Teacher;active=unassigned",
+            "hello, world",
+            "",
+            // Not the exact encoding: spaces around it, a padded form.
+            &format!(" {doc}"),
+            &format!("{doc}\n"),
+            "json64:eyJhIjoxfQ==",
+        ] {
+            let a = with_attributes(field);
+            let e = Entry::pack(&a);
+            assert_eq!(e.present & ATTRIBUTES_PACKED, 0, "{field:?}");
+            assert_eq!(e.slot(F_ATTRIBUTES), Some(field.as_bytes()));
+            assert_eq!(e.unpack(), a, "{field:?}");
+            assert!(e.holds(&a), "{field:?}");
+        }
+    }
+
+    #[test]
+    fn corrupt_attribute_values_do_not_panic() {
+        let doc = entra_field("Lecturer");
+        for field in [
+            "json64:!!not base64",
+            "json64:abcde",
+            &doc[..doc.len() - 1],
+            &doc[..doc.len() - 3],
+            // Canonical base64, not JSON: held either way, given back exactly.
+            &kept::json64_encode(&[0xff; 300]),
+        ] {
+            let a = with_attributes(field);
+            let e = Entry::pack(&a);
+            assert_eq!(e.unpack(), a, "{field:?}");
+            assert!(e.holds(&a), "{field:?}");
+        }
+        // Packed bytes damaged in memory: no panic, and never equal to the field.
+        let a = with_attributes(&doc);
+        let mut e = Entry::pack(&a);
+        let start = e.ends[F_ATTRIBUTES - 1] as usize;
+        for b in e.bytes.get_mut(start + 4..).unwrap_or_default() {
+            *b = 0xfe;
+        }
+        assert_eq!(e.attributes(), None);
+        assert!(!e.holds(&a));
+        let mut e = Entry::pack(&a);
+        e.bytes = e.bytes.get(..start + 6).unwrap_or_default().into();
+        assert_eq!(e.attributes(), None);
+        assert!(!e.holds(&a));
+    }
+
+    #[test]
+    fn holds_compares_kept_documents_byte_for_byte() {
+        let field = entra_field("Associate Professor");
+        let a = with_attributes(&field);
+        let e = Entry::pack(&a);
+        assert!(e.holds(&a.clone()));
+        // One byte of the document changed, same length: "Professor" → "Professer".
+        let changed = entra_field("Associate Professer");
+        assert_eq!(changed.len(), field.len());
+        assert!(!e.holds(&with_attributes(&changed)));
+        assert!(!e.holds(&Account {
+            attributes: None,
+            ..a.clone()
+        }));
+        // The same document under another encoding is another field value.
+        assert!(!e.holds(&with_attributes(&format!("{field} "))));
+        // A refresh sees the change and stores it.
+        let idx = UserIndex::new();
+        idx.finish_rebuild([a.clone()]);
+        let mut refresh = idx.begin_rebuild();
+        idx.apply_listed(&mut refresh, &a);
+        assert_eq!(refresh.changed(), 0);
+        idx.apply_listed(&mut refresh, &with_attributes(&changed));
+        assert_eq!(refresh.changed(), 1);
+        idx.finish_refresh(refresh);
+        assert_eq!(idx.by_id(7).and_then(|a| a.attributes), Some(changed));
+        // A bare refresh keeps the document and sees a rename.
+        let mut refresh = idx.begin_rebuild();
+        let bare = Account {
+            attributes: None,
+            user_name: None,
+            external_id: None,
+            ..with_attributes("")
+        };
+        idx.apply_listed_bare(&mut refresh, &bare);
+        assert_eq!(refresh.changed(), 0);
+        idx.apply_listed_bare(
+            &mut refresh,
+            &Account {
+                lastname: "Renamed".into(),
+                ..bare
+            },
+        );
+        assert_eq!(refresh.changed(), 1);
+        idx.finish_refresh(refresh);
+        let after = idx.by_id(7).unwrap();
+        assert_eq!(after.lastname, "Renamed");
+        assert_eq!(after.attributes, Some(entra_field("Associate Professer")));
+        assert_eq!(after.user_name.as_deref(), Some("amelie@x.org"));
     }
 
     #[test]
