@@ -4,7 +4,8 @@
 //! identity provider (one keep-alive connection). Per operation: Chamilo calls (the
 //! stand-in's counters), p50/p99, and the proxy's own share of the time, measured against a
 //! loopback floor taken in the same run; and the binary's peak RSS (`VmHWM`). Prints figures
-//! (a Markdown table), asserts only correctness.
+//! (a Markdown table), asserts only correctness. Every account carries the kept attributes of
+//! a user sent with Entra ID's default mapping; `CHAMILO_BENCH_KEPT=0` leaves them out.
 //!
 //! `cargo test --release --test chamilo_bench_http -- --ignored --nocapture`
 //!
@@ -17,7 +18,7 @@ mod scim_support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chamilo_bench_support::{external_id, seed_managed, user_name};
+use chamilo_bench_support::{external_id, seed_managed, seed_managed_kept, user_name};
 use chamilo_scim_proxy::chamilo::client::{ClientSettings, Credentials, NewAccount};
 use chamilo_scim_proxy::chamilo::ChamiloClient;
 use chamilo_scim_proxy::config::Secret;
@@ -168,7 +169,13 @@ async fn start_proxy(chamilo: &StandinHandle, dir: &tempfile::TempDir) -> (Proxy
 /// One size: returns the table rows, the p50 per operation, and the memory lines.
 async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>, Vec<String>) {
     let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
-    let seeded = seed_managed(&chamilo, accounts);
+    // Like `chamilo_rss`: every account carries an Entra-mapped kept document unless
+    // `CHAMILO_BENCH_KEPT=0` (the figures before issue 10).
+    let seeded = if std::env::var("CHAMILO_BENCH_KEPT").map_or(true, |v| v != "0") {
+        seed_managed_kept(&chamilo, accounts)
+    } else {
+        seed_managed(&chamilo, accounts)
+    };
     let dir = tempfile::tempdir().unwrap();
     let (proxy, build) = start_proxy(&chamilo, &dir).await;
     let ready = Instant::now();

@@ -1,9 +1,11 @@
 //! The Chamilo `directory` against the stand-in: the SCIM operations the engine calls, the
 //! userName round trip, validation before any call, deprovisioning and protected accounts.
 
+mod chamilo_bench_support;
 mod chamilo_support;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chamilo_scim_proxy::chamilo::directory::ChamiloDirectory;
 use chamilo_scim_proxy::chamilo::kept::KeptAttributes;
@@ -1282,4 +1284,36 @@ async fn a_write_that_reads_again_checks_the_expected_version() {
     assert_ne!(v2, v1);
     let stored = dir.replace(&id, next, Some(&v2)).await.unwrap();
     assert_eq!(stored.get_str("title"), Some("Dr"));
+}
+
+/// A filter the index cannot answer by key scans every account, which costs CPU in
+/// proportion to the accounts (seconds at 100k with kept attributes): the other tasks of the
+/// worker thread running it (other SCIM requests, Chamilo pages passed through) must not wait
+/// for it. With one worker, a task spawned while the scan runs must run before it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_full_scan_does_not_hold_up_its_worker() {
+    let chamilo = Standin::start(StandinConfig::default()).await.unwrap();
+    chamilo_bench_support::seed_managed_kept(&chamilo, 8_000);
+    let dir = Arc::new(replica(&chamilo, ChamiloMapping::default()).await.directory);
+    let scan = {
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let page = dir.find(&eq("title", "no such title")).await.unwrap();
+            (page.total, started.elapsed(), Instant::now())
+        })
+    };
+    // The scan is under way on the only worker (this test's own body runs on another thread).
+    std::thread::sleep(Duration::from_millis(30));
+    let other = tokio::spawn(async { Instant::now() }).await.unwrap();
+    let (total, took, scan_ended) = scan.await.unwrap();
+    assert_eq!(total, 0);
+    assert!(
+        took > Duration::from_millis(100),
+        "the scan must outlast the wait for this test to mean anything: {took:?}"
+    );
+    assert!(
+        other < scan_ended,
+        "a task spawned 30 ms into a {took:?} scan ran only after it"
+    );
 }

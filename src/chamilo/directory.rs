@@ -312,12 +312,12 @@ impl ChamiloDirectory {
                     self.account(&v).await?.into_iter().collect()
                 } else {
                     self.require_index()?;
-                    return Ok(self.search(query));
+                    return Ok(off_the_reactor(|| self.search(query)));
                 }
             }
             None => {
                 self.require_index()?;
-                return Ok(self.search(query));
+                return Ok(off_the_reactor(|| self.search(query)));
             }
         };
         let candidates: Vec<Account> = candidates
@@ -333,8 +333,21 @@ impl ChamiloDirectory {
     }
 }
 
-/// Accounts converted to SCIM at a time by a search the index cannot answer by key.
-const SEARCH_CHUNK: usize = 1024;
+/// Accounts converted to SCIM at a time by a search the index cannot answer by key: what a
+/// scan holds besides the page (a user with Entra ID's default mapping is a few KB as JSON
+/// values, and each worker thread's allocator keeps what it once held).
+const SEARCH_CHUNK: usize = 64;
+
+/// Runs `work`, which may take a second of CPU (a scan of 100k accounts), without holding up
+/// the other connections of this worker thread (pass-through requests included): on the
+/// multi-threaded runtime the worker's other tasks move to another thread meanwhile.
+fn off_the_reactor<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
 
 impl Directory for ChamiloDirectory {
     fn capabilities(&self) -> Capabilities {
