@@ -105,7 +105,19 @@ where
     }
 }
 
-/// `VmHWM` / `VmRSS` of a process, in MiB.
+/// One line of the memory table: peak and current RSS, and how much of the current one is the
+/// process's own memory (`RssAnon`) rather than mapped files (`RssFile`: the binary's code).
+fn memory_line(accounts: usize, when: &str, pid: u32) -> String {
+    format!(
+        "| {accounts} | {when} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+        vm_mib(pid, "VmHWM:"),
+        vm_mib(pid, "VmRSS:"),
+        vm_mib(pid, "RssAnon:"),
+        vm_mib(pid, "RssFile:")
+    )
+}
+
+/// A `kB` line of a process's `/proc/<pid>/status` (`VmHWM`, `VmRSS`…), in MiB.
 fn vm_mib(pid: u32, key: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -180,11 +192,13 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
     let (proxy, build) = start_proxy(&chamilo, &dir).await;
     let ready = Instant::now();
     let pid = proxy.pid();
-    let mut memory = vec![format!(
-        "| {accounts} | after start and the first index build ({:.1} s) | {:.1} MiB | {:.1} MiB |",
-        build.as_secs_f64(),
-        vm_mib(pid, "VmHWM:"),
-        vm_mib(pid, "VmRSS:")
+    let mut memory = vec![memory_line(
+        accounts,
+        &format!(
+            "after start and the first index build ({:.1} s)",
+            build.as_secs_f64()
+        ),
+        pid,
     )];
     let scim = TestServer::at(proxy.url("/scim/v2"));
     let site = TestServer::at(proxy.url(""));
@@ -370,10 +384,10 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
         }
     })
     .await;
-    memory.push(format!(
-        "| {accounts} | after every operation above (pages and full scans included) | {:.1} MiB | {:.1} MiB |",
-        vm_mib(pid, "VmHWM:"),
-        vm_mib(pid, "VmRSS:")
+    memory.push(memory_line(
+        accounts,
+        "after every operation above (pages and full scans included)",
+        pid,
     ));
     // A refresh of the whole index: an id above every known one makes the binary list again
     // once the index is older than the 30 s rate limit.
@@ -403,11 +417,13 @@ async fn run(accounts: usize) -> (Vec<String>, BTreeMap<&'static str, Duration>,
             .collect::<Vec<_>>()
             .join("\n")
     );
-    memory.push(format!(
-        "| {accounts} | after a refresh of the whole index ({:.1} s) | {:.1} MiB | {:.1} MiB |",
-        t.elapsed().as_secs_f64(),
-        vm_mib(pid, "VmHWM:"),
-        vm_mib(pid, "VmRSS:")
+    memory.push(memory_line(
+        accounts,
+        &format!(
+            "after a refresh of the whole index ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        ),
+        pid,
     ));
 
     let mut rows = vec![
@@ -467,8 +483,8 @@ async fn binary_costs_at_1k_10k_100k() {
     for r in &rows {
         println!("{r}");
     }
-    println!("\n| accounts | binary, when | VmHWM (peak RSS) | VmRSS |");
-    println!("|---|---|---|---|");
+    println!("\n| accounts | binary, when | VmHWM (peak RSS) | VmRSS | RssAnon | RssFile |");
+    println!("|---|---|---|---|---|---|");
     for m in &memory {
         println!("{m}");
     }
