@@ -132,19 +132,50 @@ const USER_NAME_IS_LOGIN: u16 = 1 << 15;
 /// `present` flag: the attributes are held packed (see [`HeldAttributes`]).
 const ATTRIBUTES_PACKED: u16 = 1 << 13;
 
-/// One account packed into one allocation (48 bytes plus the bytes).
+/// One account packed into one allocation (32 bytes plus the bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     id: u64,
-    /// The text fields (UTF-8), then the attributes field as held (see [`HeldAttributes`]).
+    /// The lengths of the text fields (LEB128, one byte each below 128), the text fields
+    /// (UTF-8), then the attributes field as held (see [`HeldAttributes`]) to the end. The
+    /// lengths sit in the allocation, not beside it, because at 100k accounts the entries'
+    /// own size counts: 24 bytes of offsets each were 3 MiB of the vector.
     bytes: Box<[u8]>,
-    /// End of field i in `bytes`, for every field but the last (which ends with `bytes`).
-    ends: [u32; FIELDS - 1],
     /// Bit i set: field i is present (for the optional ones); plus the userName flags and
     /// [`ATTRIBUTES_PACKED`].
     present: u16,
     active: bool,
     partial: bool,
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+
+/// Text fields before the attributes, each with its length at the start of `Entry::bytes`.
+const TEXT_FIELDS: usize = FIELDS - 1;
+
+/// Appends `n` in LEB128 (7 bits a byte, low bits first).
+fn put_length(bytes: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        bytes.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    bytes.push(n as u8);
+}
+
+/// Reads a LEB128 length at `*at` and moves past it; `None` if it is cut short or does not
+/// fit in 32 bits (no field is that long).
+fn take_length(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let mut n = 0usize;
+    for shift in [0, 7, 14, 21, 28] {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
 }
 
 /// The fields of `a` as stored, the userName left out when it repeats the e-mail or login.
@@ -321,8 +352,10 @@ impl Entry {
         }
         let text = fields[..F_ATTRIBUTES].iter().flatten().map(|s| s.len());
         let held_len = held.as_ref().map_or(0, |h| h.bytes().len());
-        let mut bytes = Vec::with_capacity(text.sum::<usize>() + held_len);
-        let mut ends = [0u32; FIELDS - 1];
+        let mut bytes = Vec::with_capacity(TEXT_FIELDS + text.sum::<usize>() + held_len);
+        for f in &fields[..TEXT_FIELDS] {
+            put_length(&mut bytes, f.map_or(0, str::len));
+        }
         for (i, f) in fields.iter().enumerate() {
             let field = match i {
                 F_ATTRIBUTES => held.as_ref().map(HeldAttributes::bytes),
@@ -332,14 +365,10 @@ impl Entry {
                 bytes.extend_from_slice(b);
                 present |= 1 << i;
             }
-            if let Some(end) = ends.get_mut(i) {
-                *end = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            }
         }
         Self {
             id: a.id,
             bytes: bytes.into_boxed_slice(),
-            ends,
             present,
             active: a.active,
             partial: a.partial,
@@ -386,11 +415,13 @@ impl Entry {
         if self.present & (1 << i) == 0 {
             return None;
         }
-        let start = match i.checked_sub(1) {
-            Some(prev) => self.ends[prev] as usize,
-            None => 0,
-        };
-        let end = self.ends.get(i).map_or(self.bytes.len(), |e| *e as usize);
+        let mut at = 0;
+        let mut lengths = [0; TEXT_FIELDS];
+        for length in &mut lengths {
+            *length = take_length(&self.bytes, &mut at)?;
+        }
+        let start = at + lengths.iter().take(i).sum::<usize>();
+        let end = lengths.get(i).map_or(self.bytes.len(), |len| start + len);
         self.bytes.get(start..end)
     }
 
@@ -1204,6 +1235,44 @@ mod tests {
     }
 
     #[test]
+    fn field_lengths_of_any_size_round_trip() {
+        for n in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            1 << 21,
+            (1 << 28) + 5,
+            u32::MAX as usize,
+        ] {
+            let mut bytes = vec![9];
+            put_length(&mut bytes, n);
+            let mut at = 1;
+            assert_eq!(take_length(&bytes, &mut at), Some(n), "{n}");
+            assert_eq!(at, bytes.len());
+            // Cut short: no length, no panic.
+            let mut at = 1;
+            assert_eq!(take_length(&bytes[..bytes.len() - 1], &mut at), None, "{n}");
+        }
+        // Fields longer than one length byte, around absent ones.
+        let a = Account {
+            login: "l".repeat(200),
+            user_name: Some("u".repeat(20_000)),
+            external_id: None,
+            firstname: None,
+            lastname: "é".repeat(100),
+            attributes: Some(entra_field("Lecturer")),
+            ..acc(9, "x", None, None)
+        };
+        let e = Entry::pack(&a);
+        assert_eq!(e.unpack(), a);
+        assert!(e.holds(&a));
+    }
+
+    #[test]
     fn an_entrys_own_fields_help_pack_its_document() {
         // The document repeats the account's e-mail and names: packed against them, it
         // takes less than the same document in an entry whose fields it does not repeat.
@@ -1275,7 +1344,7 @@ mod tests {
         // Packed bytes damaged in memory: no panic, and never equal to the field.
         let a = with_attributes(&doc);
         let mut e = Entry::pack(&a);
-        let start = e.ends[F_ATTRIBUTES - 1] as usize;
+        let start = e.bytes.len() - e.slot(F_ATTRIBUTES).unwrap().len();
         for b in e.bytes.get_mut(start + 4..).unwrap_or_default() {
             *b = 0xfe;
         }
