@@ -18,10 +18,11 @@
 //! other because every answer that matters is confirmed against Chamilo itself.
 //!
 //! Memory (about 230 bytes per account with the userName and externalId fields: 22.6 MiB at
-//! 100k; about 550 with an Entra-mapped `scim_attributes` document too: 52.5 MiB): entries sit
-//! in one vector sorted by id and pack their fields into one allocation each (a userName
-//! equal to the e-mail or the login is a flag, not a copy; the attributes document compressed
-//! against a SCIM dictionary, see `HeldAttributes`); the three key tables hold 4-byte ids, not
+//! 100k; about 500 with an Entra-mapped `scim_attributes` document too: 47.6 MiB): entries sit
+//! in one vector sorted by id, 32 bytes each, and pack their fields into one allocation each
+//! (a userName equal to the e-mail or the login is a flag, not a copy; the attributes document
+//! compressed against a SCIM dictionary and the entry's own fields, see `HeldAttributes`);
+//! the three key tables hold 4-byte ids, not
 //! strings or case-folded copies (a probe compares the entry's own field). A refresh diffs the streamed
 //! listing into this one generation instead of building a second one, and paging copies only
 //! the page, so the peak stays about one index plus the listing's current row.
@@ -269,7 +270,8 @@ fn pack_document(doc: &[u8], text: &[Option<&str>]) -> Option<Vec<u8>> {
 
 /// How the attributes field (`super::kept`, about 1.2 KB as stored for a user with Entra ID's
 /// default mapping) is held in an entry: the field's JSON document, decoded from its `json64:`
-/// encoding and compressed (a zstd frame) against [`SCIM_DICTIONARY`], when that is smaller
+/// encoding and compressed (a zstd frame) against [`SCIM_DICTIONARY`] and the entry's own text
+/// fields ([`entry_dictionary`]; under 300 bytes for that user), when that is smaller
 /// and gives the field back byte for byte; otherwise the field as stored (the older `k=v;`
 /// encoding, a value edited by hand, a value that is not canonical base64, a tiny document).
 #[derive(Debug, PartialEq, Eq)]

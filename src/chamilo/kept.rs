@@ -37,9 +37,9 @@ const JSON64: &str = "json64:";
 /// for every account (10k accounts at the bound are 80 MB of listing) and the index keeps it
 /// in memory. A user with Entra ID's default mapping takes about 1.2 KB (0.86 KB of JSON);
 /// one with every attribute of both schemas (the tests' maximal Entra ID user) about 2 KB.
-/// The index holds the JSON compressed against a SCIM dictionary (`super::index`): about
-/// 300 bytes for the Entra-mapped user, 52.5 MiB of index for 100k of them
-/// (`tests/chamilo_rss.rs`, `bench/chamilo.md` session 10).
+/// The index holds the JSON compressed against a SCIM dictionary and the account's own
+/// fields (`super::index`): under 300 bytes for the Entra-mapped user, 47.6 MiB of index for
+/// 100k of them (`tests/chamilo_rss.rs`, `bench/chamilo.md` session 11).
 pub const MAX_FIELD_BYTES: usize = 8192;
 
 /// Room kept under [`MAX_FIELD_BYTES`] for the dates and flags the proxy adds to what the
