@@ -22,10 +22,10 @@
 //! in one vector sorted by id, 32 bytes each, and pack their fields into one allocation each
 //! (a userName equal to the e-mail or the login is a flag, not a copy; the attributes document
 //! compressed against a SCIM dictionary and the entry's own fields, see `HeldAttributes`);
-//! the three key tables hold 4-byte ids, not
-//! strings or case-folded copies (a probe compares the entry's own field). A refresh diffs the streamed
-//! listing into this one generation instead of building a second one, and paging copies only
-//! the page, so the peak stays about one index plus the listing's current row.
+//! the three key tables hold 4-byte ids, not strings or case-folded copies (a probe compares
+//! the entry's own field). A refresh diffs the streamed listing into this one generation
+//! instead of building a second one, and paging copies only the page, so the peak stays about
+//! one index plus the listing's current row.
 
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
