@@ -9,8 +9,9 @@ use super::deprovisioned;
 use super::error::ChamiloError;
 use super::index::{Account, AccountRef};
 use super::lookup::AccountLookup;
-use super::mapping::{ChamiloMapping, ListScope};
-use crate::directory::query::CompValue;
+use super::mapping::{kept_names_deciding, ChamiloMapping, ListScope};
+use crate::directory::query::{matches, CompValue};
+use crate::directory::schema::ResourceSchema;
 use crate::directory::{
     Capabilities, DirFuture, Directory, DirectoryError, GroupStore, ListQuery, Page, User,
 };
@@ -255,11 +256,32 @@ impl ChamiloDirectory {
             };
         }
         // A scan may look at every account and return a page: the version (a digest of the
-        // whole resource) only for what is returned.
+        // whole resource) only for what is returned. Decoding an account's kept document is
+        // most of its cost, so where the filter names no attribute the document holds, the
+        // account converted without it decides (exactly: `kept_names_deciding`), and only
+        // the ones it lets through are converted whole.
+        let deciding = query
+            .filter
+            .as_ref()
+            .and_then(|f| kept_names_deciding(f).map(|names| (f, names)));
         let chunks = self
             .lookup
             .index
-            .chunks(keep, SEARCH_CHUNK)
+            .scan(SEARCH_CHUNK, |a| {
+                if !keep(a) {
+                    return None;
+                }
+                match deciding {
+                    Some((filter, names)) if !a.attributes_may_hold(names) => {
+                        let without = self
+                            .mapping
+                            .to_user_unversioned(&a.to_account_without_attributes());
+                        let without = serde_json::Value::Object(without.into_json());
+                        matches(filter, &without, ResourceSchema::full()).then(|| a.to_account())
+                    }
+                    _ => Some(a.to_account()),
+                }
+            })
             .map(|accounts| {
                 accounts
                     .iter()

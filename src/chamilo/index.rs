@@ -142,6 +142,9 @@ struct Entry {
     /// lengths sit in the allocation, not beside it, because at 100k accounts the entries'
     /// own size counts: 24 bytes of offsets each were 3 MiB of the vector.
     bytes: Box<[u8]>,
+    /// The known attribute names the kept document holds ([`kept::KeyNames`]), so that a
+    /// search can tell which documents it need not decode.
+    names: u32,
     /// Bit i set: field i is present (for the optional ones); plus the userName flags and
     /// [`ATTRIBUTES_PACKED`].
     present: u16,
@@ -281,13 +284,18 @@ enum HeldAttributes<'a> {
 }
 
 impl<'a> HeldAttributes<'a> {
-    /// The attributes `field` of an entry whose text fields are `text`.
-    fn of(field: &'a str, text: &[Option<&str>]) -> Self {
-        let Some(doc) = kept::json64_decode(field).filter(|d| d.len() <= MAX_PACKED_DOCUMENT)
-        else {
-            return Self::Raw(field);
+    /// The attributes `field` of an entry whose text fields are `text`, and the known
+    /// attribute names it holds.
+    fn of(field: &'a str, text: &[Option<&str>]) -> (Self, kept::KeyNames) {
+        let Some(doc) = kept::json64_decode(field) else {
+            // The older encoding or a value edited by hand: it may hold anything.
+            return (Self::Raw(field), kept::KeyNames::ALL);
         };
-        match pack_document(&doc, text) {
+        let names = kept::KeyNames::of_document(&doc);
+        if doc.len() > MAX_PACKED_DOCUMENT {
+            return (Self::Raw(field), names);
+        }
+        let held = match pack_document(&doc, text) {
             // Packed only when smaller and exact: the field must come back as it was stored.
             Some(packed)
                 if packed.len() < field.len()
@@ -297,7 +305,8 @@ impl<'a> HeldAttributes<'a> {
                 Self::Packed(packed)
             }
             _ => Self::Raw(field),
-        }
+        };
+        (held, names)
     }
 
     fn bytes(&self) -> &[u8] {
@@ -345,10 +354,13 @@ fn unpack_document_into(packed: &[u8], text: &[Option<&str>], doc: &mut Vec<u8>)
 impl Entry {
     fn pack(a: &Account) -> Self {
         let (fields, mut present) = stored_fields(a);
-        let held = a
-            .attributes
-            .as_deref()
-            .map(|field| HeldAttributes::of(field, &fields[..F_ATTRIBUTES]));
+        let (held, names) = match a.attributes.as_deref() {
+            Some(field) => {
+                let (held, names) = HeldAttributes::of(field, &fields[..F_ATTRIBUTES]);
+                (Some(held), names)
+            }
+            None => (None, kept::KeyNames::NONE),
+        };
         if let Some(HeldAttributes::Packed(_)) = held {
             present |= ATTRIBUTES_PACKED;
         }
@@ -371,6 +383,7 @@ impl Entry {
         Self {
             id: a.id,
             bytes: bytes.into_boxed_slice(),
+            names: names.bits(),
             present,
             active: a.active,
             partial: a.partial,
@@ -460,6 +473,10 @@ impl Entry {
     }
 
     fn unpack(&self) -> Account {
+        self.unpack_with(true)
+    }
+
+    fn unpack_with(&self, attributes: bool) -> Account {
         let s = |i| self.field(i).map(str::to_owned);
         Account {
             id: self.id,
@@ -470,7 +487,7 @@ impl Entry {
             firstname: s(F_FIRSTNAME),
             lastname: s(F_LASTNAME).unwrap_or_default(),
             email: s(F_EMAIL).unwrap_or_default(),
-            attributes: self.attributes(),
+            attributes: if attributes { self.attributes() } else { None },
             partial: self.partial,
             ..Account::default()
         }
@@ -522,6 +539,18 @@ impl<'a> AccountRef<'a> {
     /// An owned copy.
     pub fn to_account(&self) -> Account {
         self.0.unpack()
+    }
+
+    /// An owned copy without the attributes field (`attributes: None`), which is the one
+    /// field that costs decoding.
+    pub fn to_account_without_attributes(&self) -> Account {
+        self.0.unpack_with(false)
+    }
+
+    /// Whether the attributes field may hold an attribute of `names` (see
+    /// [`kept::KeyNames`]); always for a field the index could not read as a document.
+    pub fn attributes_may_hold(&self, names: kept::KeyNames) -> bool {
+        kept::KeyNames::from_bits(self.0.names).meets(names)
     }
 }
 
@@ -791,36 +820,50 @@ impl UserIndex {
         page
     }
 
-    /// The accounts `keep` chooses, in id order, `size` at a time (for searches that must
-    /// look at every account's attributes: only one chunk is copied at a time). Each chunk is
-    /// read under its own lock, so writes may land between chunks; every account is still
-    /// seen at most once.
+    /// The accounts `keep` chooses, in id order, in chunks of those among `size` accounts
+    /// looked at (for searches that must look at every account's attributes: only one chunk
+    /// is copied at a time). Each chunk is read under its own lock, so writes may land between
+    /// chunks; every account is still seen at most once.
     pub fn chunks<'a, K>(&'a self, keep: K, size: usize) -> impl Iterator<Item = Vec<Account>> + 'a
     where
         K: Fn(AccountRef<'_>) -> bool + 'a,
     {
+        self.scan(size, move |a| keep(a).then(|| a.to_account()))
+    }
+
+    /// What `visit` makes of each account (`None`: left out), in id order, in chunks of what
+    /// it made of `size` accounts, each read under its own lock like [`UserIndex::chunks`].
+    pub fn scan<'a, T, V>(&'a self, size: usize, mut visit: V) -> impl Iterator<Item = Vec<T>> + 'a
+    where
+        T: 'a,
+        V: FnMut(AccountRef<'_>) -> Option<T> + 'a,
+    {
         let size = size.max(1);
         let mut after: Option<u64> = None;
         let mut done = false;
-        std::iter::from_fn(move || {
+        std::iter::from_fn(move || loop {
             if done {
                 return None;
             }
-            let inner = self.read();
-            let entries = &inner.maps.entries;
-            let from = after.map_or(0, |id| entries.partition_point(|e| e.id <= id));
-            let mut chunk = Vec::with_capacity(size.min(entries.len()));
-            for e in entries.get(from..).unwrap_or_default() {
-                if chunk.len() == size {
-                    break;
+            let mut chunk = Vec::new();
+            {
+                // `size` accounts looked at per lock, whatever `visit` keeps: a search that
+                // matches nothing still lets writes in between.
+                let inner = self.read();
+                let entries = &inner.maps.entries;
+                let from = after.map_or(0, |id| entries.partition_point(|e| e.id <= id));
+                let looked = entries.get(from..).unwrap_or_default().iter().take(size);
+                let mut count = 0;
+                for e in looked {
+                    count += 1;
+                    after = Some(e.id);
+                    chunk.extend(visit(AccountRef(e)));
                 }
-                after = Some(e.id);
-                if keep(AccountRef(e)) {
-                    chunk.push(e.unpack());
-                }
+                done = count < size;
             }
-            done = chunk.len() < size;
-            (!chunk.is_empty()).then_some(chunk)
+            if !chunk.is_empty() {
+                return Some(chunk);
+            }
         })
     }
 
@@ -1152,19 +1195,26 @@ mod tests {
             .chunks(|a| a.login() != "u5" && a.active(), 3)
             .map(|c| c.iter().map(|a| a.id).collect())
             .collect();
-        assert_eq!(chunks, vec![vec![1, 2, 3], vec![4, 6, 7], vec![8, 9]]);
+        // Three accounts looked at per chunk, whatever `keep` leaves of them.
+        assert_eq!(chunks, vec![vec![1, 2, 3], vec![4, 6], vec![7, 8, 9]]);
         let mut chunks = idx.chunks(managed, 2);
-        assert_eq!(chunks.next().map(|c| c.len()), Some(2));
-        // A write between chunks: the next chunk continues after the last id seen.
-        idx.remove(2);
-        idx.upsert(acc(1, "u1", Some("u1@x"), None));
         assert_eq!(
             chunks
                 .next()
                 .map(|c| c.iter().map(|a| a.id).collect::<Vec<_>>()),
-            Some(vec![6, 8])
+            Some(vec![2])
         );
-        assert!(chunks.next().is_none());
+        // A write between chunks: the next chunk continues after the last id seen.
+        idx.remove(2);
+        idx.upsert(acc(1, "u1", Some("u1@x"), None));
+        let rest: Vec<Vec<u64>> = chunks.map(|c| c.iter().map(|a| a.id).collect()).collect();
+        assert_eq!(rest, vec![vec![4], vec![6], vec![8]]);
+        // Chunks that keep nothing are skipped, not the end.
+        let late: Vec<Vec<u64>> = idx
+            .chunks(|a| a.id() == 9, 2)
+            .map(|c| c.iter().map(|a| a.id).collect())
+            .collect();
+        assert_eq!(late, vec![vec![9]]);
     }
 
     #[test]

@@ -103,6 +103,128 @@ pub fn json64_decode_into(field: &str, doc: &mut Vec<u8>) -> bool {
         .is_ok()
 }
 
+/// The attribute names a scan can rule out without decoding kept documents (see
+/// [`KeyNames`]): the User schema's attributes but those never kept, `name`'s two sub-attributes
+/// Chamilo has columns for, and the enterprise extension's attributes.
+const KNOWN_NAMES: [&str; 29] = [
+    "id",
+    "userName",
+    "externalId",
+    "name",
+    "givenName",
+    "familyName",
+    "displayName",
+    "nickName",
+    "profileUrl",
+    "title",
+    "userType",
+    "preferredLanguage",
+    "locale",
+    "timezone",
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "groups",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+    "employeeNumber",
+    "costCenter",
+    "organization",
+    "division",
+    "department",
+    "manager",
+];
+
+/// Which of a set of attribute names a kept document holds as keys, at any depth and in any
+/// case: one bit per name the proxy knows (`KNOWN_NAMES`). The index keeps it per account so
+/// that a search on attributes a document does not hold (`name.familyName`, `userName sw`)
+/// can skip decoding it. [`KeyNames::ALL`] stands for "may hold any": a document that is not
+/// JSON the scanner can read, or an older field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyNames(u32);
+
+impl KeyNames {
+    /// No name.
+    pub const NONE: Self = Self(0);
+    /// Every name: nothing can be ruled out.
+    pub const ALL: Self = Self(u32::MAX);
+
+    /// The bit of one attribute name (case-insensitive); `None` for a name not known.
+    pub fn of_name(name: &str) -> Option<Self> {
+        Self::of_name_bytes(name.as_bytes())
+    }
+
+    fn of_name_bytes(name: &[u8]) -> Option<Self> {
+        KNOWN_NAMES
+            .iter()
+            .position(|known| known.as_bytes().eq_ignore_ascii_case(name))
+            .map(|i| Self(1 << i))
+    }
+
+    /// The known names among the keys of a JSON document: every string followed by `:`.
+    /// A key written with an escape (which could spell a name) or a document cut short gives
+    /// [`KeyNames::ALL`].
+    pub fn of_document(doc: &[u8]) -> Self {
+        let mut names = 0;
+        let mut at = 0;
+        while let Some(open) = doc
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'"'))
+        {
+            let start = at + open + 1;
+            let mut end = start;
+            let mut escaped = false;
+            loop {
+                match doc.get(end) {
+                    None => return Self::ALL,
+                    Some(b'"') => break,
+                    Some(b'\\') => {
+                        escaped = true;
+                        end += 2;
+                    }
+                    Some(_) => end += 1,
+                }
+            }
+            at = end + 1;
+            let next = doc
+                .get(at..)
+                .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()));
+            if next == Some(&b':') {
+                if escaped {
+                    return Self::ALL;
+                }
+                if let Some(bit) = doc.get(start..end).and_then(Self::of_name_bytes) {
+                    names |= bit.0;
+                }
+            }
+        }
+        Self(names)
+    }
+
+    /// Both sets together.
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether the two sets share a name.
+    pub fn meets(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// The bits, for storing.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// From stored bits.
+    pub fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+}
+
 /// The attributes kept in the extra field.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeptAttributes {
@@ -251,6 +373,41 @@ impl KeptAttributes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_names_are_the_keys_a_document_holds_at_any_depth() {
+        let names = |list: &[&str]| {
+            list.iter()
+                .map(|n| KeyNames::of_name(n).unwrap())
+                .fold(KeyNames::NONE, KeyNames::with)
+        };
+        let doc = br#"{"user":{"displayName":"familyName","name":{"formatted":"A B"},
+            "emails" : [{"value":"a@b","type":"work"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"Department":"x\"y"}},
+            "created":"2026-01-01T00:00:00Z"}"#;
+        let held = KeyNames::of_document(doc);
+        assert_eq!(
+            held,
+            names(&["displayName", "name", "emails", "department"])
+        );
+        // A value is not a key, whatever it says.
+        assert!(!held.meets(names(&["familyName", "title"])));
+        // Names the index does not know have no bit.
+        assert_eq!(KeyNames::of_name("formatted"), None);
+        assert_eq!(
+            KeyNames::of_name("DISPLAYNAME"),
+            KeyNames::of_name("displayName")
+        );
+        // What cannot be read may hold anything.
+        assert_eq!(
+            KeyNames::of_document(br#"{"na\u006de":"x"}"#),
+            KeyNames::ALL
+        );
+        assert_eq!(KeyNames::of_document(br#"{"title":"x"#), KeyNames::ALL);
+        assert_eq!(KeyNames::of_document(b""), KeyNames::NONE);
+        assert!(KeyNames::ALL.meets(names(&["title"])));
+        assert!(!KeyNames::ALL.meets(KeyNames::NONE));
+    }
 
     fn attrs(v: Value) -> Map<String, Value> {
         match v {

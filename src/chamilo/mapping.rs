@@ -39,8 +39,9 @@ use serde_json::{json, Map, Value};
 use super::deprovisioned;
 use super::error::ChamiloError;
 use super::index::{Account, IndexFields};
-use super::kept::KeptAttributes;
+use super::kept::{KeptAttributes, KeyNames};
 use super::username::{LoginRules, LoginTransform};
+use crate::directory::query::{is_core_urn, AttrPath, Filter};
 use crate::directory::{Capabilities, DirectoryError, User, ENTERPRISE_SCHEMA, USER_SCHEMA};
 
 /// What SCIM `DELETE` does.
@@ -760,6 +761,56 @@ impl ChamiloMapping {
     }
 }
 
+/// The kept attribute names an account's document must lack for the account converted
+/// without it ([`ChamiloMapping::to_user_unversioned`] with `attributes: None`) to answer
+/// `filter` exactly as the whole account does: every attribute the filter names is then made
+/// of Chamilo's columns alone, the same either way. `None` when an attribute it names comes
+/// from the document whatever its keys (`meta` from its dates, `active` from its
+/// "unassigned" flag, `schemas` from its enterprise part) or is not one of the names
+/// [`KeyNames`] knows. Paths are walked with a stack: filters can be thousands of terms deep.
+pub(crate) fn kept_names_deciding(filter: &Filter) -> Option<KeyNames> {
+    let mut names = KeyNames::NONE;
+    let mut pending = vec![filter];
+    while let Some(f) = pending.pop() {
+        let path = match f {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                pending.push(a);
+                pending.push(b);
+                continue;
+            }
+            Filter::Not(inner) => {
+                pending.push(inner);
+                continue;
+            }
+            Filter::Compare { path, .. } | Filter::Present(path) => path,
+            // The value filter's paths are sub-attributes of `attr`: `attr` decides.
+            Filter::ValuePath { attr, .. } => attr,
+        };
+        names = names.with(path_names(path)?);
+    }
+    Some(names)
+}
+
+/// The name whose absence from a document makes `path` the same with or without it.
+fn path_names(path: &AttrPath) -> Option<KeyNames> {
+    match path.urn.as_deref() {
+        None => {}
+        Some(urn) if is_core_urn(urn) || urn.eq_ignore_ascii_case(ENTERPRISE_SCHEMA) => {}
+        Some(_) => return None,
+    }
+    // `name.givenName` and `name.familyName` come from their columns unless the document
+    // holds them: the rest of `name` (`formatted`…) does not change them.
+    let column_sub = path.sub_attr.as_deref().filter(|sub| {
+        ["givenName", "familyName"]
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(sub))
+    });
+    match column_sub {
+        Some(sub) if path.name.eq_ignore_ascii_case("name") => KeyNames::of_name(sub),
+        _ => KeyNames::of_name(&path.name),
+    }
+}
+
 /// Sets `meta.version` of a user `to_user_unversioned` made: a digest of everything returned
 /// (attributes and dates, never the version itself), so any change of a returned attribute,
 /// also one made in Chamilo's UI and seen by a read, gives another version, and the same
@@ -810,6 +861,49 @@ fn with_column(mut items: Vec<Value>, wanted_type: &str, column: Option<&str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_names_what_a_document_must_lack_to_be_left_undecoded() {
+        use crate::scim::filter::{parse_filter, FilterLimits};
+        let deciding = |text: &str| {
+            let filter = parse_filter(text, &FilterLimits::default()).unwrap();
+            kept_names_deciding(&filter)
+        };
+        let name = |n: &str| KeyNames::of_name(n).unwrap();
+        // name's columns: only the sub-attribute counts, not `name` (formatted…).
+        assert_eq!(
+            deciding(r#"name.familyName eq "Lee""#),
+            Some(name("familyName"))
+        );
+        assert_eq!(
+            deciding(r#"name.givenName sw "A" and not (userName co "x")"#),
+            Some(name("givenName").with(name("userName")))
+        );
+        assert_eq!(deciding("name pr"), Some(name("name")));
+        assert_eq!(deciding(r#"name.formatted eq "A""#), Some(name("name")));
+        assert_eq!(deciding(r#"emails[type eq "work"]"#), Some(name("emails")));
+        assert_eq!(
+            deciding(&format!(r#"{ENTERPRISE_SCHEMA}:manager.value eq "m""#)),
+            Some(name("manager"))
+        );
+        // Made from the document whatever its keys: always decoded.
+        for text in [
+            "active eq true",
+            "meta.lastModified pr",
+            r#"schemas eq "x""#,
+            r#"userName eq "a" or active eq false"#,
+        ] {
+            assert_eq!(deciding(text), None, "{text}");
+        }
+        // Deep chains are walked without recursion.
+        let long = vec![r#"title eq "x""#; 4_000].join(" or ");
+        let limits = FilterLimits {
+            max_length: long.len(),
+            ..FilterLimits::default()
+        };
+        let filter = parse_filter(&long, &limits).unwrap();
+        assert_eq!(kept_names_deciding(&filter), Some(name("title")));
+    }
 
     fn user(v: Value) -> User {
         match v {
