@@ -355,9 +355,10 @@ impl ChamiloDirectory {
     }
 }
 
-/// Accounts converted to SCIM at a time by a search the index cannot answer by key: what a
-/// scan holds besides the page (a user with Entra ID's default mapping is a few KB as JSON
-/// values, and each worker thread's allocator keeps what it once held).
+/// Accounts looked at per chunk by a search the index cannot answer by key (one lock each):
+/// what a scan holds besides the page is at most this many users converted to SCIM (a user
+/// with Entra ID's default mapping is a few KB as JSON values, and each worker thread's
+/// allocator keeps what it once held).
 const SEARCH_CHUNK: usize = 64;
 
 /// Runs `work`, which may take a second of CPU (a scan of 100k accounts), without holding up
