@@ -732,12 +732,7 @@ async fn languages_and_roles_come_back_as_sent_and_chamilo_wins_on_status() {
     // Another replica reads them from its own index listing.
     let other = directory_on(&chamilo, ChamiloMapping::default()).await;
     let listed = other
-        .find(&ListQuery {
-            filter: None,
-            sort: None,
-            start_index: 1,
-            count: 1000,
-        })
+        .find(&listing(None))
         .await
         .unwrap()
         .resources
@@ -1353,6 +1348,7 @@ async fn scans_answer_as_the_whole_accounts_do() {
     for p in people {
         ids.push(dir.create(user(p)).await.unwrap().id().unwrap().to_owned());
     }
+    let created = ids.len();
     // Documents edited in Chamilo by hand: a familyName in the document (which wins over
     // the column), one in another case, and the encoding from before issue 10.
     let hand_edited =
@@ -1375,17 +1371,8 @@ async fn scans_answer_as_the_whole_accounts_do() {
     }
     r.lookup.rebuild().await.unwrap();
 
-    let everyone = dir
-        .find(&ListQuery {
-            filter: None,
-            sort: None,
-            start_index: 1,
-            count: 1000,
-        })
-        .await
-        .unwrap()
-        .resources;
-    assert!(everyone.len() >= people_len(), "{}", everyone.len());
+    let everyone = dir.find(&listing(None)).await.unwrap().resources;
+    assert!(everyone.len() >= created, "{}", everyone.len());
     let limits = FilterLimits {
         max_length: 4096,
         ..FilterLimits::default()
@@ -1415,13 +1402,7 @@ async fn scans_answer_as_the_whole_accounts_do() {
         r#"id pr and not (userName eq "nobody@example.org")"#,
     ];
     for text in filters {
-        let filter = parse_filter(text, &limits).unwrap();
-        let query = ListQuery {
-            filter: Some(filter),
-            sort: None,
-            start_index: 1,
-            count: 1000,
-        };
+        let query = listing(Some(parse_filter(text, &limits).unwrap()));
         let got = dir.find(&query).await.unwrap();
         let want = query.select(everyone.clone());
         let ids_of = |users: &[User]| {
@@ -1441,20 +1422,18 @@ async fn scans_answer_as_the_whole_accounts_do() {
     }
     // The hand-edited familyName is found although its column says otherwise.
     let q = parse_filter(r#"name.familyName eq "Override""#, &limits).unwrap();
-    let found = dir
-        .find(&ListQuery {
-            filter: Some(q),
-            sort: None,
-            start_index: 1,
-            count: 10,
-        })
-        .await
-        .unwrap();
+    let found = dir.find(&listing(Some(q))).await.unwrap();
     assert_eq!(found.total, 1);
 }
 
-fn people_len() -> usize {
-    5
+/// The first 1,000 users, filtered or not.
+fn listing(filter: Option<Filter>) -> ListQuery {
+    ListQuery {
+        filter,
+        sort: None,
+        start_index: 1,
+        count: 1000,
+    }
 }
 
 /// A `scim_attributes` value holding `doc` in the current encoding.
