@@ -864,45 +864,59 @@ mod tests {
 
     #[test]
     fn a_filter_names_what_a_document_must_lack_to_be_left_undecoded() {
-        use crate::scim::filter::{parse_filter, FilterLimits};
-        let deciding = |text: &str| {
-            let filter = parse_filter(text, &FilterLimits::default()).unwrap();
-            kept_names_deciding(&filter)
+        use crate::directory::query::{CompValue, CompareOp};
+        let path = |urn: Option<&str>, attr: &str, sub: Option<&str>| AttrPath {
+            urn: urn.map(str::to_owned),
+            ..AttrPath::new(attr, sub)
         };
+        let eq = |p: AttrPath| Filter::Compare {
+            path: p,
+            op: CompareOp::Eq,
+            value: CompValue::Str("x".into()),
+        };
+        let on = |attr: &str, sub: Option<&str>| eq(path(None, attr, sub));
+        let and = |a: Filter, b: Filter| Filter::And(Box::new(a), Box::new(b));
         let name = |n: &str| KeyNames::of_name(n).unwrap();
         // name's columns: only the sub-attribute counts, not `name` (formatted…).
         assert_eq!(
-            deciding(r#"name.familyName eq "Lee""#),
+            kept_names_deciding(&on("name", Some("familyName"))),
             Some(name("familyName"))
         );
         assert_eq!(
-            deciding(r#"name.givenName sw "A" and not (userName co "x")"#),
+            kept_names_deciding(&and(
+                on("NAME", Some("givenname")),
+                Filter::Not(Box::new(on("userName", None)))
+            )),
             Some(name("givenName").with(name("userName")))
         );
-        assert_eq!(deciding("name pr"), Some(name("name")));
-        assert_eq!(deciding(r#"name.formatted eq "A""#), Some(name("name")));
-        assert_eq!(deciding(r#"emails[type eq "work"]"#), Some(name("emails")));
+        let name_pr = Filter::Present(path(None, "name", None));
+        assert_eq!(kept_names_deciding(&name_pr), Some(name("name")));
         assert_eq!(
-            deciding(&format!(r#"{ENTERPRISE_SCHEMA}:manager.value eq "m""#)),
-            Some(name("manager"))
+            kept_names_deciding(&on("name", Some("formatted"))),
+            Some(name("name"))
         );
-        // Made from the document whatever its keys: always decoded.
-        for text in [
-            "active eq true",
-            "meta.lastModified pr",
-            r#"schemas eq "x""#,
-            r#"userName eq "a" or active eq false"#,
-        ] {
-            assert_eq!(deciding(text), None, "{text}");
-        }
-        // Deep chains are walked without recursion.
-        let long = vec![r#"title eq "x""#; 4_000].join(" or ");
-        let limits = FilterLimits {
-            max_length: long.len(),
-            ..FilterLimits::default()
+        let work_email = Filter::ValuePath {
+            attr: path(None, "emails", None),
+            filter: Box::new(on("type", None)),
         };
-        let filter = parse_filter(&long, &limits).unwrap();
-        assert_eq!(kept_names_deciding(&filter), Some(name("title")));
+        assert_eq!(kept_names_deciding(&work_email), Some(name("emails")));
+        let manager = eq(path(Some(ENTERPRISE_SCHEMA), "manager", Some("value")));
+        assert_eq!(kept_names_deciding(&manager), Some(name("manager")));
+        // Made from the document whatever its keys, or a schema it does not know: decoded.
+        for f in [
+            on("active", None),
+            on("meta", Some("lastModified")),
+            on("schemas", None),
+            and(on("userName", None), on("active", None)),
+            eq(path(Some("urn:example:other"), "title", None)),
+        ] {
+            assert_eq!(kept_names_deciding(&f), None, "{f:?}");
+        }
+        // Chains as long as the parser allows are walked without recursion.
+        let long = (0..4_000).fold(on("title", None), |chain, _| {
+            Filter::Or(Box::new(chain), Box::new(on("title", None)))
+        });
+        assert_eq!(kept_names_deciding(&long), Some(name("title")));
     }
 
     fn user(v: Value) -> User {
