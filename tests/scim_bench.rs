@@ -267,25 +267,25 @@ async fn largest_group_requests() {
         figures.push((label, best));
     };
 
-    let mut runs = Vec::new();
-    for i in 0..RUNS {
-        let body = new_group(format!("small{i}"), members(0..1));
-        runs.push(
-            engine_ms(&svc, &cfg, Method::POST, "/Groups", Some(body))
-                .await
-                .0,
-        );
-    }
+    // Creates RUNS groups `{prefix}{i}` of `size` members: the times, and the groups' ids.
+    let create_groups = |prefix: &'static str, size: usize| {
+        let (svc, cfg, members, new_group) = (&svc, &cfg, &members, &new_group);
+        async move {
+            let (mut runs, mut ids) = (Vec::new(), Vec::new());
+            for i in 0..RUNS {
+                let body = new_group(format!("{prefix}{i}"), members(0..size));
+                let (ms, created) = engine_ms(svc, cfg, Method::POST, "/Groups", Some(body)).await;
+                runs.push(ms);
+                ids.push(created["id"].as_str().unwrap_or_default().to_owned());
+            }
+            (runs, ids)
+        }
+    };
+
+    let (runs, _) = create_groups("small", 1).await;
     record("create a group with 1 member (reference)", runs);
 
-    let mut runs = Vec::new();
-    let mut big = Vec::new();
-    for i in 0..RUNS {
-        let body = new_group(format!("big{i}"), members(0..20_000));
-        let (ms, created) = engine_ms(&svc, &cfg, Method::POST, "/Groups", Some(body)).await;
-        runs.push(ms);
-        big.push(created["id"].as_str().unwrap_or_default().to_owned());
-    }
+    let (runs, big) = create_groups("big", 20_000).await;
     record("create a group with 20,000 members", runs);
 
     let mut runs = Vec::new();
@@ -310,14 +310,7 @@ async fn largest_group_requests() {
     }
     record("PUT it with 20,000 members (10,000 moved)", runs);
 
-    let mut runs = Vec::new();
-    let mut half = Vec::new();
-    for i in 0..RUNS {
-        let body = new_group(format!("half{i}"), members(0..10_000));
-        let (ms, created) = engine_ms(&svc, &cfg, Method::POST, "/Groups", Some(body)).await;
-        runs.push(ms);
-        half.push(created["id"].as_str().unwrap_or_default().to_owned());
-    }
+    let (runs, half) = create_groups("half", 10_000).await;
     record("create a group with 10,000 members", runs);
 
     let mut runs = Vec::new();
